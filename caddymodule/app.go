@@ -1,0 +1,176 @@
+// Package caddymodule plugs oauthgate into Caddy: the "oauth" app, which
+// owns what both handlers share (issuer, signing keys, clients, policy),
+// the "oauth_server" and "oauth_guard" HTTP handlers, their Caddyfile
+// syntax, and the "caddy oauth" commands. The logic lives in the
+// sub-packages, which know nothing of Caddy.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/guard"
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// DefaultLeeway is the clock skew tolerated in exp, nbf and iat.
+const DefaultLeeway = 30 * time.Second
+
+// App is the "oauth" app: the gateway's authorization-server state,
+// shared by the oauth_server and oauth_guard handlers of every site.
+//
+// Signing keys are kept in Caddy's configured storage (the "storage"
+// global option), generated there on first start. Instances that share
+// storage share keys, and a restart keeps issued tokens valid.
+type App struct {
+	// Issuer identifies this gateway as a token issuer: the "iss" claim
+	// of every token it issues and the only issuer its guards trust. An
+	// absolute http(s) URL without query or fragment, normally the
+	// gateway's public base URL; RFC 8414 metadata and the JWKS are
+	// published under it. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audience is the "aud" claim of issued tokens and what guards
+	// require in "aud" by default. Default: the issuer.
+	Audience string `json:"audience,omitempty"`
+
+	// ClientsFile is the path of the clients file (JSON, written by
+	// "caddy oauth client add"). Required. Changes take effect on the
+	// next config load ("caddy reload").
+	ClientsFile string `json:"clients,omitempty"`
+
+	// PolicyFile is the path of the policy file (YAML): subjects and their
+	// roles, and the roles each path requires. Required. Changes take
+	// effect on the next config load.
+	PolicyFile string `json:"policy,omitempty"`
+
+	// Leeway is the clock skew tolerated when checking a token's exp,
+	// nbf and iat. Default: 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	clients  *clients.Registry
+	keys     *keys.Set
+	policy   *policy.Policy
+	verifier *tokens.Verifier
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "oauth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision loads the clients, the policy and the signing keys. Any
+// problem fails the config load, so a running gateway keeps its previous,
+// good config.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if err := a.validateConfig(); err != nil {
+		return err
+	}
+	if a.Audience == "" {
+		a.Audience = a.Issuer
+	}
+	if a.Leeway == 0 {
+		a.Leeway = caddy.Duration(DefaultLeeway)
+	}
+
+	cf, err := clients.ReadFile(a.ClientsFile)
+	if err != nil {
+		return fmt.Errorf("oauth: clients: %w", err)
+	}
+	a.clients = clients.NewRegistry(cf)
+	if a.policy, err = policy.ReadFile(a.PolicyFile); err != nil {
+		return fmt.Errorf("oauth: policy: %w", err)
+	}
+	if a.keys, err = keys.LoadOrCreate(ctx, ctx.Storage()); err != nil {
+		return fmt.Errorf("oauth: %w", err)
+	}
+	a.verifier = &tokens.Verifier{
+		Keys:     a.keys,
+		Issuer:   a.Issuer,
+		Audience: a.Audience,
+		Leeway:   time.Duration(a.Leeway),
+	}
+	a.logger.Info("oauth ready",
+		zap.String("issuer", a.Issuer),
+		zap.Int("clients", a.clients.Len()),
+		zap.String("signing_key", a.keys.Signing().ID))
+	return nil
+}
+
+func (a *App) validateConfig() error {
+	switch {
+	case a.Issuer == "":
+		return errors.New("oauth: issuer is required (the gateway's public base URL, e.g. https://gateway.example.com)")
+	case a.ClientsFile == "":
+		return errors.New("oauth: clients is required (the path of the clients file)")
+	case a.PolicyFile == "":
+		return errors.New("oauth: policy is required (the path of the policy file)")
+	case a.Leeway < 0:
+		return errors.New("oauth: leeway must not be negative")
+	}
+	u, err := url.Parse(a.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("oauth: issuer %q: want an absolute http(s) URL without query, fragment or user info", a.Issuer)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		// RFC 8414 §2 wants https; plain http is fine on loopback demos,
+		// elsewhere it is a mistake worth a line in the log.
+		caddy.Log().Named("oauth").Warn("issuer is not https; tokens and secrets cross the network in clear", zap.String("issuer", a.Issuer))
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Start is a no-op: the app serves through its handlers.
+func (a *App) Start() error { return nil }
+
+// Stop is a no-op.
+func (a *App) Stop() error { return nil }
+
+// The snapshots both handlers read (authserver.State, guard.State).
+
+// Clients returns the client registry.
+func (a *App) Clients() *clients.Registry { return a.clients }
+
+// Keys returns the signing keys.
+func (a *App) Keys() *keys.Set { return a.keys }
+
+// Policy returns the policy.
+func (a *App) Policy() *policy.Policy { return a.policy }
+
+// Roles returns the roles the policy grants subject.
+func (a *App) Roles(subject string) []string { return a.policy.Roles(subject, nil) }
+
+// Verifier returns the verifier of this app's tokens.
+func (a *App) Verifier() guard.Verifier { return a.verifier }
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

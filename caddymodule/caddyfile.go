@@ -1,0 +1,140 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("oauth", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseHandler[Server])
+	httpcaddyfile.RegisterHandlerDirective("oauth_guard", parseHandler[Guard])
+	// The token endpoint must answer before any guard, and both run
+	// before the handlers that serve or proxy: a plain site block needs no
+	// route block or global order.
+	httpcaddyfile.RegisterDirectiveOrder("oauth_server", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterDirectiveOrder("oauth_guard", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption sets up the oauth app:
+//
+//	oauth {
+//		issuer   <url>
+//		audience <aud>
+//		clients  <path>
+//		policy   <path>
+//		leeway   <duration>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the oauth global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // the option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.Args(&val) || d.NextArg() {
+			return nil, d.Errf("%s takes exactly one argument", key)
+		}
+		switch key {
+		case "issuer":
+			app.Issuer = val
+		case "audience":
+			app.Audience = val
+		case "clients":
+			app.ClientsFile = val
+		case "policy":
+			app.PolicyFile = val
+		case "leeway":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return nil, d.Errf("leeway: %v", err)
+			}
+			app.Leeway = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unknown oauth option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "oauth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseHandler builds a handler from its directive.
+func parseHandler[T any, PT interface {
+	*T
+	caddyfile.Unmarshaler
+	caddyhttp.MiddlewareHandler
+}](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := PT(new(T))
+	return m, m.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	oauth_server [<matcher>] {
+//		realm <name>
+//	}
+func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "realm":
+			if !d.Args(&s.Realm) || d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unknown oauth_server option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	oauth_guard [<matcher>] {
+//		realm          <name>
+//		max_token_size <bytes>
+//	}
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.Args(&val) || d.NextArg() {
+			return d.Errf("%s takes exactly one argument", key)
+		}
+		switch key {
+		case "realm":
+			g.Realm = val
+		case "max_token_size":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return d.Errf("max_token_size: want a positive number of bytes, got %q", val)
+			}
+			g.MaxTokenSize = n
+		default:
+			return d.Errf("unknown oauth_guard option %q", key)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Server)(nil)
+	_ caddyfile.Unmarshaler = (*Guard)(nil)
+)

@@ -1,0 +1,256 @@
+// Package clients is the registry of OAuth clients: the clients file, its
+// atomic persistence, and client authentication by secret.
+//
+// The file is JSON written by `caddy oauth client …`. Secrets are never
+// stored in clear; see Secret for the hash formats.
+package clients
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultTokenLifetime applies to a client whose file entry has no
+// token_lifetime (SAP's default for an OAuth client).
+const DefaultTokenLifetime = 60 * time.Minute
+
+// maxFileSize bounds the clients file so a wrong path (a log, a device)
+// cannot make the gateway read without end. 16 MiB holds ~50,000 clients.
+const maxFileSize = 16 << 20
+
+// File is the on-disk form of the clients file.
+type File struct {
+	Clients []Client `json:"clients"`
+}
+
+// Client is one registered OAuth client (an SAP "OAuth client": a sender
+// system with its own credentials).
+type Client struct {
+	// ID is the generated client ID; the token subject is
+	// "oauth_client_" + ID.
+	ID string `json:"id"`
+	// Name is a short label chosen by the operator.
+	Name string `json:"name"`
+	// Description is free text for the operator.
+	Description string `json:"description,omitempty"`
+	// Secrets are the hashes of the secrets that authenticate the client.
+	Secrets []Secret `json:"secrets"`
+	// TokenLifetime is how long the client's access tokens are valid, as
+	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime.
+	TokenLifetime string `json:"token_lifetime,omitempty"`
+	// Disabled clients cannot obtain tokens.
+	Disabled bool `json:"disabled,omitempty"`
+
+	lifetime time.Duration
+}
+
+// Subject is the token subject of the client, SAP's technical user.
+func (c *Client) Subject() string { return SubjectPrefix + c.ID }
+
+// SubjectPrefix turns a client ID into its token subject.
+const SubjectPrefix = "oauth_client_"
+
+// Lifetime is the validated token lifetime.
+func (c *Client) Lifetime() time.Duration { return c.lifetime }
+
+// validate checks the entry and fills derived fields.
+func (c *Client) validate() error {
+	if !validID(c.ID) {
+		return fmt.Errorf("id %q: must be 1 to 64 characters of A-Z a-z 0-9 - _ .", c.ID)
+	}
+	if len(c.Secrets) == 0 {
+		return errors.New("no secrets")
+	}
+	for i := range c.Secrets {
+		if err := c.Secrets[i].parse(); err != nil {
+			return fmt.Errorf("secret %d: %w", i+1, err)
+		}
+	}
+	c.lifetime = DefaultTokenLifetime
+	if c.TokenLifetime != "" {
+		d, err := time.ParseDuration(c.TokenLifetime)
+		if err != nil {
+			return fmt.Errorf("token_lifetime: %w", err)
+		}
+		if d <= 0 {
+			return fmt.Errorf("token_lifetime %q: must be positive", c.TokenLifetime)
+		}
+		c.lifetime = d
+	}
+	return nil
+}
+
+// validID keeps IDs safe to embed in a subject, a log line and a Basic
+// header: no colon, no spaces, no characters that need encoding.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadFile reads and validates the clients file at path. A missing file is
+// an error: a gateway configured with a clients file that is not there is
+// misconfigured, not empty.
+func ReadFile(path string) (*File, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// ReadFileOrEmpty is ReadFile, except that a missing file reads as an empty
+// registry; the CLI uses it to create the first client.
+func ReadFileOrEmpty(path string) (*File, error) {
+	f, err := ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &File{}, nil
+	}
+	return f, err
+}
+
+func readBounded(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+	}
+	return data, nil
+}
+
+// Parse decodes and validates a clients file. Errors name the line and
+// column of a JSON syntax error, or the client at fault.
+func Parse(data []byte) (*File, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, jsonError(data, err)
+	}
+	if dec.More() {
+		return nil, errors.New("unexpected data after the JSON object")
+	}
+	seen := make(map[string]bool, len(f.Clients))
+	for i := range f.Clients {
+		c := &f.Clients[i]
+		if err := c.validate(); err != nil {
+			return nil, fmt.Errorf("client %d (%q): %w", i+1, c.ID, err)
+		}
+		if seen[c.ID] {
+			return nil, fmt.Errorf("client %d: duplicate id %q", i+1, c.ID)
+		}
+		seen[c.ID] = true
+	}
+	return &f, nil
+}
+
+// jsonError adds a line:column position to a decoding error.
+func jsonError(data []byte, err error) error {
+	var offset int64 = -1
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		offset = syn.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	}
+	if offset < 0 || offset > int64(len(data)) {
+		return err
+	}
+	line := 1 + bytes.Count(data[:offset], []byte{'\n'})
+	col := offset - int64(bytes.LastIndexByte(data[:offset], '\n'))
+	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
+// WriteFile writes f to path atomically: a crash leaves either the old
+// file or the new one, never a mix. The file is readable by its owner
+// only, as it holds secret hashes.
+func WriteFile(path string, f *File) error {
+	for i := range f.Clients {
+		if err := f.Clients[i].validate(); err != nil {
+			return fmt.Errorf("client %q: %w", f.Clients[i].ID, err)
+		}
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	// Sync before rename: otherwise a crash can leave the new name
+	// pointing at a file whose data never reached the disk.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the rename itself durable, where the OS allows
+		d.Close()
+	}
+	return nil
+}
+
+// NewID returns a fresh client ID: 128 random bits in hex, like the IDs
+// SAP generates.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(b[:])
+}
+
+// Find returns the client with the given ID, or nil.
+func (f *File) Find(id string) *Client {
+	for i := range f.Clients {
+		if f.Clients[i].ID == id {
+			return &f.Clients[i]
+		}
+	}
+	return nil
+}

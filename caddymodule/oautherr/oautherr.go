@@ -1,0 +1,165 @@
+// Package oautherr holds the protocol errors of oauthgate and their HTTP
+// form: RFC 6749 §5.2 JSON for the token endpoint and RFC 6750 §3 Bearer
+// challenges for the guard. An Error knows its own status code, so handlers
+// never pick one by hand.
+package oautherr
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Error codes from RFC 6749 §5.2 and RFC 6750 §3.1.
+const (
+	CodeInvalidRequest       = "invalid_request"
+	CodeInvalidClient        = "invalid_client"
+	CodeInvalidGrant         = "invalid_grant"
+	CodeUnauthorizedClient   = "unauthorized_client"
+	CodeUnsupportedGrantType = "unsupported_grant_type"
+	CodeInvalidScope         = "invalid_scope"
+	CodeInvalidToken         = "invalid_token"
+	CodeInsufficientScope    = "insufficient_scope"
+)
+
+// Error is an OAuth protocol error.
+type Error struct {
+	// Code is the RFC error code; empty for a Bearer challenge that only
+	// asks for credentials (RFC 6750 §3.1: no error code when the request
+	// carried no token at all).
+	Code string
+	// Description is the human-readable error_description. It must never
+	// contain a secret or a token, and on the token endpoint it must not
+	// reveal whether a client exists.
+	Description string
+	// Status is the HTTP status code.
+	Status int
+	// Scope lists the roles that would have allowed the request
+	// (insufficient_scope only).
+	Scope []string
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Description
+}
+
+// InvalidRequest is a malformed request: 400.
+func InvalidRequest(desc string) *Error {
+	return &Error{Code: CodeInvalidRequest, Description: desc, Status: http.StatusBadRequest}
+}
+
+// InvalidClient is a failed client authentication: 401. Callers use one
+// description for unknown client, wrong secret and disabled client.
+func InvalidClient(desc string) *Error {
+	return &Error{Code: CodeInvalidClient, Description: desc, Status: http.StatusUnauthorized}
+}
+
+// UnsupportedGrantType is a grant type the server does not offer: 400.
+func UnsupportedGrantType(desc string) *Error {
+	return &Error{Code: CodeUnsupportedGrantType, Description: desc, Status: http.StatusBadRequest}
+}
+
+// InvalidScope is a requested scope the client may not have: 400.
+func InvalidScope(desc string) *Error {
+	return &Error{Code: CodeInvalidScope, Description: desc, Status: http.StatusBadRequest}
+}
+
+// MissingToken is the challenge for a request without a Bearer token: 401
+// with no error code.
+func MissingToken() *Error {
+	return &Error{Status: http.StatusUnauthorized}
+}
+
+// InvalidToken is a token that failed verification: 401.
+func InvalidToken(desc string) *Error {
+	return &Error{Code: CodeInvalidToken, Description: desc, Status: http.StatusUnauthorized}
+}
+
+// InsufficientScope is an authenticated caller without a required role: 403.
+func InsufficientScope(desc string, roles []string) *Error {
+	return &Error{Code: CodeInsufficientScope, Description: desc, Status: http.StatusForbidden, Scope: roles}
+}
+
+// body is the JSON shape shared by both endpoints.
+type body struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// WriteTokenError writes e as the token endpoint's RFC 6749 §5.2 response.
+// A 401 carries a Basic challenge, because HTTP Basic is the client
+// authentication scheme the endpoint offers (RFC 6749 §5.2, invalid_client).
+func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
+	h := w.Header()
+	if e.Status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Basic realm=`+quote(realm))
+	}
+	WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description})
+}
+
+// WriteChallenge writes e as the guard's RFC 6750 §3 response: a Bearer
+// challenge in WWW-Authenticate and the same facts as a small JSON body.
+func WriteChallenge(w http.ResponseWriter, realm string, e *Error) {
+	var b strings.Builder
+	b.WriteString("Bearer realm=")
+	b.WriteString(quote(realm))
+	if e.Code != "" {
+		b.WriteString(`, error=`)
+		b.WriteString(quote(e.Code))
+	}
+	if e.Description != "" {
+		b.WriteString(`, error_description=`)
+		b.WriteString(quote(e.Description))
+	}
+	scope := strings.Join(e.Scope, " ")
+	if scope != "" {
+		b.WriteString(`, scope=`)
+		b.WriteString(quote(scope))
+	}
+	w.Header().Set("WWW-Authenticate", b.String())
+	if e.Code == "" {
+		// RFC 6750 §3.1: a request without credentials gets the bare
+		// challenge; there is no error to report.
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(e.Status)
+		return
+	}
+	WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
+}
+
+// WriteJSON writes v with the headers every OAuth response needs: JSON and
+// never cached (RFC 6749 §5.1).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// quote renders s as an RFC 9110 quoted-string. Characters that a
+// quoted-string cannot carry (controls) are dropped rather than escaped,
+// so a description can never split the header.
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

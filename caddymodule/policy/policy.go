@@ -1,0 +1,378 @@
+// Package policy decides who may call what: the policy file maps token
+// subjects to roles ("subjects") and paths to the roles they require
+// ("rules"). It is SAP Cloud Integration's user-to-role assignment and
+// per-endpoint "User Role" in one person-written YAML file.
+//
+// Matching: the most specific matching rule decides. An exact path beats
+// a wildcard, a longer wildcard prefix beats a shorter one, and at equal
+// path specificity a rule that lists methods beats one that does not.
+// Paths match case-insensitively, like Caddy's path matcher, so changing
+// the case of a URL never escapes a stricter rule. No matching rule means
+// deny.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxFileSize bounds the policy file (100,000 subjects fit in ~8 MiB).
+const maxFileSize = 32 << 20
+
+// Policy is a parsed policy file. It is immutable; a changed file is a
+// new Policy.
+type Policy struct {
+	subjects map[string][]string
+	rules    []*Rule // most specific first
+}
+
+// Rule is one entry of "rules".
+type Rule struct {
+	// Path is an exact path ("/http/ping") or a prefix ending in "*"
+	// ("/http/*"); "*" alone matches every path.
+	Path string
+	// Methods restricts the rule to these HTTP methods; empty means any.
+	Methods []string
+	// Roles allow the request if the caller holds any one of them.
+	Roles []string
+	// Public rules need no token at all.
+	Public bool
+	// Line is where the rule starts in the policy file.
+	Line int
+
+	pattern  string // lower-cased path without a trailing "*"
+	wildcard bool
+}
+
+// ReadFile reads and parses the policy file at path.
+func ReadFile(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+	}
+	return Parse(data, path)
+}
+
+// Parse parses a policy; errors read "name:line: message".
+func Parse(data []byte, name string) (*Policy, error) {
+	p, err := parse(data)
+	if err != nil {
+		var le *lineError
+		if errors.As(err, &le) {
+			return nil, fmt.Errorf("%s:%d: %s", name, le.line, le.msg)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e *lineError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+func errAt(n *yaml.Node, format string, args ...any) error {
+	return &lineError{line: n.Line, msg: fmt.Sprintf(format, args...)}
+}
+
+func parse(data []byte) (*Policy, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, yamlError(err)
+	}
+	p := &Policy{subjects: map[string][]string{}}
+	if len(doc.Content) == 0 {
+		return p, nil // an empty file denies everything
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return nil, errAt(top, "want a mapping with subjects and rules")
+	}
+	for i := 0; i < len(top.Content); i += 2 {
+		k, v := top.Content[i], top.Content[i+1]
+		var err error
+		switch k.Value {
+		case "subjects":
+			err = p.parseSubjects(v)
+		case "rules":
+			err = p.parseRules(v)
+		default:
+			err = errAt(k, "unknown key %q (want subjects or rules)", k.Value)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := p.sortRules(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// yamlError turns yaml.v3's "yaml: line N: msg" into a lineError.
+func yamlError(err error) error {
+	var n int
+	var msg string
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	if _, scanErr := fmt.Sscanf(s, "line %d:", &n); scanErr == nil {
+		_, msg, _ = strings.Cut(s, ": ")
+		return &lineError{line: n, msg: msg}
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		return yamlError(errors.New(te.Errors[0]))
+	}
+	return err
+}
+
+func (p *Policy) parseSubjects(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return errAt(n, "subjects: want a mapping from subject to a list of roles")
+	}
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "" {
+			return errAt(k, "empty subject")
+		}
+		roles, err := stringList(v, "roles of "+k.Value)
+		if err != nil {
+			return err
+		}
+		p.subjects[k.Value] = roles
+	}
+	return nil
+}
+
+func (p *Policy) parseRules(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return errAt(n, "rules: want a list of rules")
+	}
+	for _, rn := range n.Content {
+		r, err := parseRule(rn)
+		if err != nil {
+			return err
+		}
+		p.rules = append(p.rules, r)
+	}
+	return nil
+}
+
+func parseRule(n *yaml.Node) (*Rule, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, errAt(n, "a rule is a mapping with path and roles or public")
+	}
+	r := &Rule{Line: n.Line}
+	var err error
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "path":
+			if v.Kind != yaml.ScalarNode {
+				return nil, errAt(v, "path: want a string")
+			}
+			r.Path = v.Value
+		case "methods":
+			if r.Methods, err = stringList(v, "methods"); err != nil {
+				return nil, err
+			}
+			for j, m := range r.Methods {
+				if !isToken(m) {
+					return nil, errAt(v, "methods: %q is not an HTTP method", m)
+				}
+				r.Methods[j] = strings.ToUpper(m)
+			}
+		case "roles":
+			if r.Roles, err = stringList(v, "roles"); err != nil {
+				return nil, err
+			}
+		case "public":
+			if err := v.Decode(&r.Public); err != nil || v.Tag != "!!bool" {
+				return nil, errAt(v, "public: want true or false")
+			}
+		default:
+			return nil, errAt(k, "unknown rule key %q (want path, methods, roles, public)", k.Value)
+		}
+	}
+	switch {
+	case r.Path == "":
+		return nil, errAt(n, "rule has no path")
+	case r.Path != "*" && !strings.HasPrefix(r.Path, "/"):
+		return nil, errAt(n, "path %q: must start with / (or be *)", r.Path)
+	case strings.Contains(strings.TrimSuffix(r.Path, "*"), "*"):
+		return nil, errAt(n, "path %q: only a trailing * is supported", r.Path)
+	case r.Public && len(r.Roles) > 0:
+		return nil, errAt(n, "rule is public and lists roles; choose one")
+	case !r.Public && len(r.Roles) == 0:
+		return nil, errAt(n, "rule needs roles, or public: true")
+	}
+	r.wildcard = strings.HasSuffix(r.Path, "*")
+	r.pattern = strings.ToLower(strings.TrimSuffix(r.Path, "*"))
+	return r, nil
+}
+
+// stringList accepts a YAML list of non-empty strings.
+func stringList(n *yaml.Node, what string) ([]string, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, errAt(n, "%s: want a list, e.g. [A, B]", what)
+	}
+	out := make([]string, 0, len(n.Content))
+	for _, e := range n.Content {
+		if e.Kind != yaml.ScalarNode || e.Value == "" {
+			return nil, errAt(e, "%s: want non-empty strings", what)
+		}
+		out = append(out, e.Value)
+	}
+	return out, nil
+}
+
+// isToken reports whether s is an RFC 9110 token, the syntax of a method.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sortRules orders rules by specificity and refuses two rules that would
+// compete for the same request at the same specificity: which one wins
+// would otherwise depend on their order in the file.
+func (p *Policy) sortRules() error {
+	sort.SliceStable(p.rules, func(i, j int) bool { return moreSpecific(p.rules[i], p.rules[j]) })
+	for i := 1; i < len(p.rules); i++ {
+		for j := i - 1; j >= 0 && !moreSpecific(p.rules[j], p.rules[i]); j-- {
+			a, b := p.rules[j], p.rules[i]
+			if a.pattern == b.pattern && methodsOverlap(a.Methods, b.Methods) {
+				first, second := a, b
+				if first.Line > second.Line {
+					first, second = second, first
+				}
+				return &lineError{line: second.Line, msg: fmt.Sprintf("rule for %s overlaps the rule at line %d for the same path and methods", second.Path, first.Line)}
+			}
+		}
+	}
+	return nil
+}
+
+func moreSpecific(a, b *Rule) bool {
+	if a.wildcard != b.wildcard {
+		return !a.wildcard
+	}
+	if len(a.pattern) != len(b.pattern) {
+		return len(a.pattern) > len(b.pattern)
+	}
+	return len(a.Methods) > 0 && len(b.Methods) == 0
+}
+
+func methodsOverlap(a, b []string) bool {
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	if len(a) == 0 || len(b) == 0 {
+		return false // different specificity; the listed methods win
+	}
+	for _, m := range a {
+		if slices.Contains(b, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// Match returns the rule that decides a request, or nil when none does
+// (deny). path must be canonical (see Canonical).
+func (p *Policy) Match(method, path string) *Rule {
+	lp := strings.ToLower(path)
+	for _, r := range p.rules {
+		if r.matches(method, lp) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *Rule) matches(method, lowerPath string) bool {
+	if r.wildcard {
+		if !strings.HasPrefix(lowerPath, r.pattern) {
+			return false
+		}
+	} else if lowerPath != r.pattern {
+		return false
+	}
+	return len(r.Methods) == 0 || slices.Contains(r.Methods, method)
+}
+
+// Allows reports whether a caller holding roles satisfies r.
+func (r *Rule) Allows(roles []string) bool {
+	if r.Public {
+		return true
+	}
+	for _, want := range r.Roles {
+		if slices.Contains(roles, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// Roles returns the roles the policy grants subject. If scope is not nil
+// the result is narrowed to the roles scope also names: a token never
+// carries more than it was issued for, and a role revoked in the policy is
+// gone from the next request on.
+func (p *Policy) Roles(subject string, scope []string) []string {
+	granted := p.subjects[subject]
+	if scope == nil {
+		return granted
+	}
+	out := make([]string, 0, len(granted))
+	for _, r := range granted {
+		if slices.Contains(scope, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Canonical reports whether path is free of the segments that let a
+// request name one path to the policy and another to the backend: empty
+// segments ("//"), "." and "..". The guard refuses such paths instead of
+// cleaning them, because the backend would receive the uncleaned form.
+func Canonical(path string) bool {
+	if !strings.HasPrefix(path, "/") || strings.ContainsRune(path, '\\') {
+		return false
+	}
+	segs := strings.Split(path[1:], "/")
+	for i, s := range segs {
+		switch s {
+		case ".", "..":
+			return false
+		case "":
+			if i != len(segs)-1 { // only a trailing slash may leave an empty segment
+				return false
+			}
+		}
+	}
+	return true
+}

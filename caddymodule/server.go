@@ -1,0 +1,88 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
+)
+
+func init() {
+	caddy.RegisterModule(Server{})
+}
+
+// Server is the "oauth_server" handler: the OAuth 2.0 authorization
+// server. It answers three paths and hands every other request to the
+// next handler:
+//
+//   - POST /oauth2/api/v1/token: the token endpoint for the
+//     client-credentials grant, with parameters in the form body (RFC
+//     6749) or the query string (SAP Cloud Integration), and client
+//     authentication by HTTP Basic or client_id/client_secret in the body;
+//   - GET /.well-known/jwks.json: the public signing keys (RFC 7517);
+//   - GET /.well-known/oauth-authorization-server: RFC 8414 metadata.
+//
+// Issuer, clients, policy and keys come from the "oauth" app.
+type Server struct {
+	// Realm names the HTTP Basic challenge sent with invalid_client.
+	// Default: "oauthgate".
+	Realm string `json:"realm,omitempty"`
+
+	srv *authserver.Server
+}
+
+// CaddyModule returns the Caddy module information.
+func (Server) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oauth_server",
+		New: func() caddy.Module { return new(Server) },
+	}
+}
+
+// Provision connects the handler to the oauth app.
+func (s *Server) Provision(ctx caddy.Context) error {
+	app, err := oauthApp(ctx)
+	if err != nil {
+		return err
+	}
+	if s.Realm == "" {
+		s.Realm = defaultRealm
+	}
+	s.srv = &authserver.Server{
+		State:    app,
+		Issuer:   app.Issuer,
+		Audience: app.Audience,
+		Realm:    s.Realm,
+		Log:      ctx.Logger(),
+	}
+	return nil
+}
+
+const defaultRealm = "oauthgate"
+
+// oauthApp returns the "oauth" app of this config, provisioning it if
+// needed.
+func oauthApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("oauth")
+	if err != nil {
+		return nil, fmt.Errorf("loading the oauth app: %w", err)
+	}
+	return v.(*App), nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if s.srv.ServeHTTP(w, r) {
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Server)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Server)(nil)
+)

@@ -1,0 +1,6 @@
+// Package oauthgate puts OAuth 2.0 client credentials in front of HTTP
+// services that know nothing about it. Importing it registers the Caddy
+// modules of package caddymodule; xcaddy imports this path.
+package oauthgate
+
+import _ "github.com/oauthgate/oauthgate/caddymodule" // register the Caddy modules
