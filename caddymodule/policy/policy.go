@@ -105,6 +105,9 @@ func parse(data []byte) (*Policy, error) {
 	if top.Kind != yaml.MappingNode {
 		return nil, errAt(top, "want a mapping with subjects and rules")
 	}
+	if err := noDuplicateKeys(top); err != nil {
+		return nil, err
+	}
 	for i := 0; i < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]
 		var err error
@@ -146,6 +149,9 @@ func (p *Policy) parseSubjects(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return errAt(n, "subjects: want a mapping from subject to a list of roles")
 	}
+	if err := noDuplicateKeys(n); err != nil {
+		return err
+	}
 	for i := 0; i < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "" {
@@ -177,6 +183,9 @@ func (p *Policy) parseRules(n *yaml.Node) error {
 func parseRule(n *yaml.Node) (*Rule, error) {
 	if n.Kind != yaml.MappingNode {
 		return nil, errAt(n, "a rule is a mapping with path and roles or public")
+	}
+	if err := noDuplicateKeys(n); err != nil {
+		return nil, err
 	}
 	r := &Rule{Line: n.Line}
 	var err error
@@ -225,6 +234,21 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 	r.wildcard = strings.HasSuffix(r.Path, "*")
 	r.pattern = strings.ToLower(strings.TrimSuffix(r.Path, "*"))
 	return r, nil
+}
+
+// noDuplicateKeys refuses a mapping that names a key twice. yaml.v3 keeps
+// both keys when it decodes into a Node, and the later one would silently
+// replace a subject's roles or a rule's path.
+func noDuplicateKeys(n *yaml.Node) error {
+	first := make(map[string]int, len(n.Content)/2)
+	for i := 0; i < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if line, ok := first[k.Value]; ok {
+			return errAt(k, "duplicate key %q (first at line %d)", k.Value, line)
+		}
+		first[k.Value] = k.Line
+	}
+	return nil
 }
 
 // stringList accepts a YAML list of non-empty strings.
