@@ -154,21 +154,30 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, jsonError(data, err)
 	}
-	if dec.More() {
+	// Not dec.More: it reports a stray "}" or "]" as the end of input.
+	if len(bytes.Trim(data[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, errors.New("unexpected data after the JSON object")
 	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// validate checks every client and that no two share an ID.
+func (f *File) validate() error {
 	seen := make(map[string]bool, len(f.Clients))
 	for i := range f.Clients {
 		c := &f.Clients[i]
 		if err := c.validate(); err != nil {
-			return nil, fmt.Errorf("client %d (%q): %w", i+1, c.ID, err)
+			return fmt.Errorf("client %d (%q): %w", i+1, c.ID, err)
 		}
 		if seen[c.ID] {
-			return nil, fmt.Errorf("client %d: duplicate id %q", i+1, c.ID)
+			return fmt.Errorf("client %d: duplicate id %q", i+1, c.ID)
 		}
 		seen[c.ID] = true
 	}
-	return &f, nil
+	return nil
 }
 
 // jsonError adds a line:column position to a decoding error.
@@ -182,7 +191,9 @@ func jsonError(data []byte, err error) error {
 	case errors.As(err, &typ):
 		offset = typ.Offset
 	}
-	if offset < 0 || offset > int64(len(data)) {
+	// Offset counts the bytes read up to and including the one at fault.
+	offset--
+	if offset < 0 || offset >= int64(len(data)) {
 		return err
 	}
 	line := 1 + bytes.Count(data[:offset], []byte{'\n'})
@@ -194,10 +205,8 @@ func jsonError(data []byte, err error) error {
 // file or the new one, never a mix. The file is readable by its owner
 // only, as it holds secret hashes.
 func WriteFile(path string, f *File) error {
-	for i := range f.Clients {
-		if err := f.Clients[i].validate(); err != nil {
-			return fmt.Errorf("client %q: %w", f.Clients[i].ID, err)
-		}
+	if err := f.validate(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
