@@ -172,6 +172,13 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 	if isPrivate, err := jwk.IsPrivateKey(priv); err != nil || !isPrivate {
 		return nil, errors.New("not a private key")
 	}
+	// ES256 is ECDSA on P-256 (RFC 7518 §3.4). jwx would sign "ES256"
+	// with a key on another curve, and other verifiers would reject it.
+	if ec, ok := priv.(jwk.ECDSAPrivateKey); !ok {
+		return nil, fmt.Errorf("%s needs an EC key, not %v", alg, priv.KeyType())
+	} else if crv, _ := ec.Crv(); crv != jwa.P256() {
+		return nil, fmt.Errorf("%s needs curve P-256, not %v", alg, crv)
+	}
 	pub, err := priv.PublicKey()
 	if err != nil {
 		return nil, err
