@@ -164,7 +164,7 @@ func (a *App) Keys() *keys.Set { return a.keys }
 func (a *App) Policy() *policy.Policy { return a.policy }
 
 // Roles returns the roles the policy grants subject.
-func (a *App) Roles(subject string) []string { return a.policy.Roles(subject, nil) }
+func (a *App) Roles(subject string) []string { return a.policy.Roles(subject) }
 
 // Verifier returns the verifier of this app's tokens.
 func (a *App) Verifier() guard.Verifier { return a.verifier }

@@ -67,7 +67,7 @@ func (g *Guard) Check(r *http.Request) (*Identity, *oautherr.Error) {
 	if rule == nil {
 		return nil, oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
 	}
-	roles := pol.Roles(claims.Subject, claims.Scope)
+	roles := pol.RolesInScope(claims.Subject, claims.Scope)
 	if !rule.Allows(roles) {
 		return nil, oautherr.InsufficientScope("the token's subject lacks a role this path requires", rule.Roles)
 	}

@@ -12,6 +12,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +96,7 @@ func errAt(n *yaml.Node, format string, args ...any) error {
 func parse(data []byte) (*Policy, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlError(err)
+		return nil, syntaxError(data, err)
 	}
 	p := &Policy{subjects: map[string][]string{}}
 	if len(doc.Content) == 0 {
@@ -129,20 +130,30 @@ func parse(data []byte) (*Policy, error) {
 	return p, nil
 }
 
-// yamlError turns yaml.v3's "yaml: line N: msg" into a lineError.
-func yamlError(err error) error {
-	var n int
-	var msg string
-	s := strings.TrimPrefix(err.Error(), "yaml: ")
-	if _, scanErr := fmt.Sscanf(s, "line %d:", &n); scanErr == nil {
-		_, msg, _ = strings.Cut(s, ": ")
-		return &lineError{line: n, msg: msg}
+// syntaxError places a YAML syntax error on the line a person has to fix.
+// yaml.v3 reports the line where the enclosing block starts, which for an
+// extra bracket or a bad indent is often line 1; the first line at which a
+// prefix of the file stops parsing is the right one. Binary search keeps
+// this to a few parses even for a large file, and only on the error path.
+func syntaxError(data []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if _, after, found := strings.Cut(rest, ": "); found {
+			msg = after
+		}
 	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		return yamlError(errors.New(te.Errors[0]))
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	good, bad := 0, len(lines) // lines[:good] parse, lines[:bad] do not
+	for bad-good > 1 {
+		mid := good + (bad-good)/2
+		var n yaml.Node
+		if yaml.Unmarshal(bytes.Join(lines[:mid], nil), &n) == nil {
+			good = mid
+		} else {
+			bad = mid
+		}
 	}
-	return err
+	return &lineError{line: bad, msg: msg}
 }
 
 func (p *Policy) parseSubjects(n *yaml.Node) error {
@@ -361,17 +372,18 @@ func (r *Rule) Allows(roles []string) bool {
 	return false
 }
 
-// Roles returns the roles the policy grants subject. If scope is not nil
-// the result is narrowed to the roles scope also names: a token never
-// carries more than it was issued for, and a role revoked in the policy is
-// gone from the next request on.
-func (p *Policy) Roles(subject string, scope []string) []string {
-	granted := p.subjects[subject]
-	if scope == nil {
-		return granted
-	}
-	out := make([]string, 0, len(granted))
-	for _, r := range granted {
+// Roles returns the roles the policy grants subject.
+func (p *Policy) Roles(subject string) []string {
+	return slices.Clone(p.subjects[subject])
+}
+
+// RolesInScope returns the roles the policy grants subject that scope also
+// names: a token never carries more than it was issued for, and a role
+// revoked in the policy is gone from the next request on. An empty scope
+// yields no roles.
+func (p *Policy) RolesInScope(subject string, scope []string) []string {
+	var out []string
+	for _, r := range p.subjects[subject] {
 		if slices.Contains(scope, r) {
 			out = append(out, r)
 		}
