@@ -3,18 +3,15 @@ package authserver_test
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
@@ -57,32 +55,6 @@ rules:
     roles: [ESBMessaging.send]
 `
 
-// memStorage is an in-memory keys.Storage.
-type memStorage struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[k]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	return v, nil
-}
-
-func (s *memStorage) Store(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = v
-	return nil
-}
-
-func (s *memStorage) Lock(context.Context, string) error   { return nil }
-func (s *memStorage) Unlock(context.Context, string) error { return nil }
-
 // state is an authserver.State over real snapshots.
 type state struct {
 	clients *clients.Registry
@@ -106,10 +78,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	set, err := keys.LoadOrCreate(context.Background(), &memStorage{m: map[string][]byte{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := keystest.NewSet(t)
 	senderSecret, senderStored := clients.NewSecret()
 	offSecret, offStored := clients.NewSecret()
 	reg := registry(t,

@@ -18,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -178,7 +179,7 @@ func TestCheck_InvalidTokenIs401NamingTheFailedCheck(t *testing.T) {
 				payloadOf(t, f.token(t, sender, nil)))
 		}, 0, "signature is invalid"},
 		{"signed by another key set", func(t *testing.T, f *fixture) string {
-			tok, err := tokens.Mint(newKeySet(t).Signing(), claims(sender))
+			tok, err := tokens.Mint(keystest.NewSet(t).Signing(), claims(sender))
 			if err != nil {
 				t.Fatal(err)
 			}

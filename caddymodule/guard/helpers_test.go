@@ -1,13 +1,10 @@
 package guard_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io/fs"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -47,41 +45,6 @@ rules:
     methods: [GET]
     roles: [Orders.read, Reports.read]
 `
-
-// memStorage is an in-memory keys.Storage.
-type memStorage struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[k]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	return v, nil
-}
-
-func (s *memStorage) Store(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = v
-	return nil
-}
-
-func (s *memStorage) Lock(context.Context, string) error   { return nil }
-func (s *memStorage) Unlock(context.Context, string) error { return nil }
-
-func newKeySet(t *testing.T) *keys.Set {
-	t.Helper()
-	set, err := keys.LoadOrCreate(context.Background(), &memStorage{m: map[string][]byte{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set
-}
 
 func mustPolicy(t *testing.T, yaml string) *policy.Policy {
 	t.Helper()
@@ -123,7 +86,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{keys: newKeySet(t), now: start}
+	f := &fixture{keys: keystest.NewSet(t), now: start}
 	v := &tokens.Verifier{
 		Keys:     f.keys,
 		Issuer:   issuer,

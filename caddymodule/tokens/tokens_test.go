@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,50 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 )
-
-// memStorage is an in-memory keys.Storage.
-type memStorage struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[k]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	return v, nil
-}
-
-func (s *memStorage) Store(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = v
-	return nil
-}
-func (s *memStorage) Lock(context.Context, string) error   { return nil }
-func (s *memStorage) Unlock(context.Context, string) error { return nil }
-
-func newKeySet(t *testing.T) *keys.Set {
-	t.Helper()
-	set, err := keys.LoadOrCreate(context.Background(), &memStorage{m: map[string][]byte{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set
-}
 
 const (
 	testIssuer   = "https://gw.example"
@@ -102,7 +66,7 @@ func signRaw(t *testing.T, k *keys.Key, header, payload string) string {
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func TestMintThenVerify_RoundTripsEveryClaim(t *testing.T) {
-	set := newKeySet(t)
+	set := keystest.NewSet(t)
 	want := validClaims()
 	tok, err := Mint(set.Signing(), want)
 	if err != nil {
@@ -129,7 +93,7 @@ func TestMintThenVerify_RoundTripsEveryClaim(t *testing.T) {
 }
 
 func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
-	set := newKeySet(t)
+	set := keystest.NewSet(t)
 	k := set.Signing()
 	good, err := Mint(k, validClaims())
 	if err != nil {
@@ -142,7 +106,7 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 			testIssuer, testAudience, now.Add(-time.Minute).Unix(), now.Add(time.Hour).Unix())
 		return "{" + base + mod + "}"
 	}
-	other := newKeySet(t).Signing()
+	other := keystest.NewSet(t).Signing()
 
 	cases := []struct {
 		name, token, reason string
@@ -205,7 +169,7 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 }
 
 func TestVerify_TimeChecksHonourLeeway(t *testing.T) {
-	set := newKeySet(t)
+	set := keystest.NewSet(t)
 	v := verifier(set) // leeway 30s
 	cases := []struct {
 		name   string
@@ -239,7 +203,7 @@ func TestVerify_TimeChecksHonourLeeway(t *testing.T) {
 }
 
 func TestVerify_AcceptsFractionalDatesAndAudienceArrays(t *testing.T) {
-	set := newKeySet(t)
+	set := keystest.NewSet(t)
 	k := set.Signing()
 	hdr := fmt.Sprintf(`{"alg":"ES256","kid":%q,"typ":"application/at+jwt"}`, k.ID)
 	payload := fmt.Sprintf(`{"iss":%q,"sub":"s","client_id":"c","aud":["x",%q],"iat":%d.5,"exp":%d.25,"jti":"j","scope":""}`,
