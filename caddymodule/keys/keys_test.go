@@ -1,4 +1,4 @@
-package keys
+package keys_test
 
 import (
 	"bytes"
@@ -9,87 +9,68 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
 	"maps"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
-// memStorage is an in-memory Storage, shared by "instances" in the tests.
-// Lock takes a real mutex per name, as certmagic's storages do.
+// memStorage is keystest.Storage with counters and injected failures.
 type memStorage struct {
+	*keystest.Storage
+
 	mu        sync.Mutex
-	data      map[string][]byte
-	locks     map[string]*sync.Mutex
 	lockCalls int
 	stores    int
-
-	loadErr  func(call int) error // fails the call-th Load (1-based) if non-nil
-	storeErr error
-	lockErr  error
-	loads    int
+	loads     int
+	loadErr   func(call int) error // fails the call-th Load (1-based) if non-nil
+	storeErr  error
+	lockErr   error
 }
 
-func newMemStorage() *memStorage {
-	return &memStorage{data: map[string][]byte{}, locks: map[string]*sync.Mutex{}}
-}
+func newMemStorage() *memStorage { return &memStorage{Storage: keystest.NewStorage()} }
 
-func (s *memStorage) Load(_ context.Context, key string) ([]byte, error) {
+func (s *memStorage) Load(ctx context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.loads++
-	if s.loadErr != nil {
-		if err := s.loadErr(s.loads); err != nil {
+	fail := s.loadErr
+	n := s.loads
+	s.mu.Unlock()
+	if fail != nil {
+		if err := fail(n); err != nil {
 			return nil, err
 		}
 	}
-	v, ok := s.data[key]
-	if !ok {
-		return nil, fmt.Errorf("load %s: %w", key, fs.ErrNotExist)
-	}
-	return bytes.Clone(v), nil
+	return s.Storage.Load(ctx, key)
 }
 
-func (s *memStorage) Store(_ context.Context, key string, value []byte) error {
+func (s *memStorage) Store(ctx context.Context, key string, value []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.storeErr != nil {
+		s.mu.Unlock()
 		return s.storeErr
 	}
 	s.stores++
-	s.data[key] = bytes.Clone(value)
-	return nil
+	s.mu.Unlock()
+	return s.Storage.Store(ctx, key, bytes.Clone(value))
 }
 
-func (s *memStorage) Lock(_ context.Context, name string) error {
+func (s *memStorage) Lock(ctx context.Context, name string) error {
 	s.mu.Lock()
 	s.lockCalls++
-	if s.lockErr != nil {
-		s.mu.Unlock()
-		return s.lockErr
-	}
-	m := s.locks[name]
-	if m == nil {
-		m = new(sync.Mutex)
-		s.locks[name] = m
-	}
+	err := s.lockErr
 	s.mu.Unlock()
-	m.Lock()
-	return nil
-}
-
-func (s *memStorage) Unlock(_ context.Context, name string) error {
-	s.mu.Lock()
-	m := s.locks[name]
-	s.mu.Unlock()
-	m.Unlock()
-	return nil
+	if err != nil {
+		return err
+	}
+	return s.Storage.Lock(ctx, name)
 }
 
 // counts returns Lock and Store calls so far.
@@ -99,9 +80,9 @@ func (s *memStorage) counts() (locks, stores int) {
 	return s.lockCalls, s.stores
 }
 
-func mustLoadOrCreate(t *testing.T, st Storage) *Set {
+func mustLoadOrCreate(t *testing.T, st keys.Storage) *keys.Set {
 	t.Helper()
-	set, err := LoadOrCreate(context.Background(), st)
+	set, err := keys.LoadOrCreate(context.Background(), st)
 	if err != nil {
 		t.Fatalf("LoadOrCreate: %v", err)
 	}
@@ -155,7 +136,7 @@ func TestLoadOrCreate_ConcurrentInstancesAgreeOnOneKey(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			set, err := LoadOrCreate(context.Background(), st)
+			set, err := keys.LoadOrCreate(context.Background(), st)
 			errs[i] = err
 			if err == nil {
 				kids[i] = set.Signing().ID
@@ -259,12 +240,15 @@ func TestLoadOrCreate_RefusesCorruptKeysInsteadOfRegenerating(t *testing.T) {
 	for name, data := range tests {
 		t.Run(name, func(t *testing.T) {
 			st := newMemStorage()
-			st.data[StorageKey] = data
-			set, err := LoadOrCreate(context.Background(), st)
-			if err == nil {
-				t.Fatalf("LoadOrCreate = %+v, want error", set.Signing())
+			if err := st.Storage.Store(context.Background(), keys.StorageKey, data); err != nil {
+				t.Fatal(err)
 			}
-			if _, stores := st.counts(); stores != 0 || !bytes.Equal(st.data[StorageKey], data) {
+			set, err := keys.LoadOrCreate(context.Background(), st)
+			if err == nil {
+				t.Fatalf("keys.LoadOrCreate = %+v, want error", set.Signing())
+			}
+			kept, _ := st.Storage.Load(context.Background(), keys.StorageKey)
+			if _, stores := st.counts(); stores != 0 || !bytes.Equal(kept, data) {
 				t.Errorf("stored keys were replaced (%d Store calls)", stores)
 			}
 		})
@@ -290,9 +274,9 @@ func TestLoadOrCreate_ReturnsStorageErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			st := newMemStorage()
 			breakStorage(st)
-			set, err := LoadOrCreate(context.Background(), st)
+			set, err := keys.LoadOrCreate(context.Background(), st)
 			if !errors.Is(err, errDisk) || set != nil {
-				t.Errorf("LoadOrCreate = %v, %v; want nil and the storage error", set, err)
+				t.Errorf("keys.LoadOrCreate = %v, %v; want nil and the storage error", set, err)
 			}
 			if _, stores := st.counts(); stores != 0 {
 				t.Errorf("%d keys stored despite the error", stores)
