@@ -33,7 +33,7 @@ func init() {
 //	                            allows, comma-separated
 //	{http.auth.user.scope}      the token's scope, space-separated
 //
-// On a public rule no token is looked at and these are not set.
+// On a public rule no token is looked at and these are empty.
 type Guard struct {
 	// Realm names the protection space in WWW-Authenticate challenges.
 	// Default: "oauthgate".
@@ -100,18 +100,23 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return nil
 	}
 	r.Header.Del("Authorization")
+	// Set the placeholders on every request passed on, empty when a public
+	// rule looked at no token: an unset placeholder would reach the
+	// backend as its literal "{http.auth.user.id}" text through header_up.
+	var subject, clientID, scope string
 	if c := id.Claims; c != nil {
-		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		repl.Set("http.auth.user.id", c.Subject)
-		repl.Set("http.auth.user.client_id", c.ClientID)
-		repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
-		repl.Set("http.auth.user.scope", strings.Join(c.Scope, " "))
-		g.logger.Debug("request allowed",
-			zap.String("subject", c.Subject),
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
-			zap.Int("rule_line", id.Rule.Line))
+		subject, clientID, scope = c.Subject, c.ClientID, strings.Join(c.Scope, " ")
 	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", subject)
+	repl.Set("http.auth.user.client_id", clientID)
+	repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
+	repl.Set("http.auth.user.scope", scope)
+	g.logger.Debug("request allowed",
+		zap.String("subject", subject),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Int("rule_line", id.Rule.Line))
 	return next.ServeHTTP(w, r)
 }
 
