@@ -1,0 +1,254 @@
+package tokenstate
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memStorage is an in-memory Storage; onList, if set, runs inside List, as
+// another writer racing a Sync would.
+type memStorage struct {
+	mu     sync.Mutex
+	m      map[string][]byte
+	onList func()
+}
+
+func newMem() *memStorage { return &memStorage{m: map[string][]byte{}} }
+
+func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[k]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", k, fs.ErrNotExist)
+	}
+	return v, nil
+}
+
+func (s *memStorage) Store(_ context.Context, k string, v []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+
+func (s *memStorage) Delete(_ context.Context, k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+func (s *memStorage) List(_ context.Context, dir string, _ bool) ([]string, error) {
+	s.mu.Lock()
+	var keys []string
+	for k := range s.m {
+		if strings.HasPrefix(k, dir+"/") {
+			keys = append(keys, k)
+		}
+	}
+	hook := s.onList
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+func (s *memStorage) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+var t0 = time.Unix(1_800_000_000, 0)
+
+func open(t *testing.T, st Storage, c *clock) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), st, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRevoke_AppliesHereAtOnceAndElsewhereAfterSync(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a, b := open(t, st, c), open(t, st, c)
+
+	if err := a.Revoke(ctx, "jti-1", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Revoked("jti-1") {
+		t.Error("revoking instance still accepts the token")
+	}
+	if a.Revoked("jti-2") {
+		t.Error("an unrelated jti is revoked")
+	}
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Revoked("jti-1") {
+		t.Error("other instance accepts the revoked token after Sync")
+	}
+
+	c.t = t0.Add(time.Hour) // the token has expired: nothing left to refuse
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.Revoked("jti-1") || st.len() != 0 {
+		t.Errorf("expired revocation kept: in memory %v, %d entries in storage", b.Revoked("jti-1"), st.len())
+	}
+}
+
+func TestSync_KeepsARevocationMadeWhileItRuns(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	s := open(t, st, c)
+	once := sync.Once{}
+	st.onList = func() {
+		once.Do(func() {
+			if err := s.Revoke(ctx, "late", t0.Add(time.Hour)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Revoked("late") {
+		t.Error("a revocation made during Sync was lost")
+	}
+}
+
+func TestOpaque_LookupRevokeAndExpiry(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a, b := open(t, st, c), open(t, st, c)
+	rec := &Opaque{ClientID: "c", Subject: "oauth_client_c", Scope: []string{"R"}, IssuedAt: t0, Expiry: t0.Add(time.Hour), ID: "j"}
+	if err := a.PutOpaque(ctx, "secret-token", rec); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range st.m {
+		if strings.Contains(k, "secret-token") || strings.Contains(string(v), "secret-token") {
+			t.Fatalf("storage holds the token itself under %s", k)
+		}
+	}
+	if got := a.LookupOpaque(ctx, "secret-token"); got == nil || got.ClientID != "c" {
+		t.Fatalf("LookupOpaque here = %+v", got)
+	}
+	if got := b.LookupOpaque(ctx, "secret-token"); got == nil || got.ID != "j" {
+		t.Errorf("another instance, before any Sync, = %+v, want the record from storage", got)
+	}
+	if got := a.LookupOpaque(ctx, "other-token"); got != nil {
+		t.Errorf("unknown token = %+v, want nil", got)
+	}
+
+	if err := a.RevokeOpaque(ctx, "secret-token"); err != nil {
+		t.Fatal(err)
+	}
+	if a.LookupOpaque(ctx, "secret-token") != nil {
+		t.Error("revoking instance still accepts the token")
+	}
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.LookupOpaque(ctx, "secret-token") != nil {
+		t.Error("other instance accepts the revoked token after Sync")
+	}
+
+	if err := a.PutOpaque(ctx, "short-lived", &Opaque{Expiry: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	c.t = t0.Add(time.Minute)
+	if a.LookupOpaque(ctx, "short-lived") != nil {
+		t.Error("expired opaque token accepted")
+	}
+}
+
+func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	s := open(t, st, c)
+	far := t0.Add(180 * 24 * time.Hour)
+	issue := func(jti string, iat time.Time, zero bool) {
+		t.Helper()
+		if err := s.Issued(ctx, "c", jti, iat, iat.Add(time.Hour), zero); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Issued(ctx, "c", "z1", t0, far, true); err != nil {
+		t.Fatal(err)
+	}
+	issue("z2", t0.Add(10*time.Second), true)
+	issue("z3", t0.Add(10*time.Second), true) // same second as z2
+
+	cases := []struct {
+		name string
+		jti  string
+		iat  time.Time
+		want bool
+	}{
+		{"earlier token", "z1", t0, true},
+		{"same-second predecessor", "z2", t0.Add(10 * time.Second), true},
+		{"the latest token", "z3", t0.Add(10 * time.Second), false},
+		{"another client's token", "x", t0, false},
+	}
+	for _, tc := range cases {
+		client := "c"
+		if tc.name == "another client's token" {
+			client = "other"
+		}
+		if got := s.Superseded(client, tc.jti, tc.iat); got != tc.want {
+			t.Errorf("%s: Superseded = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	// The client moves to a 60-minute lifetime: its next token still ends
+	// the lifetime-0 one, and later tokens of the same second coexist.
+	issue("n1", t0.Add(20*time.Second), false)
+	if !s.Superseded("c", "z3", t0.Add(10*time.Second)) {
+		t.Error("the lifetime-0 token survived the change of lifetime")
+	}
+	if s.Superseded("c", "n0", t0.Add(20*time.Second)) {
+		t.Error("a same-second token of a non-zero lifetime was superseded")
+	}
+	c.t = far // every lifetime-0 token has expired: the record goes
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st.len() != 0 {
+		t.Errorf("%d entries left in storage, want 0", st.len())
+	}
+}
+
+func TestIssued_RecordsNothingForOrdinaryClients(t *testing.T) {
+	st, c := newMem(), &clock{t0}
+	s := open(t, st, c)
+	if err := s.Issued(context.Background(), "c", "j", t0, t0.Add(time.Hour), false); err != nil {
+		t.Fatal(err)
+	}
+	if st.len() != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
+		t.Error("a client with a non-zero lifetime got a latest-token record")
+	}
+}
+
+func TestSync_RefusesCorruptState(t *testing.T) {
+	st, c := newMem(), &clock{t0}
+	st.m[dirRevoked+"/abc"] = []byte("not json")
+	if _, err := Open(context.Background(), st, c.now); err == nil || !strings.Contains(err.Error(), dirRevoked+"/abc") {
+		t.Errorf("Open = %v, want an error naming the corrupt entry", err)
+	}
+}
