@@ -6,24 +6,26 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
-	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 func init() {
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // DefaultLeeway is the clock skew tolerated in exp, nbf and iat.
@@ -61,15 +63,30 @@ type App struct {
 	// nbf and iat. Default: 30s.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 
-	clients  *clients.Registry
-	keys     *keys.Set
-	policy   *policy.Policy
-	verifier *tokens.Verifier
-	logger   *zap.Logger
+	// MaxTokenLifetime caps every client's token lifetime; a client with
+	// token_lifetime 0 ("valid until the client requests a new token", as
+	// in SAP BTP Neo) gets exactly this. Default: 180 days (4320h), SAP's
+	// cap.
+	MaxTokenLifetime caddy.Duration `json:"max_token_lifetime,omitempty"`
+
+	clients *clients.Registry
+	keys    atomic.Pointer[keys.Set]
+	policy  *policy.Policy
+	tokens  *tokenstate.Store
+	logger  *zap.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
+// DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
+const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
+
+// stateSync is how often an instance reads the token state (revocations,
+// opaque tokens) that other instances sharing its storage wrote.
+const stateSync = 10 * time.Second
+
 // CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "oauth",
 		New: func() caddy.Module { return new(App) },
@@ -90,6 +107,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Leeway == 0 {
 		a.Leeway = caddy.Duration(DefaultLeeway)
 	}
+	if a.MaxTokenLifetime == 0 {
+		a.MaxTokenLifetime = caddy.Duration(DefaultMaxTokenLifetime)
+	}
 
 	cf, err := clients.ReadFile(a.ClientsFile)
 	if err != nil {
@@ -99,19 +119,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.policy, err = policy.ReadFile(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
 	}
-	if a.keys, err = keys.LoadOrCreate(ctx, ctx.Storage()); err != nil {
+	set, err := keys.LoadOrCreate(ctx, ctx.Storage())
+	if err != nil {
 		return fmt.Errorf("oauth: %w", err)
 	}
-	a.verifier = &tokens.Verifier{
-		Keys:     a.keys,
-		Issuer:   a.Issuer,
-		Audience: a.Audience,
-		Leeway:   time.Duration(a.Leeway),
+	a.keys.Store(set)
+	if a.tokens, err = tokenstate.Open(ctx, ctx.Storage(), nil); err != nil {
+		return fmt.Errorf("oauth: %w", err)
 	}
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),
 		zap.Int("clients", a.clients.Len()),
-		zap.String("signing_key", a.keys.Signing().ID))
+		zap.String("signing_key", set.Signing().ID))
 	return nil
 }
 
@@ -125,6 +144,8 @@ func (a *App) validateConfig() error {
 		return errors.New("oauth: policy is required (the path of the policy file)")
 	case a.Leeway < 0:
 		return errors.New("oauth: leeway must not be negative")
+	case a.MaxTokenLifetime < 0:
+		return errors.New("oauth: max_token_lifetime must not be negative")
 	}
 	u, err := url.Parse(a.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
@@ -146,11 +167,36 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Start is a no-op: the app serves through its handlers.
-func (a *App) Start() error { return nil }
+// Start runs the background sync of the token state.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop, a.done = cancel, make(chan struct{})
+	go func() {
+		defer close(a.done)
+		t := time.NewTicker(stateSync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := a.tokens.Sync(ctx); err != nil && ctx.Err() == nil {
+					a.logger.Error("syncing token state from storage", zap.Error(err))
+				}
+			}
+		}
+	}()
+	return nil
+}
 
-// Stop is a no-op.
-func (a *App) Stop() error { return nil }
+// Stop ends the background sync and waits for it.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+	}
+	return nil
+}
 
 // The snapshots both handlers read (authserver.State, guard.State).
 
@@ -158,7 +204,10 @@ func (a *App) Stop() error { return nil }
 func (a *App) Clients() *clients.Registry { return a.clients }
 
 // Keys returns the signing keys.
-func (a *App) Keys() *keys.Set { return a.keys }
+func (a *App) Keys() *keys.Set { return a.keys.Load() }
+
+// Lookup returns the verification key with the given kid, or nil.
+func (a *App) Lookup(kid string) *keys.Key { return a.keys.Load().Lookup(kid) }
 
 // Policy returns the policy.
 func (a *App) Policy() *policy.Policy { return a.policy }
@@ -166,8 +215,20 @@ func (a *App) Policy() *policy.Policy { return a.policy }
 // Roles returns the roles the policy grants subject.
 func (a *App) Roles(subject string) []string { return a.policy.Roles(subject) }
 
-// Verifier returns the verifier of this app's tokens.
-func (a *App) Verifier() guard.Verifier { return a.verifier }
+// verifier returns a verifier of this app's tokens, of both formats, for
+// the given audience ("" for any: introspection and revocation).
+func (a *App) verifier(audience string) *tokenstate.Verifier {
+	return &tokenstate.Verifier{
+		JWT: &tokens.Verifier{
+			Keys:           a,
+			Issuer:         a.Issuer,
+			Audience:       audience,
+			IgnoreAudience: audience == "",
+			Leeway:         time.Duration(a.Leeway),
+		},
+		State: a.tokens,
+	}
+}
 
 // Interface guards
 var (

@@ -29,6 +29,7 @@ func init() {
 //		clients  <path>
 //		policy   <path>
 //		leeway   <duration>
+//		max_token_lifetime <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -54,12 +55,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.ClientsFile = val
 		case "policy":
 			app.PolicyFile = val
-		case "leeway":
+		case "leeway", "max_token_lifetime":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
-				return nil, d.Errf("leeway: %v", err)
+				return nil, d.Errf("%s: %v", key, err)
 			}
-			app.Leeway = caddy.Duration(dur)
+			if key == "leeway" {
+				app.Leeway = caddy.Duration(dur)
+			} else {
+				app.MaxTokenLifetime = caddy.Duration(dur)
+			}
 		default:
 			return nil, d.Errf("unknown oauth option %q", key)
 		}
@@ -104,6 +109,7 @@ func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	oauth_guard [<matcher>] {
 //		realm          <name>
+//		audience       <aud>
 //		max_token_size <bytes>
 //	}
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -120,6 +126,8 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch key {
 		case "realm":
 			g.Realm = val
+		case "audience":
+			g.Audience = val
 		case "max_token_size":
 			n, err := strconv.Atoi(val)
 			if err != nil || n <= 0 {

@@ -39,6 +39,11 @@ type Guard struct {
 	// Default: "oauthgate".
 	Realm string `json:"realm,omitempty"`
 
+	// Audience is what a token's "aud" must name for this guard to accept
+	// it: the resource server it protects. Default: the oauth app's
+	// audience.
+	Audience string `json:"audience,omitempty"`
+
 	// MaxTokenSize bounds the Bearer token in bytes; a longer one is
 	// refused with 400 before any decoding. Default: 8192.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
@@ -68,7 +73,10 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.MaxTokenSize == 0 {
 		g.MaxTokenSize = guard.DefaultMaxTokenSize
 	}
-	g.guard = &guard.Guard{State: app, MaxTokenSize: g.MaxTokenSize}
+	if g.Audience == "" {
+		g.Audience = app.Audience
+	}
+	g.guard = &guard.Guard{Policy: app, Verifier: app.verifier(g.Audience), MaxTokenSize: g.MaxTokenSize}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -22,6 +23,8 @@ func init() {
 //     client-credentials grant, with parameters in the form body (RFC
 //     6749) or the query string (SAP Cloud Integration), and client
 //     authentication by HTTP Basic or client_id/client_secret in the body;
+//   - POST /oauth2/api/v1/introspect: RFC 7662 token introspection;
+//   - POST /oauth2/api/v1/revoke: RFC 7009 token revocation;
 //   - GET /.well-known/jwks.json: the public signing keys (RFC 7517);
 //   - GET /.well-known/oauth-authorization-server: RFC 8414 metadata.
 //
@@ -52,11 +55,14 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		s.Realm = defaultRealm
 	}
 	s.srv = &authserver.Server{
-		State:    app,
-		Issuer:   app.Issuer,
-		Audience: app.Audience,
-		Realm:    s.Realm,
-		Log:      ctx.Logger(),
+		State:       app,
+		Tokens:      app.tokens,
+		Verifier:    app.verifier(""),
+		MaxLifetime: time.Duration(app.MaxTokenLifetime),
+		Issuer:      app.Issuer,
+		Audience:    app.Audience,
+		Realm:       s.Realm,
+		Log:         ctx.Logger(),
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package authserver_test
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -71,6 +75,7 @@ type fixture struct {
 	keys     *keys.Set
 	verifier *tokens.Verifier
 	logs     *bytes.Buffer
+	tokens   *tokenstate.Store
 
 	senderSecret string // of the enabled client "sender", lifetime 30m
 	offSecret    string // of the disabled client "off"
@@ -95,15 +100,23 @@ func newFixture(t *testing.T) *fixture {
 		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
 		zapcore.AddSync(&logs), zap.DebugLevel))
 	clock := func() time.Time { return now }
+	store, err := tokenstate.Open(context.Background(), storagetest.New(), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &fixture{
 		srv: &authserver.Server{
-			State:    &state{clients: reg, keys: set, policy: pol},
-			Issuer:   issuer,
-			Audience: audience,
-			Realm:    realm,
-			Now:      clock,
-			Log:      log,
+			State:       &state{clients: reg, keys: set, policy: pol},
+			Tokens:      store,
+			Verifier:    &tokenstate.Verifier{JWT: &tokens.Verifier{Keys: set, Issuer: issuer, IgnoreAudience: true, Now: clock}, State: store},
+			MaxLifetime: 180 * 24 * time.Hour,
+			Issuer:      issuer,
+			Audience:    audience,
+			Realm:       realm,
+			Now:         clock,
+			Log:         log,
 		},
+		tokens:       store,
 		keys:         set,
 		verifier:     &tokens.Verifier{Keys: set, Issuer: issuer, Audience: audience, Now: clock},
 		logs:         &logs,

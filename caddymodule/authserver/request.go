@@ -18,11 +18,10 @@ const (
 	maxAuthorization = 4 << 10
 )
 
-// tokenRequest is a parsed token request.
-type tokenRequest struct {
-	grantType   string
-	scope       string
-	tokenFormat string
+// request is a parsed request to one of the client-authenticated
+// endpoints (token, introspection, revocation).
+type request struct {
+	params url.Values
 	// credentials holds the client ID and secret candidates: one pair, or
 	// for HTTP Basic the raw pair and its form-decoded variant.
 	credentials []credential
@@ -30,19 +29,23 @@ type tokenRequest struct {
 
 type credential struct{ id, secret string }
 
-// parseTokenRequest reads the parameters of a token request from the
-// form body (RFC 6749 §4.4.2) and, for SAP compatibility, the query
-// string; and the client credentials from HTTP Basic or the body.
-func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *oautherr.Error) {
+// clientID is the client ID the request claims, for rate limiting and logs.
+func (r *request) clientID() string {
+	if len(r.credentials) == 0 {
+		return ""
+	}
+	return r.credentials[0].id
+}
+
+// parseRequest reads the parameters from the form body (RFC 6749 §4.4.2)
+// and, for SAP compatibility, the query string; and the client
+// credentials from HTTP Basic or the body (RFC 6749 §2.3.1).
+func parseRequest(w http.ResponseWriter, r *http.Request) (*request, *oautherr.Error) {
 	params, err := requestParams(w, r)
 	if err != nil {
 		return nil, err
 	}
-	tr := &tokenRequest{
-		grantType:   params.Get("grant_type"),
-		scope:       params.Get("scope"),
-		tokenFormat: params.Get("token_format"),
-	}
+	req := &request{params: params}
 	basic, present, err := basicCredentials(r.Header)
 	if err != nil {
 		return nil, err
@@ -52,11 +55,11 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *
 	case present && (id != "" || secret != ""):
 		return nil, oautherr.InvalidRequest("client credentials were sent both in the Authorization header and in the body; use one")
 	case present:
-		tr.credentials = basic
+		req.credentials = basic
 	case id != "":
-		tr.credentials = []credential{{id, secret}}
+		req.credentials = []credential{{id, secret}}
 	}
-	return tr, nil
+	return req, nil
 }
 
 // requestParams merges query and body parameters. An empty value counts

@@ -5,6 +5,7 @@
 package guard
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -17,21 +18,20 @@ import (
 // 8 KiB leaves room for external issuers with many claims.
 const DefaultMaxTokenSize = 8 << 10
 
-// Verifier checks a token; *tokens.Verifier is one.
+// Verifier checks a token; *tokenstate.Verifier is one.
 type Verifier interface {
-	Verify(token string) (*tokens.Claims, error)
+	Verify(ctx context.Context, token string) (*tokens.Claims, error)
 }
 
-// State is what the guard reads on every request: current, immutable
-// snapshots.
-type State interface {
-	Verifier() Verifier
+// PolicySource returns the current policy, an immutable snapshot.
+type PolicySource interface {
 	Policy() *policy.Policy
 }
 
 // Guard authenticates and authorizes requests.
 type Guard struct {
-	State        State
+	Policy       PolicySource
+	Verifier     Verifier
 	MaxTokenSize int
 }
 
@@ -51,7 +51,7 @@ func (g *Guard) Check(r *http.Request) (*Identity, *oautherr.Error) {
 	if !policy.Canonical(r.URL.Path) {
 		return nil, oautherr.InvalidRequest("the request path is not canonical (empty, . or .. segments)")
 	}
-	pol := g.State.Policy()
+	pol := g.Policy.Policy()
 	rule := pol.Match(r.Method, r.URL.Path)
 	if rule != nil && rule.Public {
 		return &Identity{Rule: rule}, nil
@@ -60,7 +60,7 @@ func (g *Guard) Check(r *http.Request) (*Identity, *oautherr.Error) {
 	if oerr != nil {
 		return nil, oerr
 	}
-	claims, err := g.State.Verifier().Verify(token)
+	claims, err := g.Verifier.Verify(r.Context(), token)
 	if err != nil {
 		return nil, oautherr.InvalidToken(err.Error())
 	}

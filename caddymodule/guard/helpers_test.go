@@ -1,12 +1,16 @@
 package guard_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -62,26 +66,26 @@ type countingVerifier struct {
 	calls int
 }
 
-func (c *countingVerifier) Verify(tok string) (*tokens.Claims, error) {
+func (c *countingVerifier) Verify(ctx context.Context, tok string) (*tokens.Claims, error) {
 	c.calls++
-	return c.v.Verify(tok)
+	return c.v.Verify(ctx, tok)
 }
 
-// state is a guard.State over real snapshots; the policy can be swapped
-// like a reload does.
+// state is a guard.PolicySource whose policy can be swapped like a reload
+// does.
 type state struct {
 	verifier *countingVerifier
 	policy   *policy.Policy
 }
 
-func (s *state) Verifier() guard.Verifier { return s.verifier }
-func (s *state) Policy() *policy.Policy   { return s.policy }
+func (s *state) Policy() *policy.Policy { return s.policy }
 
 type fixture struct {
-	guard *guard.Guard
-	state *state
-	keys  *keys.Set
-	now   time.Time // the verifier's clock
+	guard  *guard.Guard
+	state  *state
+	keys   *keys.Set
+	tokens *tokenstate.Store
+	now    time.Time // the verifier's clock
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -94,8 +98,13 @@ func newFixture(t *testing.T) *fixture {
 		Leeway:   leeway,
 		Now:      func() time.Time { return f.now },
 	}
-	f.state = &state{verifier: &countingVerifier{v: v}, policy: mustPolicy(t, testPolicy)}
-	f.guard = &guard.Guard{State: f.state}
+	store, err := tokenstate.Open(context.Background(), storagetest.New(), func() time.Time { return f.now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tokens = store
+	f.state = &state{verifier: &countingVerifier{v: &tokenstate.Verifier{JWT: v, State: store}}, policy: mustPolicy(t, testPolicy)}
+	f.guard = &guard.Guard{Policy: f.state, Verifier: f.state.verifier}
 	return f
 }
 

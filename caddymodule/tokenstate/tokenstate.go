@@ -12,7 +12,9 @@ package tokenstate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -314,4 +316,14 @@ func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V
 		}
 	}
 	return nil
+}
+
+// opaqueLen is the length of an opaque token: 256 random bits, base64url.
+const opaqueLen = 43
+
+// NewOpaque returns a fresh opaque token.
+func NewOpaque() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

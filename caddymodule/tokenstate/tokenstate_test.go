@@ -2,70 +2,29 @@ package tokenstate
 
 import (
 	"context"
-	"fmt"
-	"io/fs"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 )
 
-// memStorage is an in-memory Storage; onList, if set, runs inside List, as
-// another writer racing a Sync would.
+// memStorage runs onList, if set, inside List, as another writer racing
+// a Sync would.
 type memStorage struct {
-	mu     sync.Mutex
-	m      map[string][]byte
+	*storagetest.Storage
 	onList func()
 }
 
-func newMem() *memStorage { return &memStorage{m: map[string][]byte{}} }
+func newMem() *memStorage { return &memStorage{Storage: storagetest.New()} }
 
-func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[k]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", k, fs.ErrNotExist)
+func (s *memStorage) List(ctx context.Context, dir string, recursive bool) ([]string, error) {
+	keys, err := s.Storage.List(ctx, dir, recursive)
+	if s.onList != nil {
+		s.onList()
 	}
-	return v, nil
-}
-
-func (s *memStorage) Store(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = v
-	return nil
-}
-
-func (s *memStorage) Delete(_ context.Context, k string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, k)
-	return nil
-}
-
-func (s *memStorage) List(_ context.Context, dir string, _ bool) ([]string, error) {
-	s.mu.Lock()
-	var keys []string
-	for k := range s.m {
-		if strings.HasPrefix(k, dir+"/") {
-			keys = append(keys, k)
-		}
-	}
-	hook := s.onList
-	s.mu.Unlock()
-	if hook != nil {
-		hook()
-	}
-	sort.Strings(keys)
-	return keys, nil
-}
-
-func (s *memStorage) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
+	return keys, err
 }
 
 type clock struct{ t time.Time }
@@ -108,8 +67,8 @@ func TestRevoke_AppliesHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b.Revoked("jti-1") || st.len() != 0 {
-		t.Errorf("expired revocation kept: in memory %v, %d entries in storage", b.Revoked("jti-1"), st.len())
+	if b.Revoked("jti-1") || st.Len() != 0 {
+		t.Errorf("expired revocation kept: in memory %v, %d entries in storage", b.Revoked("jti-1"), st.Len())
 	}
 }
 
@@ -141,7 +100,8 @@ func TestOpaque_LookupRevokeAndExpiry(t *testing.T) {
 	if err := a.PutOpaque(ctx, "secret-token", rec); err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range st.m {
+	for _, k := range st.Keys() {
+		v, _ := st.Load(ctx, k)
 		if strings.Contains(k, "secret-token") || strings.Contains(string(v), "secret-token") {
 			t.Fatalf("storage holds the token itself under %s", k)
 		}
@@ -229,8 +189,8 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st.len() != 0 {
-		t.Errorf("%d entries left in storage, want 0", st.len())
+	if st.Len() != 0 {
+		t.Errorf("%d entries left in storage, want 0", st.Len())
 	}
 }
 
@@ -240,14 +200,16 @@ func TestIssued_RecordsNothingForOrdinaryClients(t *testing.T) {
 	if err := s.Issued(context.Background(), "c", "j", t0, t0.Add(time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
-	if st.len() != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
+	if st.Len() != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
 		t.Error("a client with a non-zero lifetime got a latest-token record")
 	}
 }
 
 func TestSync_RefusesCorruptState(t *testing.T) {
 	st, c := newMem(), &clock{t0}
-	st.m[dirRevoked+"/abc"] = []byte("not json")
+	if err := st.Store(context.Background(), dirRevoked+"/abc", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(context.Background(), st, c.now); err == nil || !strings.Contains(err.Error(), dirRevoked+"/abc") {
 		t.Errorf("Open = %v, want an error naming the corrupt entry", err)
 	}

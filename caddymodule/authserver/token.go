@@ -1,0 +1,178 @@
+package authserver
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
+)
+
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope"`
+}
+
+// issued is what the audit line of a successful request says.
+type issued struct {
+	client *clients.Client
+	claims *tokens.Claims
+	format string
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if !allowPost(w, r) {
+		return
+	}
+	resp, done, oerr := s.issue(w, r)
+	if oerr != nil {
+		s.Log.Info("token request refused",
+			zap.String("error", oerr.Code),
+			zap.String("description", oerr.Description),
+			zap.String("remote_ip", remoteIP(r)))
+		oautherr.WriteTokenError(w, s.Realm, oerr)
+		return
+	}
+	s.Log.Info("token issued",
+		zap.String("client_id", done.client.ID),
+		zap.String("jti", done.claims.ID),
+		zap.String("format", done.format),
+		zap.Strings("aud", done.claims.Audience),
+		zap.String("scope", resp.Scope),
+		zap.Time("expires", done.claims.Expiry),
+		zap.String("remote_ip", remoteIP(r)))
+	oautherr.WriteJSON(w, http.StatusOK, resp)
+}
+
+// allowPost answers anything but POST with 405, in the endpoints' JSON.
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	oautherr.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
+		"error":             oautherr.CodeInvalidRequest,
+		"error_description": "this endpoint accepts POST only",
+	})
+	return false
+}
+
+func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, *issued, *oautherr.Error) {
+	req, oerr := parseRequest(w, r)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	switch req.params.Get("grant_type") {
+	case "":
+		return nil, nil, oautherr.InvalidRequest("grant_type is missing")
+	case "client_credentials":
+	default:
+		return nil, nil, oautherr.UnsupportedGrantType("only grant_type=client_credentials is supported")
+	}
+	format := req.params.Get("token_format")
+	switch format {
+	case "":
+		format = "jwt"
+	case "jwt", "opaque":
+	default:
+		return nil, nil, oautherr.InvalidRequest("token_format must be jwt or opaque")
+	}
+	client := s.authenticate(req.credentials)
+	if client == nil {
+		// One answer for unknown client, wrong secret and disabled
+		// client: the endpoint must not reveal which clients exist.
+		return nil, nil, oautherr.InvalidClient("client authentication failed")
+	}
+	scope, oerr := grantScope(req.params.Get("scope"), s.State.Roles(client.Subject()))
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	iat := now().Truncate(time.Second)
+	lifetime := client.Lifetime()
+	untilNext := lifetime == 0 // SAP's "valid until the client requests a new token"
+	if untilNext || lifetime > s.MaxLifetime {
+		lifetime = s.MaxLifetime
+	}
+	claims := &tokens.Claims{
+		Issuer:   s.Issuer,
+		Subject:  client.Subject(),
+		ClientID: client.ID,
+		Audience: []string{s.Audience},
+		IssuedAt: iat,
+		Expiry:   iat.Add(lifetime),
+		ID:       tokens.NewID(),
+		Scope:    scope,
+	}
+	var tok string
+	var err error
+	if format == "opaque" {
+		tok = tokenstate.NewOpaque()
+		err = s.Tokens.PutOpaque(r.Context(), tok, &tokenstate.Opaque{
+			ClientID: claims.ClientID, Subject: claims.Subject, Audience: claims.Audience,
+			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID})
+	} else {
+		tok, err = tokens.Mint(s.State.Keys().Signing(), claims)
+	}
+	if err == nil {
+		err = s.Tokens.Issued(r.Context(), client.ID, claims.ID, iat, claims.Expiry, untilNext)
+	}
+	if err != nil {
+		s.Log.Error("issuing access token", zap.String("client_id", client.ID), zap.Error(err))
+		return nil, nil, unavailable("the token could not be issued; see the gateway's log")
+	}
+	return &tokenResponse{
+		AccessToken: tok,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(lifetime / time.Second),
+		Scope:       strings.Join(scope, " "),
+	}, &issued{client: client, claims: claims, format: format}, nil
+}
+
+// unavailable is for failures of the gateway itself (storage, keys), which
+// a retry may cure: 503, not 500, so clients and balancers retry.
+func unavailable(desc string) *oautherr.Error {
+	return &oautherr.Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusServiceUnavailable}
+}
+
+// grantScope resolves the requested scope against the roles the client's
+// subject holds: no request means all of them; otherwise every requested
+// role must be held (RFC 6749 §3.3).
+func grantScope(requested string, granted []string) ([]string, *oautherr.Error) {
+	if requested == "" {
+		return slices.Clone(granted), nil
+	}
+	want := strings.Fields(requested)
+	for _, role := range want {
+		if !slices.Contains(granted, role) {
+			return nil, oautherr.InvalidScope("scope " + strconv.Quote(role) + " is not granted to this client")
+		}
+	}
+	slices.Sort(want)
+	return slices.Compact(want), nil
+}
+
+// remoteIP is the address of the peer, for audit lines and rate limits.
+// Caddy's trusted_proxies handling has already run; RemoteAddr is the
+// connection's address.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,64 @@
+package tokenstate
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+)
+
+// Verifier checks the access tokens of the local issuer, both formats:
+// a JWT by its signature and claims and then against revocation and
+// supersession; an opaque token by looking it up.
+type Verifier struct {
+	JWT   *tokens.Verifier
+	State *Store
+}
+
+// Verify returns the claims of a valid token. Every failure is a
+// *tokens.Error that says which check failed.
+func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, error) {
+	var c *tokens.Claims
+	if strings.Contains(token, ".") {
+		var err error
+		if c, err = v.JWT.Verify(token); err != nil {
+			return nil, err
+		}
+		if v.State.Revoked(c.ID) {
+			return nil, &tokens.Error{Reason: "token is revoked"}
+		}
+	} else {
+		if !opaqueShape(token) {
+			return nil, &tokens.Error{Reason: "token is neither a compact JWS nor an opaque token of this issuer"}
+		}
+		rec := v.State.LookupOpaque(ctx, token)
+		if rec == nil {
+			return nil, &tokens.Error{Reason: "token is unknown, expired or revoked"}
+		}
+		if !v.JWT.IgnoreAudience && !slices.Contains(rec.Audience, v.JWT.Audience) {
+			return nil, &tokens.Error{Reason: "token audience does not include " + v.JWT.Audience}
+		}
+		c = &tokens.Claims{Issuer: v.JWT.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
+			Audience: rec.Audience, IssuedAt: rec.IssuedAt, Expiry: rec.Expiry, ID: rec.ID, Scope: rec.Scope}
+	}
+	if v.State.Superseded(c.ClientID, c.ID, c.IssuedAt) {
+		return nil, &tokens.Error{Reason: "token is superseded by a newer token of its client"}
+	}
+	return c, nil
+}
+
+// opaqueShape reports whether token looks like one NewOpaque makes;
+// anything else is not looked up at all, so junk never reaches storage.
+func opaqueShape(token string) bool {
+	if len(token) != opaqueLen {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
