@@ -152,3 +152,39 @@ func TestMetadata_ListsIntrospectionAndRevocation(t *testing.T) {
 		t.Errorf("metadata = %v", md)
 	}
 }
+
+func TestToken_AuditLinesNameClientTokenAndAddress(t *testing.T) {
+	f := newFixture(t)
+	tok := f.issue(t, "jwt")
+	f.do(t, request{target: sapQuery, header: basic(senderID, "wrong-secret")})
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want one per request:\n%s", len(lines), f.logs)
+	}
+	ok, refused := lines[0], lines[1]
+	c := f.verify(t, tok.AccessToken)
+	for k, want := range map[string]any{"msg": "token issued", "client_id": senderID, "jti": c.ID, "remote_ip": "192.0.2.1"} {
+		if ok[k] != want {
+			t.Errorf("issuance line %s = %v, want %v", k, ok[k], want)
+		}
+	}
+	if ok["expires"] == nil {
+		t.Error("issuance line has no expiry")
+	}
+	for k, want := range map[string]any{"msg": "token request refused", "client_id": senderID, "error": "invalid_client", "remote_ip": "192.0.2.1"} {
+		if refused[k] != want {
+			t.Errorf("refusal line %s = %v, want %v", k, refused[k], want)
+		}
+	}
+	if strings.Contains(f.logs.String(), "wrong-secret") || strings.Contains(f.logs.String(), tok.AccessToken) {
+		t.Error("a secret or a token reached the log")
+	}
+}

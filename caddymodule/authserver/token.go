@@ -34,9 +34,19 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if !allowPost(w, r) {
 		return
 	}
-	resp, done, oerr := s.issue(w, r)
+	req, oerr := parseRequest(w, r)
+	var resp *tokenResponse
+	var done *issued
+	if oerr == nil {
+		resp, done, oerr = s.issue(r, req)
+	}
 	if oerr != nil {
+		var claimed string
+		if req != nil {
+			claimed = req.clientID() // as claimed: it may not exist
+		}
 		s.Log.Info("token request refused",
+			zap.String("client_id", claimed),
 			zap.String("error", oerr.Code),
 			zap.String("description", oerr.Description),
 			zap.String("remote_ip", remoteIP(r)))
@@ -67,11 +77,7 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, *issued, *oautherr.Error) {
-	req, oerr := parseRequest(w, r)
-	if oerr != nil {
-		return nil, nil, oerr
-	}
+func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, *oautherr.Error) {
 	switch req.params.Get("grant_type") {
 	case "":
 		return nil, nil, oautherr.InvalidRequest("grant_type is missing")
