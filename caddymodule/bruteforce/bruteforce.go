@@ -1,0 +1,109 @@
+// Package bruteforce rate-limits failed client authentication on the token
+// endpoint, per client ID and per remote address.
+//
+// Only failures consume budget. A client that presents the right secret is
+// never counted, however often it asks for tokens, so it keeps getting them
+// even while an attacker is guessing its secret (the endpoint still
+// verifies fast and cached secrets when over the limit; it only refuses
+// uncached argon2id work). The endpoint does, per request:
+//
+//	wait := lim.Check(clientID, remoteAddr, now) // > 0: over the limit
+//	... authenticate (no uncached argon2id if wait > 0) ...
+//	if failed {
+//		lim.Fail(clientID, remoteAddr, now)
+//		// if wait > 0: 429 with Retry-After: ceil(wait seconds), else 401
+//	}
+//
+// Each tracked key is a token bucket holding Rate.Failures tokens that
+// refills at Rate.Failures per Rate.Per; a failure takes one token. A
+// bucket never goes below empty: failures while over the limit keep it
+// empty rather than deepening a debt, so Check's wait is at most one
+// refill interval (Per/Failures), and a sender that keeps failing stays
+// limited until it pauses for that long. Buckets are stored as the time at
+// which they will be full again (the GCRA form), one int64 per key.
+package bruteforce
+
+import (
+	"time"
+)
+
+// Defaults of the zero Config.
+const (
+	DefaultClientFailures  = 20
+	DefaultAddressFailures = 10
+	DefaultPer             = time.Minute
+	DefaultMaxTracked      = 100_000
+)
+
+// Rate is a budget of failures: at most Failures in a burst, recovering at
+// Failures per Per (10 per minute recovers one every 6 s).
+type Rate struct {
+	Failures int
+	Per      time.Duration
+}
+
+// Config configures a Limiter. Every zero (or negative) field takes its
+// default independently, so Rate{Failures: 5} means 5 per minute.
+type Config struct {
+	// PerClient limits failures per claimed client ID, from any address:
+	// it stops a distributed guess at one client's secret.
+	// Default 20 per minute.
+	PerClient Rate
+	// PerAddress limits failures per remote address (IPv4 address or
+	// IPv6 /64), for any client ID: it stops one sender spraying guesses
+	// over many clients. Default 10 per minute.
+	PerAddress Rate
+	// MaxTracked bounds the keys tracked per dimension (client IDs and
+	// addresses each), whatever the traffic. When a new key needs room,
+	// fully recovered keys go first, then the key nearest to recovering.
+	// A tracked key costs 165-220 bytes (measured), so the default bound
+	// is at most ~45 MB for both dimensions together, reached only under
+	// a sustained attack. Default 100,000.
+	MaxTracked int
+}
+
+// Limiter tracks authentication failures. It is safe for concurrent use;
+// the zero value is not usable, call New.
+type Limiter struct {
+	clients, addrs *table
+}
+
+// New returns a Limiter for cfg; see Config for the defaults.
+func New(cfg Config) *Limiter {
+	maxTracked := cfg.MaxTracked
+	if maxTracked <= 0 {
+		maxTracked = DefaultMaxTracked
+	}
+	return &Limiter{
+		clients: newTable(withDefaults(cfg.PerClient, DefaultClientFailures), maxTracked),
+		addrs:   newTable(withDefaults(cfg.PerAddress, DefaultAddressFailures), maxTracked),
+	}
+}
+
+func withDefaults(r Rate, failures int) Rate {
+	if r.Failures <= 0 {
+		r.Failures = failures
+	}
+	if r.Per <= 0 {
+		r.Per = DefaultPer
+	}
+	return r
+}
+
+// Check reports how long until one more failure would be allowed for both
+// clientID and addr: 0 if it would be allowed now, else the wait of the
+// more restrictive of the two. Check consumes nothing.
+//
+// addr is the peer's address, "host:port" or a bare IP; IPv6 addresses
+// count per /64, IPv4 per address, and anything unparsable as itself.
+func (l *Limiter) Check(clientID, addr string, now time.Time) time.Duration {
+	t := now.UnixNano()
+	return time.Duration(max(l.clients.wait(clientKey(clientID), t), l.addrs.wait(addrKey(addr), t)))
+}
+
+// Fail records one failed authentication of clientID from addr.
+func (l *Limiter) Fail(clientID, addr string, now time.Time) {
+	t := now.UnixNano()
+	l.clients.fail(clientKey(clientID), t)
+	l.addrs.fail(addrKey(addr), t)
+}
