@@ -244,6 +244,9 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 	}
 	r.wildcard = strings.HasSuffix(r.Path, "*")
 	r.pattern = strings.ToLower(strings.TrimSuffix(r.Path, "*"))
+	if !r.wildcard {
+		r.pattern = trimSlash(r.pattern)
+	}
 	return r, nil
 }
 
@@ -338,25 +341,46 @@ func methodsOverlap(a, b []string) bool {
 
 // Match returns the rule that decides a request, or nil when none does
 // (deny). path must be canonical (see Canonical).
+//
+// Methods match case-insensitively and HEAD matches a rule that lists GET:
+// frameworks upper-case methods and answer HEAD with their GET handler, so
+// "post" or HEAD must not slip past a rule to a weaker one. An exact path
+// also matches with a trailing slash, which most frameworks route to the
+// same handler.
 func (p *Policy) Match(method, path string) *Rule {
 	lp := strings.ToLower(path)
+	exact := trimSlash(lp)
+	m := strings.ToUpper(method)
 	for _, r := range p.rules {
-		if r.matches(method, lp) {
+		if r.matches(m, lp, exact) {
 			return r
 		}
 	}
 	return nil
 }
 
-func (r *Rule) matches(method, lowerPath string) bool {
+// trimSlash drops a trailing slash, except from "/" itself.
+func trimSlash(p string) string {
+	if len(p) > 1 {
+		return strings.TrimSuffix(p, "/")
+	}
+	return p
+}
+
+// matches takes the lower-cased path as sent, for wildcards, and without
+// its trailing slash, for exact rules (whose patterns have none).
+func (r *Rule) matches(method, lowerPath, exactPath string) bool {
 	if r.wildcard {
 		if !strings.HasPrefix(lowerPath, r.pattern) {
 			return false
 		}
-	} else if lowerPath != r.pattern {
+	} else if exactPath != r.pattern {
 		return false
 	}
-	return len(r.Methods) == 0 || slices.Contains(r.Methods, method)
+	if len(r.Methods) == 0 || slices.Contains(r.Methods, method) {
+		return true
+	}
+	return method == "HEAD" && slices.Contains(r.Methods, "GET")
 }
 
 // Allows reports whether a caller holding roles satisfies r.
@@ -391,13 +415,20 @@ func (p *Policy) RolesInScope(subject string, scope []string) []string {
 	return out
 }
 
-// Canonical reports whether path is free of the segments that let a
-// request name one path to the policy and another to the backend: empty
-// segments ("//"), "." and "..". The guard refuses such paths instead of
-// cleaning them, because the backend would receive the uncleaned form.
+// Canonical reports whether path is free of what lets a request name one
+// path to the policy and another to the backend: empty segments ("//"),
+// "." and "..", backslashes, ";" (path parameters, which Tomcat and others
+// strip before routing) and control characters. The guard refuses such
+// paths instead of cleaning them, because the backend would receive the
+// uncleaned form.
 func Canonical(path string) bool {
-	if !strings.HasPrefix(path, "/") || strings.ContainsRune(path, '\\') {
+	if !strings.HasPrefix(path, "/") {
 		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c < 0x20 || c == 0x7f || c == '\\' || c == ';' {
+			return false
+		}
 	}
 	segs := strings.Split(path[1:], "/")
 	for i, s := range segs {

@@ -137,7 +137,6 @@ rules:
 	tests := map[string]struct{ method, path string }{
 		"other path":                          {"GET", "/c"},
 		"exact rule does not match a subpath": {"GET", "/a/x"},
-		"exact rule ignores a trailing slash": {"GET", "/a/"},
 		"wildcard needs its full prefix":      {"GET", "/b"},
 		"method outside the only rule's list": {"POST", "/b/x"},
 		"root":                                {"GET", "/"},
@@ -336,6 +335,11 @@ func TestCanonical(t *testing.T) {
 		"relative":              {"a/b", false},
 		"empty":                 {"", false},
 		"backslash":             {`/a\..\b`, false},
+		"path parameter":        {"/http/admin;x", false},
+		"path parameter inside": {"/http/orders;x/1", false},
+		"NUL":                   {"/a\x00b", false},
+		"newline":               {"/a\nb", false},
+		"DEL":                   {"/a\x7fb", false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -399,5 +403,43 @@ func TestRoles_ReturnsACopy(t *testing.T) {
 	p.Roles("s")[0] = "Admin"
 	if got := p.Roles("s"); !slices.Equal(got, []string{"A", "B"}) {
 		t.Errorf("Roles after a caller changed the result = %q, want [A B]", got)
+	}
+}
+
+// A broad role must not reach a stricter rule's resource by a spelling of
+// the request that the backend treats as the same resource.
+func TestMatch_SpellingsOfTheSameRequestHitTheSameRule(t *testing.T) {
+	p := mustParse(t, `
+rules:
+  - {path: /http/admin, roles: [Admin]}
+  - {path: /http/orders/*, methods: [POST], roles: [Orders]}
+  - {path: /http/report, methods: [GET], roles: [Reports]}
+  - {path: /http/*, roles: [Broad]}
+`)
+	tests := map[string]struct {
+		method, path, want string
+	}{
+		"lower-case method":                  {"post", "/http/orders/1", "Orders"},
+		"mixed-case method":                  {"Post", "/http/orders/1", "Orders"},
+		"HEAD on a GET rule":                 {"HEAD", "/http/report", "Reports"},
+		"exact rule with a trailing slash":   {"GET", "/http/admin/", "Admin"},
+		"exact rule in upper case":           {"GET", "/HTTP/ADMIN", "Admin"},
+		"other method still falls through":   {"PUT", "/http/orders/1", "Broad"},
+		"wildcard does not cover its parent": {"POST", "/http/orders", "Broad"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := p.Match(tc.method, tc.path)
+			if r == nil || r.Roles[0] != tc.want {
+				t.Errorf("Match(%s %s) = %v, want the %s rule", tc.method, tc.path, r, tc.want)
+			}
+		})
+	}
+}
+
+func TestParse_ExactPathsWithAndWithoutTrailingSlashOverlap(t *testing.T) {
+	_, err := Parse([]byte("rules:\n  - {path: /a, roles: [A]}\n  - {path: /a/, roles: [B]}\n"), "p.yaml")
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:3:") {
+		t.Errorf("Parse = %v, want an overlap error at line 3", err)
 	}
 }
