@@ -306,11 +306,14 @@ func checkContainer(dec *json.Decoder, open json.Delim, depth int) error {
 			if err != nil {
 				return errNotJSON
 			}
+			// encoding/json matches member names case-insensitively, so
+			// "sub" and "SUB" are duplicates to it: refuse them as such.
 			name, _ := t.(string)
-			if names[name] {
+			folded := strings.ToLower(name)
+			if names[folded] {
 				return fmt.Errorf("duplicate member %q", name)
 			}
-			names[name] = true
+			names[folded] = true
 		}
 		t, err := dec.Token()
 		if err != nil {

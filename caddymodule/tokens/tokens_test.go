@@ -137,6 +137,7 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 		{"signed by another key with our kid", signRaw(t, other, hdr, payload("")), "signature is invalid"},
 		{"payload tampered", parts[0] + "." + b64(payload(`,"scope":"Admin"`)) + "." + parts[2], "signature is invalid"},
 		{"duplicate claim", signRaw(t, k, hdr, payload(`,"sub":"oauth_client_admin"`)), "duplicate member"},
+		{"duplicate claim in another case", signRaw(t, k, hdr, payload(`,"SUB":"oauth_client_admin"`)), "duplicate member"},
 		{"exp as string", signRaw(t, k, hdr, `{"exp":"9999999999"}`), "must be JSON numbers"},
 		{"exp negative", signRaw(t, k, hdr, `{"exp":-1}`), "out of range"},
 		{"exp past year 9999", signRaw(t, k, hdr, `{"exp":1e300}`), "out of range"},
