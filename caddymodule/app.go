@@ -148,13 +148,16 @@ func (a *App) validateConfig() error {
 		return errors.New("oauth: max_token_lifetime must not be negative")
 	}
 	u, err := url.Parse(a.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("oauth: issuer %q: want an absolute http(s) URL without query, fragment or user info", a.Issuer)
+	// No path: the endpoints and RFC 8414 metadata are served at the root
+	// of the host, which is where clients look for an issuer without one.
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("oauth: issuer %q: want an absolute http(s) URL of a host, without path, query, fragment or user info", a.Issuer)
 	}
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		// RFC 8414 §2 wants https; plain http is fine on loopback demos,
 		// elsewhere it is a mistake worth a line in the log.
-		caddy.Log().Named("oauth").Warn("issuer is not https; tokens and secrets cross the network in clear", zap.String("issuer", a.Issuer))
+		a.logger.Warn("issuer is not https; tokens and secrets cross the network in clear", zap.String("issuer", a.Issuer))
 	}
 	return nil
 }
