@@ -107,7 +107,7 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 func (s *Server) authenticate(creds []credential) *clients.Client {
 	reg := s.State.Clients()
 	for _, c := range creds {
-		if client, err := reg.Authenticate(c.id, c.secret); err == nil {
+		if client, err := reg.Authenticate(c.id, c.secret, clients.AuthOptions{}); err == nil {
 			return client
 		}
 	}

@@ -70,9 +70,15 @@ func (c *Client) validate() error {
 	if len(c.Secrets) == 0 {
 		return errors.New("no secrets")
 	}
+	if len(c.Secrets) > MaxSecretsPerClient {
+		return fmt.Errorf("%d secrets: at most %d are allowed", len(c.Secrets), MaxSecretsPerClient)
+	}
 	for i := range c.Secrets {
 		if err := c.Secrets[i].parse(); err != nil {
 			return fmt.Errorf("secret %d: %w", i+1, err)
+		}
+		if id := c.Secrets[i].ID; id != "" && c.secretIndex(id) != i {
+			return fmt.Errorf("secret %d: duplicate id %q", i+1, id)
 		}
 	}
 	c.lifetime = DefaultTokenLifetime

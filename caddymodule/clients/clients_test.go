@@ -65,10 +65,10 @@ func TestNewSecret_IsRandomURLSafeAndVerifies(t *testing.T) {
 	// the secret and only it.
 	f := mustParse(t, fmt.Sprintf(`{"clients": [{"id": "c", "name": "c", "secrets": [{"hash": %q}]}]}`, st1.Hash))
 	reg := NewRegistry(f)
-	if _, err := reg.Authenticate("c", s1); err != nil {
+	if _, err := reg.Authenticate("c", s1, AuthOptions{}); err != nil {
 		t.Errorf("Authenticate with the new secret: %v", err)
 	}
-	if _, err := reg.Authenticate("c", s2); err == nil {
+	if _, err := reg.Authenticate("c", s2, AuthOptions{}); err == nil {
 		t.Error("Authenticate with another new secret succeeded")
 	}
 }
@@ -89,8 +89,8 @@ func TestNewID_IsRandomHex(t *testing.T) {
 }
 
 func TestAuthenticate_OnlyTheRightSecretOfAnEnabledClient(t *testing.T) {
-	long512 := strings.Repeat("s", maxSecretLen)
-	long513 := strings.Repeat("s", maxSecretLen+1)
+	long512 := strings.Repeat("s", MaxSecretLen)
+	long513 := strings.Repeat("s", MaxSecretLen+1)
 	reg := NewRegistry(mustParse(t, fmt.Sprintf(`{"clients": [
 		{"id": "app", "name": "app", "secrets": [{"hash": %q}, {"hash": %q}]},
 		{"id": "off", "name": "off", "secrets": [{"hash": %q}], "disabled": true},
@@ -118,7 +118,7 @@ func TestAuthenticate_OnlyTheRightSecretOfAnEnabledClient(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c, err := reg.Authenticate(tc.id, tc.secret)
+			c, err := reg.Authenticate(tc.id, tc.secret, AuthOptions{})
 			if tc.ok {
 				if err != nil || c == nil || c.ID != tc.id {
 					t.Errorf("Authenticate = %v, %v; want client %q", c, err, tc.id)
@@ -313,7 +313,7 @@ func TestWriteFile_RoundTripsOwnerOnly(t *testing.T) {
 			t.Errorf("client %d = %+v, want %+v", i, g, w)
 		}
 	}
-	if _, err := NewRegistry(got).Authenticate("a", "sa"); err != nil {
+	if _, err := NewRegistry(got).Authenticate("a", "sa", AuthOptions{}); err != nil {
 		t.Errorf("Authenticate after round trip: %v", err)
 	}
 
