@@ -53,7 +53,7 @@ const secretStdinHelp = "read a secret chosen by a person from standard input (1
 
 func clientAddCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--secret-stdin]",
+		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin]",
 		Short: "Registers a new client and prints its ID and secret once",
 		Long: `
 Registers an OAuth client in the clients file (created if missing): a new
@@ -69,6 +69,11 @@ they cannot be guessed at all.
 The client's token subject is oauth_client_<client ID>: grant it roles under
 "subjects" in the policy file.
 
+--lifetime 0 means what it meant in SAP BTP Neo: each token stays valid until
+the client requests a new one (and at most the gateway's max_token_lifetime).
+--audience, repeatable, lists the resource servers the client may obtain
+tokens for; the first is its default. Without it, the gateway's own audience.
+
 The file is replaced atomically: a crash leaves the old file or the new one.
 `,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender --description "ERP order feed"
@@ -79,14 +84,15 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			name, _ := cmd.Flags().GetString("name")
 			desc, _ := cmd.Flags().GetString("description")
 			lifetime, _ := cmd.Flags().GetDuration("lifetime")
+			audiences, _ := cmd.Flags().GetStringArray("audience")
 			fromStdin, _ := cmd.Flags().GetBool("secret-stdin")
 			switch {
 			case path == "":
 				return errors.New("--clients is required")
 			case name == "":
 				return errors.New("--name is required")
-			case lifetime <= 0:
-				return errors.New("--lifetime must be positive")
+			case lifetime < 0:
+				return errors.New("--lifetime must not be negative (0: valid until the next token)")
 			}
 			// The secret first: a bad one must not leave a changed file.
 			secret, stored, err := newSecret(cmd, fromStdin)
@@ -104,6 +110,7 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 				Description:   desc,
 				Secrets:       []clients.Secret{stored},
 				TokenLifetime: lifetime.String(),
+				Audiences:     audiences,
 			}
 			f.Clients = append(f.Clients, client)
 			if err := clients.WriteFile(path, f); err != nil {
@@ -127,7 +134,8 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 	c.Flags().String("clients", "", "path of the clients file (required)")
 	c.Flags().String("name", "", "a short name for the client (required)")
 	c.Flags().String("description", "", "free text describing the client")
-	c.Flags().Duration("lifetime", clients.DefaultTokenLifetime, "lifetime of the client's access tokens")
+	c.Flags().Duration("lifetime", clients.DefaultTokenLifetime, "lifetime of the client's access tokens; 0: valid until the client requests a new one")
+	c.Flags().StringArray("audience", nil, "a resource server the client may obtain tokens for (repeatable; the first is the default)")
 	c.Flags().Bool("secret-stdin", false, secretStdinHelp)
 	return c
 }

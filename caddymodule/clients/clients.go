@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -45,8 +46,16 @@ type Client struct {
 	// Secrets are the hashes of the secrets that authenticate the client.
 	Secrets []Secret `json:"secrets"`
 	// TokenLifetime is how long the client's access tokens are valid, as
-	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime.
+	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime. "0"
+	// means what it meant in SAP BTP Neo: a token is valid until the
+	// client requests a new one (and at most the gateway's
+	// max_token_lifetime).
 	TokenLifetime string `json:"token_lifetime,omitempty"`
+	// Audiences are the resource servers the client may obtain tokens
+	// for (SAP's "subscription"): the values its token requests may name
+	// in "resource" or "audience". The first is the default. Empty means
+	// only the gateway's own audience.
+	Audiences []string `json:"audiences,omitempty"`
 	// Disabled clients cannot obtain tokens.
 	Disabled bool `json:"disabled,omitempty"`
 
@@ -87,10 +96,18 @@ func (c *Client) validate() error {
 		if err != nil {
 			return fmt.Errorf("token_lifetime: %w", err)
 		}
-		if d <= 0 {
-			return fmt.Errorf("token_lifetime %q: must be positive", c.TokenLifetime)
+		if d < 0 {
+			return fmt.Errorf("token_lifetime %q: must not be negative", c.TokenLifetime)
 		}
 		c.lifetime = d
+	}
+	for i, a := range c.Audiences {
+		switch {
+		case a == "":
+			return fmt.Errorf("audiences: entry %d is empty", i+1)
+		case slices.Index(c.Audiences, a) != i:
+			return fmt.Errorf("audiences: %q is listed twice", a)
+		}
 	}
 	return nil
 }

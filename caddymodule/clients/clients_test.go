@@ -171,10 +171,12 @@ func TestParse_Errors(t *testing.T) {
 			`{"clients": [
 				{"id": "a", "secrets": [{"hash": "` + hashOf("x") + `"}]},
 				{"id": "a", "secrets": [{"hash": "` + hashOf("y") + `"}]}]}`, `duplicate id "a"`},
-		"zero token_lifetime": {
-			client(`, "token_lifetime": "0s"`), "must be positive"},
 		"negative token_lifetime": {
-			client(`, "token_lifetime": "-5m"`), "must be positive"},
+			client(`, "token_lifetime": "-5m"`), "must not be negative"},
+		"empty audience": {
+			client(`, "audiences": ["https://a", ""]`), "audiences: entry 2 is empty"},
+		"audience listed twice": {
+			client(`, "audiences": ["https://a", "https://a"]`), "listed twice"},
 		"token_lifetime without unit": {
 			client(`, "token_lifetime": "60"`), "token_lifetime"},
 		"token_lifetime not a duration": {
@@ -206,9 +208,10 @@ func TestParse_TokenLifetime(t *testing.T) {
 		field string
 		want  time.Duration
 	}{
-		"absent means the default": {"", DefaultTokenLifetime},
-		"explicit value honoured":  {`, "token_lifetime": "12h"`, 12 * time.Hour},
-		"sub-minute value":         {`, "token_lifetime": "90s"`, 90 * time.Second},
+		"absent means the default":   {"", DefaultTokenLifetime},
+		"explicit value honoured":    {`, "token_lifetime": "12h"`, 12 * time.Hour},
+		"zero: until the next token": {`, "token_lifetime": "0"`, 0},
+		"sub-minute value":           {`, "token_lifetime": "90s"`, 90 * time.Second},
 	}
 	if DefaultTokenLifetime != 60*time.Minute {
 		t.Errorf("DefaultTokenLifetime = %v, want 60m", DefaultTokenLifetime)

@@ -218,6 +218,9 @@ func (r *Registry) Authenticate(id, secret string, opt AuthOptions) (*Client, er
 // Len is the number of registered clients.
 func (r *Registry) Len() int { return len(r.byID) }
 
+// Lookup returns the registered client with the given ID, or nil.
+func (r *Registry) Lookup(id string) *Client { return r.byID[id] }
+
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -123,9 +124,16 @@ func (s *Secret) matchesDigest(sum []byte) bool {
 // stored salt and parameters and compares it in constant time: one
 // argon2id computation.
 func (s *Secret) matchesSlow(secret string) bool {
+	slowSlots <- struct{}{}
+	defer func() { <-slowSlots }()
 	key := argon2IDKey([]byte(secret), s.salt, s.params.time, s.params.memory, s.params.threads, uint32(len(s.digest)))
 	return subtle.ConstantTimeCompare(key, s.digest) == 1
 }
+
+// slowSlots bounds concurrent argon2id computations to one per CPU: each
+// takes its memory parameter (19 MiB by default), so unbounded parallel
+// failures could exhaust memory; queued requests hold none.
+var slowSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 
 // argon2IDKey is argon2.IDKey; tests replace it to count computations.
 var argon2IDKey = argon2.IDKey
