@@ -5,12 +5,15 @@ package authserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -53,6 +56,8 @@ type Server struct {
 	// MaxLifetime caps every token's lifetime; a client lifetime of 0
 	// ("until the next token") gets exactly this.
 	MaxLifetime time.Duration
+	// Limiter throttles failed client authentication; nil means none.
+	Limiter *bruteforce.Limiter
 	// Issuer is the "iss" of every token and the base of the endpoint URLs
 	// in the metadata.
 	Issuer string
@@ -103,15 +108,55 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// authenticate tries each credential candidate; see basicCredentials.
-func (s *Server) authenticate(creds []credential) *clients.Client {
+// authenticate finds the client the credentials belong to. Each
+// candidate (see basicCredentials) is tried. While the limiter holds the
+// claimed client ID or the caller's address, slow-hash verifications that
+// are not already cached are refused: a legitimate client with a cached
+// or generated secret keeps getting tokens, guesses get 429.
+func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Client, *oautherr.Error) {
+	if len(creds) == 0 {
+		return nil, oautherr.InvalidClient("client authentication failed")
+	}
+	now := s.now()
+	claimed := creds[0].id
+	var wait time.Duration
+	if s.Limiter != nil {
+		wait = s.Limiter.Check(claimed, r.RemoteAddr, now)
+	}
 	reg := s.State.Clients()
+	opt := clients.AuthOptions{Now: now, NoSlowHash: wait > 0}
 	for _, c := range creds {
-		if client, err := reg.Authenticate(c.id, c.secret, clients.AuthOptions{}); err == nil {
-			return client
+		if client, err := reg.Authenticate(c.id, c.secret, opt); err == nil {
+			return client, nil
 		}
 	}
-	return nil
+	if s.Limiter != nil {
+		s.Limiter.Fail(claimed, r.RemoteAddr, now)
+	}
+	if wait > 0 {
+		return nil, oautherr.TooManyFailures(wait)
+	}
+	// One answer for unknown client, wrong secret and disabled client:
+	// the endpoint must not reveal which clients exist.
+	return nil, oautherr.InvalidClient("client authentication failed")
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// loggableClientID is a claimed client ID fit for the log: a registered
+// ID as it is, anything else as a short hash, because a client that
+// swapped ID and secret would otherwise write its secret into the log.
+func (s *Server) loggableClientID(id string) string {
+	if id == "" || s.State.Clients().Lookup(id) != nil {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "unregistered:" + hex.EncodeToString(sum[:6])
 }
 
 type metadata struct {

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 )
 
@@ -69,7 +70,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.Log.Error("revoking token", zap.String("client_id", clientID), zap.Error(err))
-		oautherr.WriteTokenError(w, s.Realm, unavailable("the token could not be revoked; see the gateway's log"))
+		oautherr.WriteTokenError(w, s.Realm, oautherr.Unavailable("the token could not be revoked; see the gateway's log"))
 		return
 	}
 	s.Log.Info("token revoked", zap.String("client_id", clientID), zap.String("jti", c.ID),
@@ -87,10 +88,9 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (clientID
 	}
 	req, oerr := parseRequest(w, r)
 	if oerr == nil {
-		if client := s.authenticate(req.credentials); client != nil {
+		var client *clients.Client
+		if client, oerr = s.authenticate(r, req.credentials); oerr == nil {
 			clientID = client.ID
-		} else {
-			oerr = oautherr.InvalidClient("client authentication failed")
 		}
 	}
 	if oerr == nil {

@@ -1,8 +1,10 @@
 package authserver
 
 import (
+	"cmp"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +45,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if oerr != nil {
 		var claimed string
 		if req != nil {
-			claimed = req.clientID() // as claimed: it may not exist
+			claimed = s.loggableClientID(req.clientID())
 		}
 		s.Log.Info("token request refused",
 			zap.String("client_id", claimed),
@@ -93,22 +95,20 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	default:
 		return nil, nil, oautherr.InvalidRequest("token_format must be jwt or opaque")
 	}
-	client := s.authenticate(req.credentials)
-	if client == nil {
-		// One answer for unknown client, wrong secret and disabled
-		// client: the endpoint must not reveal which clients exist.
-		return nil, nil, oautherr.InvalidClient("client authentication failed")
+	client, oerr := s.authenticate(r, req.credentials)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	aud, oerr := selectAudience(client, req.params, s.Audience)
+	if oerr != nil {
+		return nil, nil, oerr
 	}
 	scope, oerr := grantScope(req.params.Get("scope"), s.State.Roles(client.Subject()))
 	if oerr != nil {
 		return nil, nil, oerr
 	}
 
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	iat := now().Truncate(time.Second)
+	iat := s.now().Truncate(time.Second)
 	lifetime := client.Lifetime()
 	untilNext := lifetime == 0 // SAP's "valid until the client requests a new token"
 	if untilNext || lifetime > s.MaxLifetime {
@@ -118,7 +118,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 		Issuer:   s.Issuer,
 		Subject:  client.Subject(),
 		ClientID: client.ID,
-		Audience: []string{s.Audience},
+		Audience: []string{aud},
 		IssuedAt: iat,
 		Expiry:   iat.Add(lifetime),
 		ID:       tokens.NewID(),
@@ -139,7 +139,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	}
 	if err != nil {
 		s.Log.Error("issuing access token", zap.String("client_id", client.ID), zap.Error(err))
-		return nil, nil, unavailable("the token could not be issued; see the gateway's log")
+		return nil, nil, oautherr.Unavailable("the token could not be issued; see the gateway's log")
 	}
 	return &tokenResponse{
 		AccessToken: tok,
@@ -149,10 +149,26 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	}, &issued{client: client, claims: claims, format: format}, nil
 }
 
-// unavailable is for failures of the gateway itself (storage, keys), which
-// a retry may cure: 503, not 500, so clients and balancers retry.
-func unavailable(desc string) *oautherr.Error {
-	return &oautherr.Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusServiceUnavailable}
+// selectAudience resolves the target of the token (RFC 8707 "resource", or
+// "audience" as Auth0 and others call it) against the audiences the client
+// may obtain tokens for; none named means the client's first.
+func selectAudience(client *clients.Client, params url.Values, gatewayAudience string) (string, *oautherr.Error) {
+	resource, audience := params.Get("resource"), params.Get("audience")
+	if resource != "" && audience != "" && resource != audience {
+		return "", oautherr.InvalidRequest("resource and audience name different targets; send one")
+	}
+	allowed := client.Audiences
+	if len(allowed) == 0 {
+		allowed = []string{gatewayAudience}
+	}
+	want := cmp.Or(resource, audience)
+	switch {
+	case want == "":
+		return allowed[0], nil
+	case slices.Contains(allowed, want):
+		return want, nil
+	}
+	return "", oautherr.InvalidTarget("this client may not obtain tokens for " + strconv.Quote(want))
 }
 
 // grantScope resolves the requested scope against the roles the client's

@@ -6,8 +6,11 @@ package oautherr
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Error codes from RFC 6749 §5.2 and RFC 6750 §3.1.
@@ -18,6 +21,8 @@ const (
 	CodeUnauthorizedClient   = "unauthorized_client"
 	CodeUnsupportedGrantType = "unsupported_grant_type"
 	CodeInvalidScope         = "invalid_scope"
+	CodeInvalidTarget        = "invalid_target" // RFC 8707 §2
+	CodeUnavailable          = "temporarily_unavailable"
 	CodeInvalidToken         = "invalid_token"
 	CodeInsufficientScope    = "insufficient_scope"
 )
@@ -37,6 +42,9 @@ type Error struct {
 	// Scope lists the roles that would have allowed the request
 	// (insufficient_scope only).
 	Scope []string
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
+	// rounded up).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -65,6 +73,25 @@ func UnsupportedGrantType(desc string) *Error {
 // InvalidScope is a requested scope the client may not have: 400.
 func InvalidScope(desc string) *Error {
 	return &Error{Code: CodeInvalidScope, Description: desc, Status: http.StatusBadRequest}
+}
+
+// InvalidTarget is a requested resource or audience the client may not
+// have: 400 (RFC 8707).
+func InvalidTarget(desc string) *Error {
+	return &Error{Code: CodeInvalidTarget, Description: desc, Status: http.StatusBadRequest}
+}
+
+// Unavailable is a failure of the server itself that a retry may cure:
+// 503, so clients and load balancers retry.
+func Unavailable(desc string) *Error {
+	return &Error{Code: CodeUnavailable, Description: desc, Status: http.StatusServiceUnavailable}
+}
+
+// TooManyFailures answers a client that failed authentication too often:
+// 429 with Retry-After.
+func TooManyFailures(wait time.Duration) *Error {
+	return &Error{Code: CodeUnavailable, Status: http.StatusTooManyRequests, RetryAfter: wait,
+		Description: "too many failed client authentications; retry later"}
 }
 
 // MissingToken is the challenge for a request without a Bearer token: 401
@@ -97,6 +124,9 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 	h := w.Header()
 	if e.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Basic realm=`+quote(realm))
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 	WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description})
 }

@@ -1,0 +1,137 @@
+package authserver_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
+	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
+)
+
+// withClients replaces the fixture's registry, as a reload of the clients
+// file does.
+func (f *fixture) withClients(t *testing.T, cache *clients.Cache, cs ...clients.Client) {
+	t.Helper()
+	data, err := json.Marshal(clients.File{Clients: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := clients.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.State.(*state).clients = clients.NewRegistry(file, cache)
+}
+
+func TestToken_FailuresAreLimitedWhileTheRightSecretKeepsWorking(t *testing.T) {
+	f := newFixture(t)
+	const chosen = "a secret chosen by a person"
+	slow, err := clients.HashChosenSecret(chosen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastSecret, fastStored := clients.NewSecret()
+	f.withClients(t, clients.NewCache(0),
+		clients.Client{ID: "human", Name: "Human", Secrets: []clients.Secret{slow}},
+		clients.Client{ID: "machine", Name: "Machine", Secrets: []clients.Secret{fastStored}})
+	f.srv.Limiter = bruteforce.New(bruteforce.Config{PerAddress: bruteforce.Rate{Failures: 3, Per: time.Minute}})
+
+	// The legitimate client authenticates once: its argon2id check is now
+	// cached.
+	okToken(t, f.do(t, request{target: sapQuery, header: basic("human", chosen)}))
+
+	for i := range 3 {
+		tokenError(t, f.do(t, request{target: sapQuery, header: basic("human", "guess-"+string(rune('a'+i)))}), 401, "invalid_client")
+	}
+	rec := f.do(t, request{target: sapQuery, header: basic("human", "guess-d")})
+	tokenError(t, rec, http.StatusTooManyRequests, "temporarily_unavailable")
+	if ra := rec.Header().Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After = %q, want a positive number of seconds", ra)
+	}
+	// A correct guess would be refused too while limited: not verified.
+	tokenError(t, f.do(t, request{target: sapQuery, header: basic("human", "another wrong guess")}), 429, "temporarily_unavailable")
+
+	// Throughout, the right secrets keep working from the same address.
+	okToken(t, f.do(t, request{target: sapQuery, header: basic("human", chosen)}))
+	okToken(t, f.do(t, request{target: sapQuery, header: basic("machine", fastSecret)}))
+}
+
+func TestToken_AudienceIsChosenAmongTheClientsAudiences(t *testing.T) {
+	f := newFixture(t)
+	secret, stored := clients.NewSecret()
+	f.withClients(t, nil,
+		clients.Client{ID: senderID, Name: "Sender", Secrets: []clients.Secret{stored},
+			Audiences: []string{"https://orders.example", "https://billing.example"}},
+		clients.Client{ID: "plain", Name: "Plain", Secrets: []clients.Secret{stored}})
+	f.senderSecret = secret // introspect authenticates as the sender
+
+	cases := []struct {
+		name, client, query string
+		want                string // audience, or an error code after "!"
+	}{
+		{"no target: the client's first audience", senderID, "", "https://orders.example"},
+		{"resource names another allowed audience", senderID, "&resource=https%3A%2F%2Fbilling.example", "https://billing.example"},
+		{"audience parameter works the same", senderID, "&audience=https%3A%2F%2Fbilling.example", "https://billing.example"},
+		{"both naming the same target", senderID, "&audience=https%3A%2F%2Fbilling.example&resource=https%3A%2F%2Fbilling.example", "https://billing.example"},
+		{"a target the client may not have", senderID, "&resource=https%3A%2F%2Fpayroll.example", "!invalid_target"},
+		{"the gateway's audience is not implied", senderID, "&resource=" + url.QueryEscape(audience), "!invalid_target"},
+		{"resource and audience disagree", senderID, "&audience=https%3A%2F%2Forders.example&resource=https%3A%2F%2Fbilling.example", "!invalid_request"},
+		{"client without audiences gets the gateway's", "plain", "", audience},
+		{"client without audiences may name the gateway's", "plain", "&resource=" + url.QueryEscape(audience), audience},
+		{"client without audiences may not name another", "plain", "&resource=https%3A%2F%2Forders.example", "!invalid_target"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := f.do(t, request{target: sapQuery + tc.query, header: basic(tc.client, secret)})
+			if code, isErr := strings.CutPrefix(tc.want, "!"); isErr {
+				tokenError(t, rec, 400, code)
+				return
+			}
+			c := f.verifyAny(t, okToken(t, rec).AccessToken)
+			if len(c) != 1 || c[0] != tc.want {
+				t.Errorf("aud = %q, want [%s]", c, tc.want)
+			}
+		})
+	}
+}
+
+// verifyAny returns the audience of a token this server issued.
+func (f *fixture) verifyAny(t *testing.T, tok string) []string {
+	t.Helper()
+	got := f.introspect(t, tok)
+	if got["active"] != true {
+		t.Fatalf("token not active: %v", got)
+	}
+	var aud []string
+	for _, a := range got["aud"].([]any) {
+		aud = append(aud, a.(string))
+	}
+	return aud
+}
+
+func TestToken_LifetimeZeroLastsUntilTheNextToken(t *testing.T) {
+	f := newFixture(t)
+	secret, stored := clients.NewSecret()
+	f.withClients(t, nil, clients.Client{ID: senderID, Name: "Neo", Secrets: []clients.Secret{stored}, TokenLifetime: "0"})
+	f.senderSecret = secret
+	first := okToken(t, f.do(t, request{target: sapQuery, header: basic(senderID, secret)}))
+	if first.ExpiresIn != int64(f.srv.MaxLifetime/time.Second) {
+		t.Errorf("expires_in = %d, want the maximum lifetime %d", first.ExpiresIn, int64(f.srv.MaxLifetime/time.Second))
+	}
+	if f.introspect(t, first.AccessToken)["active"] != true {
+		t.Fatal("the first token is not active")
+	}
+	second := okToken(t, f.do(t, request{target: authserver.TokenPath + "?grant_type=client_credentials&token_format=opaque",
+		header: basic(senderID, secret)}))
+	if f.introspect(t, first.AccessToken)["active"] != false {
+		t.Error("the first token survived the client's next token")
+	}
+	if f.introspect(t, second.AccessToken)["active"] != true {
+		t.Error("the newest token is not active")
+	}
+}
