@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -78,6 +79,14 @@ type App struct {
 	done    chan struct{}
 }
 
+// The verification cache of slow-hash secrets and the failure limiter
+// belong to the process, not to one config: a reload must neither make
+// every client pay argon2id again nor give an attacker a fresh budget.
+var (
+	secretCache   = clients.NewCache(0)
+	failedClients = bruteforce.New(bruteforce.Config{})
+)
+
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
 const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
 
@@ -115,7 +124,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
-	a.clients = clients.NewRegistry(cf)
+	a.clients = clients.NewRegistry(cf, secretCache)
 	if a.policy, err = policy.ReadFile(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
 	}
@@ -229,8 +238,14 @@ func (a *App) verifier(audience string) *tokenstate.Verifier {
 			IgnoreAudience: audience == "",
 			Leeway:         time.Duration(a.Leeway),
 		},
-		State: a.tokens,
+		State:        a.tokens,
+		ClientActive: a.clientActive,
 	}
+}
+
+func (a *App) clientActive(id string) bool {
+	c := a.clients.Lookup(id)
+	return c != nil && !c.Disabled
 }
 
 // Interface guards

@@ -58,12 +58,14 @@ func TestCaddyfile_PlainSiteBlockRunsServerThenGuardThenProxy(t *testing.T) {
 		clients  /etc/oauthgate/clients.json
 		policy   /etc/oauthgate/policy.yaml
 		leeway   5s
+		max_token_lifetime 24h
 	}
 }
 gw.example {
 	reverse_proxy /http/* 127.0.0.1:8081
 	oauth_guard /http/* {
 		realm integration
+		audience https://orders.example
 		max_token_size 4096
 	}
 	oauth_server
@@ -77,7 +79,7 @@ gw.example {
 	}
 
 	app, _ := json.Marshal(cfg["apps"].(map[string]any)["oauth"])
-	want := `{"audience":"https://api.example","clients":"/etc/oauthgate/clients.json","issuer":"https://gw.example","leeway":5000000000,"policy":"/etc/oauthgate/policy.yaml"}`
+	want := `{"audience":"https://api.example","clients":"/etc/oauthgate/clients.json","issuer":"https://gw.example","leeway":5000000000,"max_token_lifetime":86400000000000,"policy":"/etc/oauthgate/policy.yaml"}`
 	if string(app) != want {
 		t.Errorf("apps.oauth =\n%s\nwant\n%s", app, want)
 	}
@@ -100,8 +102,8 @@ gw.example {
 		}
 	}
 	find(cfg)
-	if guardCfg["realm"] != "integration" || guardCfg["max_token_size"] != float64(4096) {
-		t.Errorf("oauth_guard = %v, want realm integration and max_token_size 4096", guardCfg)
+	if guardCfg["realm"] != "integration" || guardCfg["audience"] != "https://orders.example" || guardCfg["max_token_size"] != float64(4096) {
+		t.Errorf("oauth_guard = %v, want realm integration, audience https://orders.example and max_token_size 4096", guardCfg)
 	}
 }
 

@@ -59,6 +59,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		Tokens:      app.tokens,
 		Verifier:    app.verifier(""),
 		MaxLifetime: time.Duration(app.MaxTokenLifetime),
+		Limiter:     failedClients,
 		Issuer:      app.Issuer,
 		Audience:    app.Audience,
 		Realm:       s.Realm,

@@ -60,3 +60,24 @@ func TestGuard_OpaqueTokenCarriesTheClientsIdentity(t *testing.T) {
 	e.call(t, http.MethodPost, "/http/orders/1", tok, `{"order":1}`).wantBearerChallenge(t, http.StatusForbidden, "insufficient_scope")
 	e.backend.wantRequests(t, seenAs(http.MethodPost, "/http/flow", e.A, roleMessaging))
 }
+
+func TestGuard_LifetimeZeroTokenEndsWithTheClientsNextToken(t *testing.T) {
+	neo := clientSpec{name: "neo-sender", lifetime: "0", roles: []string{roleMessaging}}
+	e := newEnv(t, neo)
+	c := e.clients[neo.name]
+	first := e.tokenOfFormat(t, c, "jwt")
+	e.call(t, http.MethodGet, "/http/flow", first, "").wantStatus(t, http.StatusOK)
+
+	second := e.tokenOfFormat(t, c, "jwt")
+	e.call(t, http.MethodGet, "/http/flow", first, "").wantBearerChallenge(t, http.StatusUnauthorized, "invalid_token")
+	e.call(t, http.MethodGet, "/http/flow", second, "").wantStatus(t, http.StatusOK)
+}
+
+func TestGuard_DisabledClientLosesItsIssuedTokens(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token(t, e.A)
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+	e.setClientDisabled(t, e.A.ID)
+	e.restartGateway(t)
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantBearerChallenge(t, http.StatusUnauthorized, "invalid_token")
+}

@@ -14,6 +14,10 @@ import (
 type Verifier struct {
 	JWT   *tokens.Verifier
 	State *Store
+	// ClientActive, if set, reports whether a client may still use its
+	// tokens: a client disabled or removed from the clients file loses
+	// them at once, not when they expire.
+	ClientActive func(clientID string) bool
 }
 
 // Verify returns the claims of a valid token. Every failure is a
@@ -41,6 +45,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 		}
 		c = &tokens.Claims{Issuer: v.JWT.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
 			Audience: rec.Audience, IssuedAt: rec.IssuedAt, Expiry: rec.Expiry, ID: rec.ID, Scope: rec.Scope}
+	}
+	if v.ClientActive != nil && !v.ClientActive(c.ClientID) {
+		return nil, &tokens.Error{Reason: "token's client is disabled or no longer registered"}
 	}
 	if v.State.Superseded(c.ClientID, c.ID, c.IssuedAt) {
 		return nil, &tokens.Error{Reason: "token is superseded by a newer token of its client"}
