@@ -168,7 +168,7 @@ func (p *Policy) parseSubjects(n *yaml.Node) error {
 		if k.Value == "" {
 			return errAt(k, "empty subject")
 		}
-		roles, err := stringList(v, "roles of "+k.Value)
+		roles, err := roleList(v, "roles of "+k.Value)
 		if err != nil {
 			return err
 		}
@@ -219,7 +219,7 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 				r.Methods[j] = strings.ToUpper(m)
 			}
 		case "roles":
-			if r.Roles, err = stringList(v, "roles"); err != nil {
+			if r.Roles, err = roleList(v, "roles"); err != nil {
 				return nil, err
 			}
 		case "public":
@@ -278,6 +278,24 @@ func stringList(n *yaml.Node, what string) ([]string, error) {
 		out = append(out, e.Value)
 	}
 	return out, nil
+}
+
+// roleList is a stringList of role names. A role travels in a token's
+// space-separated "scope" and in the comma-separated roles placeholder, so
+// it is an RFC 6749 scope-token without a comma.
+func roleList(n *yaml.Node, what string) ([]string, error) {
+	roles, err := stringList(n, what)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range roles {
+		for j := 0; j < len(r); j++ {
+			if c := r[j]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ',' {
+				return nil, errAt(n.Content[i], "%s: %q: a role may not contain spaces, commas, quotes or backslashes", what, r)
+			}
+		}
+	}
+	return roles, nil
 }
 
 // isToken reports whether s is an RFC 9110 token, the syntax of a method.

@@ -443,3 +443,21 @@ func TestParse_ExactPathsWithAndWithoutTrailingSlashOverlap(t *testing.T) {
 		t.Errorf("Parse = %v, want an overlap error at line 3", err)
 	}
 }
+
+func TestParse_RoleNamesAreScopeTokens(t *testing.T) {
+	for name, src := range map[string]string{
+		"space in a subject's role": "subjects:\n  s: [ok, \"two words\"]\n",
+		"comma in a rule's role":    "rules:\n  - path: /a\n    roles:\n      - \"a,b\"\n",
+		"quote in a role":           "subjects:\n  s: ['say\"hi']\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(src), "p.yaml")
+			if err == nil || !strings.Contains(err.Error(), "a role may not contain") {
+				t.Errorf("Parse = %v, want a role-name error", err)
+			}
+		})
+	}
+	if _, err := Parse([]byte("subjects:\n  s: [ESBMessaging.send, xsapp!t1.Orders-read_v2]\n"), "p.yaml"); err != nil {
+		t.Errorf("ordinary role names refused: %v", err)
+	}
+}
