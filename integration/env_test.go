@@ -878,3 +878,66 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// ---- clients with a chosen secret ----
+
+// registerClientWithSecret runs `caddy oauth client add --secret-stdin` with
+// secret on standard input and returns the client it registered. The
+// secret must not be printed back.
+func registerClientWithSecret(t *testing.T, environ []string, file, name, secret string) client {
+	t.Helper()
+	args := []string{"oauth", "client", "add", "--clients", file, "--name", name, "--secret-stdin"}
+	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caddyBin, args...)
+	cmd.Env = environ
+	cmd.Dir = filepath.Dir(file)
+	cmd.Stdin = strings.NewReader(secret + "\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("caddy %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, &stdout, &stderr)
+	}
+	out := stdout.String()
+	if strings.Contains(out+stderr.String(), secret) {
+		t.Fatalf("caddy %s printed the secret it read from stdin", strings.Join(args, " "))
+	}
+	c := client{Name: name, Secret: secret}
+	for _, f := range []struct {
+		re   *regexp.Regexp
+		name string
+		dst  *string
+	}{{clientIDLine, "client_id", &c.ID}, {subjectLine, "subject", &c.Subject}} {
+		m := f.re.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("caddy %s: no %q line in stdout:\n%s", strings.Join(args, " "), f.name, out)
+		}
+		*f.dst = m[1]
+	}
+	if want := "oauth_client_" + c.ID; c.Subject != want {
+		t.Fatalf("subject = %q, want %q", c.Subject, want)
+	}
+	return c
+}
+
+// addClientWithSecret registers a client whose secret a person chose,
+// grants its subject roles in the policy and restarts the gateway so that
+// it knows the client.
+func (e *env) addClientWithSecret(t *testing.T, name, secret string, roles ...string) client {
+	t.Helper()
+	c := registerClientWithSecret(t, e.caddyEnv, e.clientsFile, name, secret)
+	policyFile := filepath.Join(e.dir, "policy.yaml")
+	policy, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "subjects:\n"
+	if !bytes.HasPrefix(policy, []byte(head)) {
+		t.Fatalf("policy file does not start with %q:\n%s", head, policy)
+	}
+	grant := fmt.Sprintf("  %s: [%s]\n", c.Subject, strings.Join(roles, ", "))
+	writeFile(t, policyFile, head+grant+string(policy[len(head):]))
+	e.clients[name] = c
+	e.restartGateway(t)
+	return c
+}

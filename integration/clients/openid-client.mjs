@@ -1,0 +1,138 @@
+// openid-client.mjs: a Node sender using openid-client (v6), the way a
+// JavaScript integration would talk to oauthgate. It discovers the gateway
+// from its RFC 8414 metadata, gets a client-credentials token with the
+// client authentication method named by AUTH, and GETs the protected
+// resource with it.
+//
+// Environment:
+//   ISSUER         the gateway's issuer, e.g. http://127.0.0.1:8080
+//   CLIENT_ID      client ID from `caddy oauth client add`
+//   CLIENT_SECRET  its secret
+//   AUTH           basic (client_secret_basic) or post (client_secret_post)
+//   RESOURCE_URL   protected endpoint to GET with the token
+//   TIMEOUT_SECONDS  per HTTP request (default 10)
+//
+// Prints one JSON line describing the outcome (never the token or the
+// secret) and exits 0 only if every step succeeded: 1 on any failure, 2 on
+// bad usage. The integration tests (integration/clients_test.go) run it
+// and check the line.
+
+import * as client from 'openid-client';
+
+const out = { ok: false, auth: process.env.AUTH ?? '' };
+
+function finish(code) {
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exitCode = code;
+}
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    out.error = `environment variable ${name} is not set`;
+    finish(2);
+    process.exit();
+  }
+  return v;
+}
+
+const issuer = need('ISSUER');
+const clientId = need('CLIENT_ID');
+const clientSecret = need('CLIENT_SECRET');
+const auth = need('AUTH');
+const resourceURL = need('RESOURCE_URL');
+const timeout = Number(process.env.TIMEOUT_SECONDS ?? '10');
+
+const methods = {
+  basic: ['client_secret_basic', client.ClientSecretBasic],
+  post: ['client_secret_post', client.ClientSecretPost],
+};
+if (!(auth in methods)) {
+  out.error = `AUTH must be basic or post, not ${JSON.stringify(auth)}`;
+  finish(2);
+  process.exit();
+}
+const [methodName, method] = methods[auth];
+out.method = methodName;
+
+// What the library put on the wire for the token request, so the caller can
+// check that the requested client authentication method was really used.
+function recordTokenRequest(url, options) {
+  const headers = new Headers(options?.headers);
+  const body = new URLSearchParams(
+    typeof options?.body === 'string' || options?.body instanceof URLSearchParams ? options.body : '',
+  );
+  out.token_request = {
+    method: options?.method ?? 'GET',
+    url: String(url),
+    basic_auth: (headers.get('authorization') ?? '').startsWith('Basic '),
+    body_client_id: body.has('client_id'),
+    body_client_secret: body.has('client_secret'),
+    grant_type: body.get('grant_type'),
+  };
+}
+
+try {
+  const config = await client.discovery(
+    new URL(issuer),
+    clientId,
+    undefined,
+    method(clientSecret),
+    {
+      algorithm: 'oauth2', // RFC 8414: /.well-known/oauth-authorization-server
+      execute: [client.allowInsecureRequests], // the test gateway is plain http on 127.0.0.1
+      timeout,
+    },
+  );
+  const md = config.serverMetadata();
+  out.issuer = md.issuer;
+  out.token_endpoint = md.token_endpoint;
+
+  config[client.customFetch] = (url, options) => {
+    if (String(url) === md.token_endpoint) recordTokenRequest(url, options);
+    return fetch(url, options);
+  };
+
+  const tok = await client.clientCredentialsGrant(config, { token_format: 'jwt' });
+  out.token_type = tok.token_type;
+  out.expires_in = tok.expires_in;
+  out.scope = tok.scope;
+  out.token_length = tok.access_token?.length ?? 0;
+
+  const res = await fetch(resourceURL, {
+    headers: { Authorization: `Bearer ${tok.access_token}` },
+    signal: AbortSignal.timeout(timeout * 1000),
+  });
+  out.status = res.status;
+  const text = await res.text();
+  try {
+    out.body = JSON.parse(text);
+  } catch {
+    out.body = text;
+  }
+  if (res.status !== 200) {
+    out.error = `GET ${resourceURL}: status ${res.status}`;
+    finish(1);
+  } else {
+    out.ok = true;
+    finish(0);
+  }
+} catch (err) {
+  // openid-client's errors carry the OAuth error and the HTTP status.
+  out.error = String(err?.message ?? err);
+  for (const [k, name] of [
+    ['code', 'error_code'],
+    ['error', 'oauth_error'],
+    ['error_description', 'error_description'],
+    ['status', 'error_status'],
+  ]) {
+    if (err?.[k] !== undefined) out[name] = err[k];
+  }
+  if (Array.isArray(err?.cause)) {
+    // WWW-Authenticate challenges, e.g. Basic with error="invalid_client".
+    out.challenges = err.cause.map((c) => ({ scheme: c.scheme, parameters: c.parameters }));
+  } else if (err?.cause?.message) {
+    out.error_cause = String(err.cause.message);
+  }
+  finish(1);
+}
