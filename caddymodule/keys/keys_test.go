@@ -7,9 +7,12 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
+	"math/big"
 	"slices"
 	"sync"
 	"testing"
@@ -71,6 +74,13 @@ func (s *memStorage) Lock(ctx context.Context, name string) error {
 		return err
 	}
 	return s.Storage.Lock(ctx, name)
+}
+
+// heal ends the injected failures and resets the Load count.
+func (s *memStorage) heal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadErr, s.storeErr, s.lockErr, s.loads = nil, nil, nil, 0
 }
 
 // counts returns Lock and Store calls so far.
@@ -219,23 +229,55 @@ func storedKey(t *testing.T, raw any, alg ...jwa.SignatureAlgorithm) []byte {
 	return []byte(`{"keys": [` + string(b) + `], "created": "2025-01-01T00:00:00Z"}`)
 }
 
+// rsaKeyFile writes k in the storage format by hand: jwx refuses to
+// import RSA keys of fewer than 2048 bits, which is what some tests need.
+func rsaKeyFile(k *rsa.PrivateKey, alg string) []byte {
+	b := func(n *big.Int) string { return base64.RawURLEncoding.EncodeToString(n.Bytes()) }
+	jwk, _ := json.Marshal(map[string]string{
+		"kty": "RSA", "alg": alg,
+		"n": b(k.N), "e": b(big.NewInt(int64(k.E))), "d": b(k.D),
+		"p": b(k.Primes[0]), "q": b(k.Primes[1]),
+		"dp": b(k.Precomputed.Dp), "dq": b(k.Precomputed.Dq), "qi": b(k.Precomputed.Qinv),
+	})
+	return []byte(`{"keys": [` + string(jwk) + `], "created": "2025-01-01T00:00:00Z"}`)
+}
+
 func TestLoadOrCreate_RefusesCorruptKeysInsteadOfRegenerating(t *testing.T) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+
+	// A P-256 key whose "x" and "y" are another key's.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var mismatched map[string]any
+	_ = json.Unmarshal(storedKey(t, p256, jwa.ES256()), &mismatched)
+	otherJWK, _ := jwk.Import(&other.PublicKey)
+	otherX, _ := otherJWK.(jwk.ECDSAPublicKey).X()
+	otherY, _ := otherJWK.(jwk.ECDSAPublicKey).Y()
+	mismatched["keys"].([]any)[0].(map[string]any)["x"] = base64.RawURLEncoding.EncodeToString(otherX)
+	mismatched["keys"].([]any)[0].(map[string]any)["y"] = base64.RawURLEncoding.EncodeToString(otherY)
+	mismatchedData, _ := json.Marshal(mismatched)
 
 	tests := map[string][]byte{
-		"not JSON":                   []byte(`{"keys": [`),
-		"empty keys list":            []byte(`{"keys": []}`),
-		"no keys member":             []byte(`{}`),
-		"key that is not a JWK":      []byte(`{"keys": [{"kty": "EC"}]}`),
-		"public-only key":            storedKey(t, &p256.PublicKey, jwa.ES256()),
-		"key without alg":            storedKey(t, p256),
-		"HS256 key":                  storedKey(t, []byte("0123456789abcdef0123456789abcdef"), jwa.HS256()),
-		"EC key with alg none":       storedKey(t, p256, jwa.NoSignature()),
-		"EC key with alg ES384":      storedKey(t, p384, jwa.ES384()),
-		"P-384 key labelled ES256":   storedKey(t, p384, jwa.ES256()),
-		"Ed25519 key labelled ES256": storedKey(t, ed, jwa.ES256()),
+		"not JSON":                    []byte(`{"keys": [`),
+		"empty keys list":             []byte(`{"keys": []}`),
+		"no keys member":              []byte(`{}`),
+		"key that is not a JWK":       []byte(`{"keys": [{"kty": "EC"}]}`),
+		"public-only key":             storedKey(t, &p256.PublicKey, jwa.ES256()),
+		"key without alg":             storedKey(t, p256),
+		"HS256 key":                   storedKey(t, []byte("0123456789abcdef0123456789abcdef"), jwa.HS256()),
+		"EC key with alg none":        storedKey(t, p256, jwa.NoSignature()),
+		"EC key with alg ES384":       storedKey(t, p384, jwa.ES384()),
+		"P-384 key labelled ES256":    storedKey(t, p384, jwa.ES256()),
+		"Ed25519 key labelled ES256":  storedKey(t, ed, jwa.ES256()),
+		"P-256 key labelled EdDSA":    storedKey(t, p256, jwa.EdDSA()),
+		"RSA key labelled ES256":      rsaKeyFile(rsa1024, "ES256"),
+		"Ed25519 key labelled PS256":  storedKey(t, ed, jwa.PS256()),
+		"RSA 1024 key labelled RS256": rsaKeyFile(rsa1024, "RS256"),
+		"RSA 1024 key labelled PS256": rsaKeyFile(rsa1024, "PS256"),
+		"Ed25519 key with the RFC 9864 alg Ed25519, which is not supported": storedKey(t, ed, jwa.EdDSAEd25519()),
+		"EC key whose public half is another key's":                         mismatchedData,
 	}
 	for name, data := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -246,6 +288,11 @@ func TestLoadOrCreate_RefusesCorruptKeysInsteadOfRegenerating(t *testing.T) {
 			set, err := keys.LoadOrCreate(context.Background(), st)
 			if err == nil {
 				t.Fatalf("keys.LoadOrCreate = %+v, want error", set.Signing())
+			}
+			t.Log(err)
+			m := newManager(t, st, keystest.NewClock(t0), scheduled(jwa.ES256()))
+			if set, err := m.Sync(context.Background()); err == nil || set != nil {
+				t.Errorf("Sync = %v, %v; want an error", set, err)
 			}
 			kept, _ := st.Storage.Load(context.Background(), keys.StorageKey)
 			if _, stores := st.counts(); stores != 0 || !bytes.Equal(kept, data) {

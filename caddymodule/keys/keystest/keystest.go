@@ -3,17 +3,19 @@
 package keystest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 )
 
-// Storage is an in-memory keys.Storage. Locks are real, one mutex per
-// name, as in Caddy's storages.
+// Storage is an in-memory keys.Storage. Values are copied in and out, and
+// locks are real, one mutex per name, as in Caddy's storages.
 type Storage struct {
 	mu    sync.Mutex
 	data  map[string][]byte
@@ -33,14 +35,14 @@ func (s *Storage) Load(_ context.Context, key string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", key, fs.ErrNotExist)
 	}
-	return v, nil
+	return bytes.Clone(v), nil
 }
 
 // Store implements keys.Storage.
 func (s *Storage) Store(_ context.Context, key string, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.data[key] = value
+	s.data[key] = bytes.Clone(value)
 	return nil
 }
 
@@ -78,4 +80,35 @@ func NewSet(t testing.TB) *keys.Set {
 		t.Fatal(err)
 	}
 	return set
+}
+
+// Clock is a settable clock for keys.Options.Now and the like. It is safe
+// for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock showing t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
