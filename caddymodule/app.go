@@ -134,7 +134,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.keys.Store(set)
 	if a.tokens, err = tokenstate.Open(ctx, ctx.Storage(), nil); err != nil {
-		return fmt.Errorf("oauth: %w", err)
+		if a.tokens == nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		a.logger.Error("token state", zap.Error(err))
 	}
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),

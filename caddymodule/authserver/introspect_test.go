@@ -43,8 +43,9 @@ func (f *fixture) revoke(t *testing.T, token, id, secret string) int {
 func TestToken_OpaqueTokenIsRandomReferenceStoredAsHash(t *testing.T) {
 	f := newFixture(t)
 	a, b := f.issue(t, "opaque"), f.issue(t, "opaque")
-	if len(a.AccessToken) != 43 || strings.Contains(a.AccessToken, ".") || a.AccessToken == b.AccessToken {
-		t.Errorf("opaque tokens %q, %q: want two distinct 43-character tokens of 256 bits without dots", a.AccessToken, b.AccessToken)
+	// 256 random bits and a 128-bit MAC, base64url: 64 characters.
+	if len(a.AccessToken) != 64 || strings.Contains(a.AccessToken, ".") || a.AccessToken == b.AccessToken {
+		t.Errorf("opaque tokens %q, %q: want two distinct 64-character tokens without dots", a.AccessToken, b.AccessToken)
 	}
 	if a.ExpiresIn != 1800 || a.Scope != "ESBMessaging.send Orders.read" {
 		t.Errorf("response = %+v, want the client's lifetime and roles", a)
@@ -73,7 +74,7 @@ func TestIntrospect_AnswersActiveOnlyForValidTokens(t *testing.T) {
 	for name, tok := range map[string]string{
 		"garbage":              "not-a-token",
 		"tampered JWT":         jwt.AccessToken[:len(jwt.AccessToken)-4] + "AAAA",
-		"unknown opaque token": strings.Repeat("A", 43),
+		"unknown opaque token": strings.Repeat("A", 64),
 	} {
 		if got := f.introspect(t, tok); len(got) != 1 || got["active"] != false {
 			t.Errorf("%s: introspection = %v, want only active false", name, got)

@@ -127,7 +127,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	var tok string
 	var err error
 	if format == "opaque" {
-		tok = tokenstate.NewOpaque()
+		tok = s.Tokens.NewOpaque()
 		err = s.Tokens.PutOpaque(r.Context(), tok, &tokenstate.Opaque{
 			ClientID: claims.ClientID, Subject: claims.Subject, Audience: claims.Audience,
 			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID})

@@ -12,6 +12,7 @@ package tokenstate
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -32,6 +33,8 @@ type Storage interface {
 	Store(ctx context.Context, key string, value []byte) error
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, path string, recursive bool) ([]string, error)
+	Lock(ctx context.Context, name string) error
+	Unlock(ctx context.Context, name string) error
 }
 
 const prefix = "oauthgate/tokens"
@@ -39,6 +42,7 @@ const prefix = "oauthgate/tokens"
 // The three kinds of entries, each a directory of small JSON files named
 // by a hash (revoked, opaque) or a client ID (latest).
 const (
+	macKeyName = prefix + "/opaque_mac_key"
 	dirRevoked = prefix + "/revoked"
 	dirOpaque  = prefix + "/opaque"
 	dirLatest  = prefix + "/latest"
@@ -73,6 +77,10 @@ type latest struct {
 type Store struct {
 	st  Storage
 	now func() time.Time
+	// macKey authenticates opaque tokens, so junk is refused before it
+	// costs a storage read; it is shared through storage like the
+	// signing keys.
+	macKey []byte
 
 	mu      sync.RWMutex
 	revoked map[string]time.Time // hashed jti → expiry of the token
@@ -80,17 +88,64 @@ type Store struct {
 	latest  map[string]latest    // client ID → latest token
 }
 
-// Open loads the state from storage.
+// Open loads the state from storage. Like Sync, it skips corrupt entries:
+// it then returns a usable Store together with the error that names them.
 func Open(ctx context.Context, st Storage, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
 	s := &Store{st: st, now: now,
 		revoked: map[string]time.Time{}, opaque: map[string]*Opaque{}, latest: map[string]latest{}}
+	var err error
+	if s.macKey, err = loadOrCreateMACKey(ctx, st); err != nil {
+		return nil, err
+	}
 	if err := s.Sync(ctx); err != nil {
+		var corrupt *CorruptError
+		if errors.As(err, &corrupt) {
+			return s, err
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// CorruptError lists entries Sync skipped because they did not decode. The
+// rest of the state was applied: one bad file must not stop every other
+// instance's revocations from arriving.
+type CorruptError struct{ Errs []error }
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("skipped %d corrupt token state entries: %v", len(e.Errs), errors.Join(e.Errs...))
+}
+
+// loadOrCreateMACKey returns the opaque-token MAC key, creating it under a
+// storage lock on first start (and re-checking after taking the lock, as
+// another instance may have created it meanwhile).
+func loadOrCreateMACKey(ctx context.Context, st Storage) ([]byte, error) {
+	load := func() ([]byte, error) {
+		key, err := st.Load(ctx, macKeyName)
+		if err == nil && len(key) != macKeyLen {
+			return nil, fmt.Errorf("%s: want %d bytes, found %d", macKeyName, macKeyLen, len(key))
+		}
+		return key, err
+	}
+	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	if err := st.Lock(ctx, macKeyName); err != nil {
+		return nil, fmt.Errorf("locking %s: %w", macKeyName, err)
+	}
+	defer func() { _ = st.Unlock(context.WithoutCancel(ctx), macKeyName) }()
+	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	key := make([]byte, macKeyLen)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
+	if err := st.Store(ctx, macKeyName, key); err != nil {
+		return nil, fmt.Errorf("storing %s: %w", macKeyName, err)
+	}
+	return key, nil
 }
 
 func hash(s string) string {
@@ -229,16 +284,19 @@ func (s *Store) get(ctx context.Context, key string, v any) error {
 // Sync reads every instance's changes from storage and drops entries whose
 // tokens have expired, from memory and from storage. What this instance
 // wrote while Sync ran is merged in, not overwritten: a revocation must
-// never be forgotten for an interval.
+// never be forgotten for an interval. A storage failure leaves the state
+// as it was; corrupt entries are skipped and returned as a *CorruptError
+// after the rest is applied.
 func (s *Store) Sync(ctx context.Context) error {
 	now := s.now()
 	revoked := map[string]time.Time{}
 	opaque := map[string]*Opaque{}
 	lat := map[string]latest{}
+	corrupt := &CorruptError{}
 	err := errors.Join(
-		syncDir(ctx, s, dirRevoked, revoked, func(exp time.Time) time.Time { return exp }),
-		syncDir(ctx, s, dirOpaque, opaque, func(r *Opaque) time.Time { return r.Expiry }),
-		syncDir(ctx, s, dirLatest, lat, func(r latest) time.Time { return r.Expiry }),
+		syncDir(ctx, s, dirRevoked, revoked, corrupt, func(exp time.Time) time.Time { return exp }),
+		syncDir(ctx, s, dirOpaque, opaque, corrupt, func(r *Opaque) time.Time { return r.Expiry }),
+		syncDir(ctx, s, dirLatest, lat, corrupt, func(r latest) time.Time { return r.Expiry }),
 	)
 	if err != nil {
 		return err
@@ -275,6 +333,9 @@ func (s *Store) Sync(ctx context.Context) error {
 	dropExpired(opaque, now, func(r *Opaque) time.Time { return r.Expiry })
 	dropExpired(lat, now, func(r latest) time.Time { return r.Expiry })
 	s.revoked, s.opaque, s.latest = revoked, opaque, lat
+	if len(corrupt.Errs) > 0 {
+		return corrupt
+	}
 	return nil
 }
 
@@ -288,9 +349,9 @@ func dropExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time)
 
 // syncDir loads every entry of dir into into, deleting expired ones from
 // storage. An entry that vanished between List and Load (another instance
-// deleted it) is skipped; a corrupt one is an error, never silently
-// dropped.
-func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V, expiry func(V) time.Time) error {
+// deleted it) is skipped; a corrupt one is skipped and reported in
+// corrupt, never silently dropped or deleted.
+func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V, corrupt *CorruptError, expiry func(V) time.Time) error {
 	keys, err := s.st.List(ctx, dir, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -300,13 +361,19 @@ func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V
 	}
 	now := s.now()
 	for _, key := range keys {
-		var v V
-		err := s.get(ctx, key, &v)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		data, err := s.st.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
-		case err != nil:
-			return fmt.Errorf("token state %s: %w", key, err)
+		}
+		if err != nil {
+			return fmt.Errorf("loading token state %s: %w", key, err)
+		}
+		var v V
+		if err := json.Unmarshal(data, &v); err != nil {
+			corrupt.Errs = append(corrupt.Errs, fmt.Errorf("%s: %w", key, err))
+			continue
+		}
+		switch {
 		case !now.Before(expiry(v)):
 			if err := s.st.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("deleting expired token state: %w", err)
@@ -318,12 +385,37 @@ func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V
 	return nil
 }
 
-// opaqueLen is the length of an opaque token: 256 random bits, base64url.
-const opaqueLen = 43
+// An opaque token is 32 random bytes (256 bits) and a 16-byte MAC of
+// them, base64url: 64 characters.
+const (
+	macKeyLen     = 32
+	opaqueRandLen = 32
+	opaqueMACLen  = 16
+	opaqueLen     = 64
+)
 
 // NewOpaque returns a fresh opaque token.
-func NewOpaque() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return base64.RawURLEncoding.EncodeToString(b[:])
+func (s *Store) NewOpaque() string {
+	b := make([]byte, opaqueRandLen, opaqueRandLen+opaqueMACLen)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(append(b, s.mac(b)...))
+}
+
+// Authentic reports whether token is an opaque token this gateway made.
+// It costs one HMAC and no storage access.
+func (s *Store) Authentic(token string) bool {
+	if len(token) != opaqueLen {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil || len(b) != opaqueRandLen+opaqueMACLen {
+		return false
+	}
+	return hmac.Equal(b[opaqueRandLen:], s.mac(b[:opaqueRandLen]))
+}
+
+func (s *Store) mac(random []byte) []byte {
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write(random)
+	return m.Sum(nil)[:opaqueMACLen]
 }

@@ -2,6 +2,7 @@ package tokenstate
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,17 @@ func (s *memStorage) List(ctx context.Context, dir string, recursive bool) ([]st
 		s.onList()
 	}
 	return keys, err
+}
+
+// entries counts the token-state entries in storage, not the MAC key.
+func entries(st *memStorage) int {
+	n := 0
+	for _, k := range st.Keys() {
+		if k != macKeyName {
+			n++
+		}
+	}
+	return n
 }
 
 type clock struct{ t time.Time }
@@ -67,8 +79,8 @@ func TestRevoke_AppliesHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b.Revoked("jti-1") || st.Len() != 0 {
-		t.Errorf("expired revocation kept: in memory %v, %d entries in storage", b.Revoked("jti-1"), st.Len())
+	if b.Revoked("jti-1") || entries(st) != 0 {
+		t.Errorf("expired revocation kept: in memory %v, %d entries in storage", b.Revoked("jti-1"), entries(st))
 	}
 }
 
@@ -189,8 +201,8 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st.Len() != 0 {
-		t.Errorf("%d entries left in storage, want 0", st.Len())
+	if entries(st) != 0 {
+		t.Errorf("%d entries left in storage, want 0", entries(st))
 	}
 }
 
@@ -200,17 +212,59 @@ func TestIssued_RecordsNothingForOrdinaryClients(t *testing.T) {
 	if err := s.Issued(context.Background(), "c", "j", t0, t0.Add(time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
-	if st.Len() != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
+	if entries(st) != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
 		t.Error("a client with a non-zero lifetime got a latest-token record")
 	}
 }
 
-func TestSync_RefusesCorruptState(t *testing.T) {
+func TestSync_SkipsACorruptEntryAndAppliesTheRest(t *testing.T) {
+	ctx := context.Background()
 	st, c := newMem(), &clock{t0}
-	if err := st.Store(context.Background(), dirRevoked+"/abc", []byte("not json")); err != nil {
+	writer := open(t, st, c)
+	if err := writer.Revoke(ctx, "jti-1", t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(context.Background(), st, c.now); err == nil || !strings.Contains(err.Error(), dirRevoked+"/abc") {
-		t.Errorf("Open = %v, want an error naming the corrupt entry", err)
+	if err := st.Store(ctx, dirRevoked+"/abc", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, st, c.now)
+	var corrupt *CorruptError
+	if !errors.As(err, &corrupt) || !strings.Contains(err.Error(), dirRevoked+"/abc") {
+		t.Fatalf("Open = %v, want a CorruptError naming the entry", err)
+	}
+	if s == nil || !s.Revoked("jti-1") {
+		t.Fatal("the good revocation was not applied next to the corrupt entry")
+	}
+	if _, err := st.Load(ctx, dirRevoked+"/abc"); err != nil {
+		t.Error("the corrupt entry was deleted; it must stay for the operator to see")
+	}
+}
+
+func TestOpaque_OnlyTokensWithTheGatewaysMACAreAuthentic(t *testing.T) {
+	st, c := newMem(), &clock{t0}
+	a, b := open(t, st, c), open(t, st, c)
+	tok := a.NewOpaque()
+	if len(tok) != 64 || tok == a.NewOpaque() {
+		t.Fatalf("NewOpaque = %q, want distinct 64-character tokens", tok)
+	}
+	if !a.Authentic(tok) || !b.Authentic(tok) {
+		t.Error("a token made here is not authentic here or on an instance sharing the storage")
+	}
+	other := open(t, newMem(), c) // another gateway, another key
+	flipped := []byte(tok)
+	flipped[10] ^= 1
+	for name, junk := range map[string]string{
+		"another gateway's token": other.NewOpaque(),
+		"one character changed":   string(flipped),
+		"right length, random":    strings.Repeat("A", 64),
+		"too short":               tok[:63],
+		"padding":                 tok[:62] + "==",
+	} {
+		if a.Authentic(junk) {
+			t.Errorf("%s: authentic", name)
+		}
+	}
+	if n := entries(st); n != 0 {
+		t.Errorf("%d state entries after only making tokens, want 0", n)
 	}
 }

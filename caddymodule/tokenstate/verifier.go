@@ -33,7 +33,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 			return nil, &tokens.Error{Reason: "token is revoked"}
 		}
 	} else {
-		if !opaqueShape(token) {
+		if !v.State.Authentic(token) {
 			return nil, &tokens.Error{Reason: "token is neither a compact JWS nor an opaque token of this issuer"}
 		}
 		rec := v.State.LookupOpaque(ctx, token)
@@ -53,19 +53,4 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 		return nil, &tokens.Error{Reason: "token is superseded by a newer token of its client"}
 	}
 	return c, nil
-}
-
-// opaqueShape reports whether token looks like one NewOpaque makes;
-// anything else is not looked up at all, so junk never reaches storage.
-func opaqueShape(token string) bool {
-	if len(token) != opaqueLen {
-		return false
-	}
-	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
