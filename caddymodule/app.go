@@ -6,6 +6,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,13 +71,26 @@ type App struct {
 	// cap.
 	MaxTokenLifetime caddy.Duration `json:"max_token_lifetime,omitempty"`
 
-	clients *clients.Registry
-	keys    atomic.Pointer[keys.Set]
-	policy  *policy.Policy
-	tokens  *tokenstate.Store
-	logger  *zap.Logger
-	stop    context.CancelFunc
-	done    chan struct{}
+	// SigningAlgorithm signs new tokens: ES256 (default), EdDSA (Ed25519),
+	// RS256 or PS256 (RSA 2048). Changing it rotates to a key of the new
+	// algorithm, published an hour before it signs.
+	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
+
+	// KeyRotation is the age at which the signing key is replaced. The
+	// next key is published in the JWKS an hour before it signs; a
+	// replaced key stays published until every token it signed has
+	// expired. At least 1h. Default: 720h (30 days). Keys can also be
+	// rotated on demand through the admin API (POST /oauth/keys/rotate).
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	clients    *clients.Registry
+	keyManager *keys.Manager
+	keys       atomic.Pointer[keys.Set]
+	policy     *policy.Policy
+	tokens     *tokenstate.Store
+	logger     *zap.Logger
+	stop       context.CancelFunc
+	done       chan struct{}
 }
 
 // The verification cache of slow-hash secrets and the failure limiter
@@ -90,9 +104,16 @@ var (
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
 const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
 
+// DefaultKeyRotation is the default age of a signing key at rotation.
+const DefaultKeyRotation = 30 * 24 * time.Hour
+
 // stateSync is how often an instance reads the token state (revocations,
-// opaque tokens) that other instances sharing its storage wrote.
-const stateSync = 10 * time.Second
+// opaque tokens) that other instances sharing its storage wrote; keySync
+// how often it reads the keys and does due rotations.
+const (
+	stateSync = 10 * time.Second
+	keySync   = time.Minute
+)
 
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
@@ -119,6 +140,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxTokenLifetime == 0 {
 		a.MaxTokenLifetime = caddy.Duration(DefaultMaxTokenLifetime)
 	}
+	if a.KeyRotation == 0 {
+		a.KeyRotation = caddy.Duration(DefaultKeyRotation)
+	}
+	alg, err := keys.ParseAlgorithm(cmp.Or(a.SigningAlgorithm, "ES256"))
+	if err != nil {
+		return fmt.Errorf("oauth: signing_algorithm: %w", err)
+	}
+	a.keyManager, err = keys.NewManager(ctx.Storage(), keys.Options{
+		Algorithm:   alg,
+		RotateEvery: time.Duration(a.KeyRotation),
+		// A replaced key verifies every token it signed, the longest-lived
+		// included, until it expires, plus the skew we tolerate and the
+		// time another instance may take to notice.
+		RetainFor: time.Duration(a.MaxTokenLifetime+a.Leeway) + keySync,
+	})
+	if err != nil {
+		return fmt.Errorf("oauth: key_rotation: %w", err)
+	}
 
 	cf, err := clients.ReadFile(a.ClientsFile)
 	if err != nil {
@@ -128,11 +167,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.policy, err = policy.ReadFile(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
 	}
-	set, err := keys.LoadOrCreate(ctx, ctx.Storage())
-	if err != nil {
-		return fmt.Errorf("oauth: %w", err)
+	if err := a.syncKeys(ctx); err != nil {
+		return err
 	}
-	a.keys.Store(set)
 	if a.tokens, err = tokenstate.Open(ctx, ctx.Storage(), nil); err != nil {
 		if a.tokens == nil {
 			return fmt.Errorf("oauth: %w", err)
@@ -142,7 +179,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),
 		zap.Int("clients", a.clients.Len()),
-		zap.String("signing_key", set.Signing().ID))
+		zap.String("signing_key", a.Keys().Signing().ID))
 	return nil
 }
 
@@ -182,26 +219,63 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Start runs the background sync of the token state.
+// Start runs the background syncs of the token state and the keys.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
 	go func() {
 		defer close(a.done)
-		t := time.NewTicker(stateSync)
-		defer t.Stop()
+		state, ks := time.NewTicker(stateSync), time.NewTicker(keySync)
+		defer state.Stop()
+		defer ks.Stop()
 		for {
+			var err error
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				if err := a.tokens.Sync(ctx); err != nil && ctx.Err() == nil {
-					a.logger.Error("syncing token state from storage", zap.Error(err))
+			case <-state.C:
+				if err = a.tokens.Sync(ctx); err != nil {
+					err = fmt.Errorf("syncing token state from storage: %w", err)
 				}
+			case <-ks.C:
+				err = a.syncKeys(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
+				a.logger.Error("background sync", zap.Error(err))
 			}
 		}
 	}()
 	return nil
+}
+
+// syncKeys reads the keys from storage and does due rotations. A set that
+// loaded is put in use even if maintenance failed: signing goes on with
+// the keys that are there.
+func (a *App) syncKeys(ctx context.Context) error {
+	set, err := a.keyManager.Sync(ctx)
+	if set != nil {
+		a.keys.Store(set)
+	}
+	if err != nil {
+		if set == nil && a.keys.Load() == nil {
+			return fmt.Errorf("oauth: signing keys: %w", err)
+		}
+		a.logger.Error("signing keys: maintenance failed; signing with the keys in use", zap.Error(err))
+	}
+	return nil
+}
+
+// RotateKeys publishes a new signing key: it signs after an hour, or at
+// once if immediate (for a compromised key). Every instance sharing the
+// storage picks it up within a minute.
+func (a *App) RotateKeys(ctx context.Context, immediate bool) (*keys.Set, error) {
+	set, err := a.keyManager.Rotate(ctx, immediate)
+	if err != nil {
+		return nil, err
+	}
+	a.keys.Store(set)
+	a.logger.Info("signing keys rotated", zap.Bool("immediate", immediate), zap.String("signing_key", set.Signing().ID))
+	return set, nil
 }
 
 // Stop ends the background sync and waits for it.

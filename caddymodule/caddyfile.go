@@ -30,6 +30,8 @@ func init() {
 //		policy   <path>
 //		leeway   <duration>
 //		max_token_lifetime <duration>
+//		signing_algorithm ES256|EdDSA|RS256|PS256
+//		key_rotation <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -55,15 +57,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.ClientsFile = val
 		case "policy":
 			app.PolicyFile = val
-		case "leeway", "max_token_lifetime":
+		case "signing_algorithm":
+			app.SigningAlgorithm = val
+		case "leeway", "max_token_lifetime", "key_rotation":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
 				return nil, d.Errf("%s: %v", key, err)
 			}
-			if key == "leeway" {
+			switch key {
+			case "leeway":
 				app.Leeway = caddy.Duration(dur)
-			} else {
+			case "max_token_lifetime":
 				app.MaxTokenLifetime = caddy.Duration(dur)
+			default:
+				app.KeyRotation = caddy.Duration(dur)
 			}
 		default:
 			return nil, d.Errf("unknown oauth option %q", key)

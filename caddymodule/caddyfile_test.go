@@ -59,6 +59,8 @@ func TestCaddyfile_PlainSiteBlockRunsServerThenGuardThenProxy(t *testing.T) {
 		policy   /etc/oauthgate/policy.yaml
 		leeway   5s
 		max_token_lifetime 24h
+		signing_algorithm EdDSA
+		key_rotation 240h
 	}
 }
 gw.example {
@@ -79,7 +81,7 @@ gw.example {
 	}
 
 	app, _ := json.Marshal(cfg["apps"].(map[string]any)["oauth"])
-	want := `{"audience":"https://api.example","clients":"/etc/oauthgate/clients.json","issuer":"https://gw.example","leeway":5000000000,"max_token_lifetime":86400000000000,"policy":"/etc/oauthgate/policy.yaml"}`
+	want := `{"audience":"https://api.example","clients":"/etc/oauthgate/clients.json","issuer":"https://gw.example","key_rotation":864000000000000,"leeway":5000000000,"max_token_lifetime":86400000000000,"policy":"/etc/oauthgate/policy.yaml","signing_algorithm":"EdDSA"}`
 	if string(app) != want {
 		t.Errorf("apps.oauth =\n%s\nwant\n%s", app, want)
 	}
@@ -115,6 +117,7 @@ func TestCaddyfile_MistakesAreRefusedWithTheirLine(t *testing.T) {
 		{"option without value", "{\n\toauth {\n\t\tissuer\n\t}\n}\n:80 {\n\toauth_server\n}", `Caddyfile:3`},
 		{"option with two values", "{\n\toauth {\n\t\tpolicy a b\n\t}\n}\n:80 {\n\toauth_server\n}", `Caddyfile:3`},
 		{"bad leeway", "{\n\toauth {\n\t\tleeway soon\n\t}\n}\n:80 {\n\toauth_server\n}", `Caddyfile:3`},
+		{"bad key_rotation", "{\n\toauth {\n\t\tkey_rotation monthly\n\t}\n}\n:80 {\n\toauth_server\n}", `Caddyfile:3`},
 		{"unknown guard option", ":80 {\n\toauth_guard {\n\t\tallow_all yes\n\t}\n}", `Caddyfile:3`},
 		{"zero max_token_size", ":80 {\n\toauth_guard {\n\t\tmax_token_size 0\n\t}\n}", `Caddyfile:3`},
 		{"guard argument", ":80 {\n\toauth_guard /x extra\n}", `Caddyfile:2`},

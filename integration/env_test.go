@@ -69,9 +69,10 @@ const policyRules = `rules:
 `
 
 // caddyfileTemplate is the gateway configuration: directory, gateway port,
-// backend address, and the values for the global oauth block.
+// backend address, the values for the global oauth block, the admin
+// listener and any further oauth options.
 const caddyfileTemplate = `{
-	admin off
+	admin %[5]s
 	persist_config off
 	storage file_system %[1]s/storage
 	oauth {
@@ -79,6 +80,7 @@ const caddyfileTemplate = `{
 		clients %[1]s/clients.json
 		policy %[1]s/policy.yaml
 		leeway %[4]s
+		%[6]s
 	}
 }
 
@@ -127,6 +129,7 @@ type env struct {
 	gateway    *process
 	gatewayLog *lineLog // output of all gateway runs, for diagnostics
 	base       string   // http://127.0.0.1:PORT, also the issuer
+	admin      string   // the admin API's host:port, if envConfig.admin
 	http       *http.Client
 }
 
@@ -134,6 +137,18 @@ type env struct {
 // Caddyfile, and starts the backend and the gateway. Everything is stopped
 // when the test ends.
 func newEnv(t *testing.T, extra ...clientSpec) *env {
+	t.Helper()
+	return newEnvConfig(t, envConfig{}, extra...)
+}
+
+// envConfig varies the gateway's configuration.
+type envConfig struct {
+	admin        bool   // serve Caddy's admin API on a free 127.0.0.1 port
+	oauthOptions string // more lines for the global oauth block
+}
+
+// newEnvConfig is newEnv with a varied configuration.
+func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{
@@ -168,7 +183,12 @@ func newEnv(t *testing.T, extra ...clientSpec) *env {
 
 	port := freePort(t)
 	e.base = "http://127.0.0.1:" + port
-	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway))
+	admin := "off"
+	if cfg.admin {
+		e.admin = "127.0.0.1:" + freePort(t)
+		admin = e.admin
+	}
+	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions))
 
 	// Registered first, so it runs last: after the processes have stopped
 	// and their output is complete.
