@@ -20,6 +20,18 @@ func TestToken_SAPFormIssuesVerifiableJWT(t *testing.T) {
 	rec := f.do(t, request{target: sapQuery, header: basic(senderID, f.senderSecret)})
 	resp := okToken(t, rec)
 
+	var members map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &members); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"access_token", "token_type", "expires_in", "scope"} {
+		if _, ok := members[want]; !ok {
+			t.Errorf("response lacks %q", want)
+		}
+	}
+	if len(members) != 4 {
+		t.Errorf("response members = %v, want exactly the four above (never a refresh_token)", members)
+	}
 	if resp.ExpiresIn != 30*60 {
 		t.Errorf("expires_in = %d, want %d (the client's lifetime)", resp.ExpiresIn, 30*60)
 	}
