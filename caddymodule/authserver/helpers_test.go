@@ -86,7 +86,7 @@ func newFixture(t *testing.T) *fixture {
 	set := keystest.NewSet(t)
 	senderSecret, senderStored := clients.NewSecret()
 	offSecret, offStored := clients.NewSecret()
-	reg := registry(t,
+	reg := registry(t, nil,
 		clients.Client{ID: senderID, Name: "Sender", Secrets: []clients.Secret{senderStored}, TokenLifetime: "30m"},
 		clients.Client{ID: offID, Name: "Off", Secrets: []clients.Secret{offStored}, Disabled: true},
 		clients.Client{ID: specialID, Name: "Special", Secrets: []clients.Secret{hashOf(specialSecret)}},
@@ -131,8 +131,9 @@ func hashOf(secret string) clients.Secret {
 	return clients.Secret{Hash: "sha256:" + hex.EncodeToString(sum[:])}
 }
 
-// registry validates cs the way the clients file is validated.
-func registry(t *testing.T, cs ...clients.Client) *clients.Registry {
+// registry validates cs the way the clients file is validated; cache may
+// be nil.
+func registry(t *testing.T, cache *clients.Cache, cs ...clients.Client) *clients.Registry {
 	t.Helper()
 	data, err := json.Marshal(clients.File{Clients: cs})
 	if err != nil {
@@ -142,7 +143,7 @@ func registry(t *testing.T, cs ...clients.Client) *clients.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clients.NewRegistry(f)
+	return clients.NewRegistry(f, cache)
 }
 
 // request describes one request to the server.

@@ -1,7 +1,6 @@
 package authserver_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,15 +16,7 @@ import (
 // file does.
 func (f *fixture) withClients(t *testing.T, cache *clients.Cache, cs ...clients.Client) {
 	t.Helper()
-	data, err := json.Marshal(clients.File{Clients: cs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := clients.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv.State.(*state).clients = clients.NewRegistry(file, cache)
+	f.srv.State.(*state).clients = registry(t, cache, cs...)
 }
 
 func TestToken_FailuresAreLimitedWhileTheRightSecretKeepsWorking(t *testing.T) {

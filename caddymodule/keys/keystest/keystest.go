@@ -3,73 +3,21 @@
 package keystest
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
+
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 )
 
-// Storage is an in-memory keys.Storage. Values are copied in and out, and
-// locks are real, one mutex per name, as in Caddy's storages.
-type Storage struct {
-	mu    sync.Mutex
-	data  map[string][]byte
-	locks map[string]*sync.Mutex
-}
+// Storage is the in-memory storage of package storagetest.
+type Storage = storagetest.Storage
 
 // NewStorage returns an empty Storage.
-func NewStorage() *Storage {
-	return &Storage{data: map[string][]byte{}, locks: map[string]*sync.Mutex{}}
-}
-
-// Load implements keys.Storage.
-func (s *Storage) Load(_ context.Context, key string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.data[key]
-	if !ok {
-		return nil, fmt.Errorf("load %s: %w", key, fs.ErrNotExist)
-	}
-	return bytes.Clone(v), nil
-}
-
-// Store implements keys.Storage.
-func (s *Storage) Store(_ context.Context, key string, value []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data[key] = bytes.Clone(value)
-	return nil
-}
-
-// Lock implements keys.Storage.
-func (s *Storage) Lock(_ context.Context, name string) error {
-	s.mu.Lock()
-	m := s.locks[name]
-	if m == nil {
-		m = new(sync.Mutex)
-		s.locks[name] = m
-	}
-	s.mu.Unlock()
-	m.Lock()
-	return nil
-}
-
-// Unlock implements keys.Storage.
-func (s *Storage) Unlock(_ context.Context, name string) error {
-	s.mu.Lock()
-	m := s.locks[name]
-	s.mu.Unlock()
-	if m == nil {
-		return fmt.Errorf("unlock %s: not locked", name)
-	}
-	m.Unlock()
-	return nil
-}
+func NewStorage() *Storage { return storagetest.New() }
 
 // NewSet returns a freshly generated key set, as on a gateway's first
 // start.
