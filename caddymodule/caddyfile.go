@@ -12,8 +12,8 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("oauth", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseHandler[Server])
-	httpcaddyfile.RegisterHandlerDirective("oauth_guard", parseHandler[Guard])
+	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseServer)
+	httpcaddyfile.RegisterDirective("oauth_guard", parseGuard)
 	// The token endpoint must answer before any guard, and both run
 	// before the handlers that serve or proxy: a plain site block needs no
 	// route block or global order.
@@ -79,14 +79,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "oauth", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// parseHandler builds a handler from its directive.
-func parseHandler[T any, PT interface {
-	*T
-	caddyfile.Unmarshaler
-	caddyhttp.MiddlewareHandler
-}](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := PT(new(T))
-	return m, m.UnmarshalCaddyfile(h.Dispenser)
+func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Server)
+	return s, s.UnmarshalCaddyfile(h.Dispenser)
 }
 
 // UnmarshalCaddyfile sets up the handler:
@@ -112,12 +107,42 @@ func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// parseGuard sets up the guard on its matcher and, unmatched, on the RFC
+// 9728 metadata path, so that the document every challenge points to is
+// served without a route of its own.
+func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	g := new(Guard)
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	metadata := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{ResourceMetadataPath}, nil)}
+	return append(h.NewRoute(metadata, g), h.NewRoute(matcherSet, g)...), nil
+}
+
 // UnmarshalCaddyfile sets up the handler:
 //
 //	oauth_guard [<matcher>] {
-//		realm          <name>
-//		audience       <aud>
-//		max_token_size <bytes>
+//		realm              <name>
+//		audience           <aud>
+//		max_token_size     <bytes>
+//		identity_headers   off | {
+//			client_id <header>
+//			subject   <header>
+//			roles     <header>
+//			scope     <header>
+//		}
+//		keep_authorization
+//		token_query        <param>
+//		token_cookie       <name>
+//		allow_preflight
+//		report_only
 //	}
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -126,6 +151,26 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		key := d.Val()
+		switch key {
+		case "keep_authorization", "allow_preflight", "report_only":
+			if d.NextArg() {
+				return d.Errf("%s takes no argument", key)
+			}
+			switch key {
+			case "keep_authorization":
+				g.KeepAuthorization = true
+			case "allow_preflight":
+				g.AllowPreflight = true
+			default:
+				g.ReportOnly = true
+			}
+			continue
+		case "identity_headers":
+			if err := g.unmarshalIdentityHeaders(d); err != nil {
+				return err
+			}
+			continue
+		}
 		var val string
 		if !d.Args(&val) || d.NextArg() {
 			return d.Errf("%s takes exactly one argument", key)
@@ -135,6 +180,10 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.Realm = val
 		case "audience":
 			g.Audience = val
+		case "token_query":
+			g.TokenQuery = val
+		case "token_cookie":
+			g.TokenCookie = val
 		case "max_token_size":
 			n, err := strconv.Atoi(val)
 			if err != nil || n <= 0 {
@@ -144,6 +193,31 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown oauth_guard option %q", key)
 		}
+	}
+	return nil
+}
+
+// unmarshalIdentityHeaders reads "identity_headers off" or a block of
+// field-to-header lines; fields left out of a block are not set.
+func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Err("identity_headers takes 'off' or a block")
+		}
+		g.IdentityHeaders = map[string]string{}
+		return nil
+	}
+	g.IdentityHeaders = map[string]string{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		what := d.Val()
+		var name string
+		if !d.Args(&name) || d.NextArg() {
+			return d.Errf("identity_headers: %s takes exactly one header name", what)
+		}
+		if _, ok := defaultIdentityHeaders[what]; !ok {
+			return d.Errf("identity_headers: unknown field %q (want client_id, subject, roles, scope)", what)
+		}
+		g.IdentityHeaders[what] = name
 	}
 	return nil
 }

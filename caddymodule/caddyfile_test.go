@@ -75,9 +75,14 @@ gw.example {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The guard comes twice: unmatched on the RFC 9728 metadata path, and
+	// on its own matcher.
 	got := strings.Join(handlers(t, cfg), " ")
-	if got != "oauth_server oauth_guard reverse_proxy" {
-		t.Errorf("handler order = %q, want oauth_server oauth_guard reverse_proxy", got)
+	if got != "oauth_server oauth_guard oauth_guard reverse_proxy" {
+		t.Errorf("handler order = %q, want oauth_server oauth_guard oauth_guard reverse_proxy", got)
+	}
+	if raw, _ := json.Marshal(cfg); !strings.Contains(string(raw), `"match":[{"path":["/.well-known/oauth-protected-resource"]}]`) {
+		t.Error("no route for the protected resource metadata")
 	}
 
 	app, _ := json.Marshal(cfg["apps"].(map[string]any)["oauth"])

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,6 +18,10 @@ func init() {
 	caddy.RegisterModule(Guard{})
 }
 
+// ResourceMetadataPath is where a guard serves its RFC 9728 protected
+// resource metadata; every challenge points there.
+const ResourceMetadataPath = "/.well-known/oauth-protected-resource"
+
 // Guard is the "oauth_guard" handler: the OAuth 2.0 resource server in
 // front of a backend. For each request it finds the policy rule for the
 // method and path, verifies the Bearer token (unless the rule is public),
@@ -24,8 +29,12 @@ func init() {
 //
 // A denied request is answered here (RFC 6750: 400 invalid_request, 401
 // with a Bearer challenge, or 403 insufficient_scope) and never reaches
-// the next handler. An allowed request goes on without its Authorization
-// header, with the caller's identity in placeholders for header_up:
+// the next handler; every challenge names the realm and the RFC 9728
+// document at /.well-known/oauth-protected-resource, which the guard
+// serves. An allowed request goes on without its Authorization header
+// (unless keep_authorization), with any client-supplied copies of the
+// identity headers removed and the caller's identity set in those headers
+// and in placeholders for header_up:
 //
 //	{http.auth.user.id}         the token subject, oauth_client_<client ID>
 //	{http.auth.user.client_id}  the client ID
@@ -48,8 +57,49 @@ type Guard struct {
 	// refused with 400 before any decoding. Default: 8192.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
 
+	// IdentityHeaders names the request headers the guard sets for the
+	// backend, by what they carry: "client_id", "subject", "roles",
+	// "scope" (lists joined with commas). Copies a client sent are always
+	// removed first, so a backend can trust them. An empty name turns one
+	// off. Default: X-OAuth-Client-ID, X-OAuth-Subject, X-OAuth-Roles,
+	// X-OAuth-Scope.
+	IdentityHeaders map[string]string `json:"identity_headers,omitempty"`
+
+	// KeepAuthorization passes the Authorization header on to the backend.
+	// Default: removed, so the token goes no further than it must.
+	KeepAuthorization bool `json:"keep_authorization,omitempty"`
+
+	// TokenQuery and TokenCookie also accept the token from this query
+	// parameter (RFC 6750 §2.3; usually "access_token") or cookie. By
+	// default the token comes from the Authorization header only, and an
+	// access_token query parameter is refused with 400: URLs end up in
+	// logs. A query token is removed from the URL before the backend.
+	TokenQuery  string `json:"token_query,omitempty"`
+	TokenCookie string `json:"token_cookie,omitempty"`
+
+	// AllowPreflight lets CORS preflight requests (OPTIONS with Origin and
+	// Access-Control-Request-Method) through without a token; browsers
+	// never send one on a preflight.
+	AllowPreflight bool `json:"allow_preflight,omitempty"`
+
+	// ReportOnly runs the guard in shadow mode: every decision is made and
+	// logged ("would deny"), and every request goes through. A single
+	// policy rule can do the same with report_only: true. This is how a
+	// gateway goes in front of a legacy service without breaking its
+	// callers on day one.
+	ReportOnly bool `json:"report_only,omitempty"`
+
+	app    *App
 	guard  *guard.Guard
 	logger *zap.Logger
+}
+
+// defaultIdentityHeaders are the headers set when none are configured.
+var defaultIdentityHeaders = map[string]string{
+	"client_id": "X-OAuth-Client-ID",
+	"subject":   "X-OAuth-Subject",
+	"roles":     "X-OAuth-Roles",
+	"scope":     "X-OAuth-Scope",
 }
 
 // CaddyModule returns the Caddy module information.
@@ -66,6 +116,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	g.app = app
 	g.logger = ctx.Logger()
 	if g.Realm == "" {
 		g.Realm = defaultRealm
@@ -76,7 +127,17 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.Audience == "" {
 		g.Audience = app.Audience
 	}
-	g.guard = &guard.Guard{Policy: app, Verifier: app.verifier(g.Audience), MaxTokenSize: g.MaxTokenSize}
+	if g.IdentityHeaders == nil {
+		g.IdentityHeaders = defaultIdentityHeaders
+	}
+	g.guard = &guard.Guard{
+		Policy:         app,
+		Verifier:       app.verifier(g.Audience),
+		MaxTokenSize:   g.MaxTokenSize,
+		QueryParam:     g.TokenQuery,
+		Cookie:         g.TokenCookie,
+		AllowPreflight: g.AllowPreflight,
+	}
 	return nil
 }
 
@@ -85,47 +146,157 @@ func (g *Guard) Validate() error {
 	if g.MaxTokenSize < 0 {
 		return errors.New("oauth_guard: max_token_size must not be negative")
 	}
+	for what, name := range g.IdentityHeaders {
+		if _, ok := defaultIdentityHeaders[what]; !ok {
+			return errors.New("oauth_guard: identity_headers: unknown field " + what + " (want client_id, subject, roles, scope)")
+		}
+		if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
+			return errors.New("oauth_guard: identity_headers: " + name + " cannot carry the identity")
+		}
+	}
 	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	id, oerr := g.guard.Check(r)
-	if oerr != nil {
-		// The path only: a query string may carry a token or a secret.
-		fields := []zap.Field{
-			zap.String("error", oerr.Code),
-			zap.String("description", oerr.Description),
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
-		}
-		if oerr.Code == "" {
-			g.logger.Debug("request without token refused", fields...)
-		} else {
-			g.logger.Info("request refused", fields...)
-		}
-		oautherr.WriteChallenge(w, g.Realm, oerr)
+	if r.URL.Path == ResourceMetadataPath {
+		g.serveResourceMetadata(w, r)
 		return nil
 	}
-	r.Header.Del("Authorization")
-	// Set the placeholders on every request passed on, empty when a public
-	// rule looked at no token: an unset placeholder would reach the
-	// backend as its literal "{http.auth.user.id}" text through header_up.
-	var subject, clientID, scope string
-	if c := id.Claims; c != nil {
-		subject, clientID, scope = c.Subject, c.ClientID, strings.Join(c.Scope, " ")
+	d := g.guard.Check(r)
+	// Whatever the decision, the backend must never see identity headers
+	// the client made up.
+	for _, name := range g.IdentityHeaders {
+		if name != "" {
+			r.Header.Del(name)
+		}
+	}
+	if d.Err != nil {
+		shadow := g.ReportOnly
+		g.logDenial(r, d, shadow)
+		if !shadow {
+			oautherr.WriteChallenge(w, g.Realm, resourceMetadataURL(r), d.Err)
+			return nil
+		}
+		d = &guard.Decision{Rule: d.Rule} // through, but with no identity
+	}
+	g.pass(r, d)
+	return next.ServeHTTP(w, r)
+}
+
+// pass prepares an allowed request for the backend.
+func (g *Guard) pass(r *http.Request, d *guard.Decision) {
+	if !g.KeepAuthorization {
+		r.Header.Del("Authorization")
+	}
+	if g.TokenQuery != "" {
+		if q := r.URL.Query(); q.Has(g.TokenQuery) {
+			q.Del(g.TokenQuery)
+			r.URL.RawQuery = q.Encode()
+		}
+	}
+	// Placeholders are set on every request passed on, empty when no
+	// token was looked at: an unset one would reach the backend as its
+	// literal "{http.auth.user.id}" text through header_up.
+	var subject, clientID string
+	var scope []string
+	if c := d.Claims; c != nil {
+		subject, clientID, scope = c.Subject, c.ClientID, c.Scope
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", subject)
 	repl.Set("http.auth.user.client_id", clientID)
-	repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
-	repl.Set("http.auth.user.scope", scope)
-	g.logger.Debug("request allowed",
-		zap.String("subject", subject),
+	repl.Set("http.auth.user.roles", strings.Join(d.Roles, ","))
+	repl.Set("http.auth.user.scope", strings.Join(scope, " "))
+	if d.Claims != nil {
+		for what, value := range map[string]string{"client_id": clientID, "subject": subject,
+			"roles": strings.Join(d.Roles, ","), "scope": strings.Join(scope, ",")} {
+			if name := g.IdentityHeaders[what]; name != "" && value != "" {
+				r.Header.Set(name, value)
+			}
+		}
+	}
+	if ce := g.logger.Check(zap.DebugLevel, "request allowed"); ce != nil {
+		fields := []zap.Field{zap.String("subject", subject), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		if d.Rule != nil {
+			fields = append(fields, zap.Int("rule_line", d.Rule.Line))
+		}
+		ce.Write(fields...)
+	}
+}
+
+func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
+	msg := "request refused"
+	if shadow {
+		msg = "request would be refused (report only)"
+	}
+	level := zap.InfoLevel
+	if d.Err.Code == "" && !shadow {
+		level = zap.DebugLevel // no token at all: the normal first step of a client
+	}
+	ce := g.logger.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	// The path only: a query string may carry a token or a secret.
+	fields := []zap.Field{
+		zap.Int("status", d.Err.Status),
+		zap.String("error", d.Err.Code),
+		zap.String("description", truncate(d.Err.Description, 200)),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
-		zap.Int("rule_line", id.Rule.Line))
-	return next.ServeHTTP(w, r)
+	}
+	if d.Claims != nil {
+		fields = append(fields, zap.String("subject", d.Claims.Subject))
+	}
+	if d.Rule != nil {
+		fields = append(fields, zap.Int("rule_line", d.Rule.Line))
+	}
+	ce.Write(fields...)
+}
+
+// truncate bounds text an attacker can influence before it is logged.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// resourceMetadataURL is where this host serves the RFC 9728 document.
+func resourceMetadataURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + ResourceMetadataPath
+}
+
+type resourceMetadata struct {
+	Resource             string   `json:"resource"`
+	AuthorizationServers []string `json:"authorization_servers"`
+	BearerMethods        []string `json:"bearer_methods_supported"`
+	ResourceName         string   `json:"resource_name,omitempty"`
+}
+
+// serveResourceMetadata answers with the RFC 9728 document: which
+// resource this is and which authorization server issues its tokens.
+func (g *Guard) serveResourceMetadata(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	methods := []string{"header"}
+	if g.TokenQuery != "" {
+		methods = append(methods, "query")
+	}
+	oautherr.WriteJSON(w, http.StatusOK, resourceMetadata{
+		Resource:             g.Audience,
+		AuthorizationServers: []string{g.app.Issuer},
+		BearerMethods:        slices.Clip(methods),
+		ResourceName:         g.Realm,
+	})
 }
 
 // Interface guards

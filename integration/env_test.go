@@ -86,7 +86,9 @@ const caddyfileTemplate = `{
 
 http://127.0.0.1:%[2]s {
 	oauth_server
-	oauth_guard /http/*
+	oauth_guard /http/* {
+		%[7]s
+	}
 	reverse_proxy /http/* %[3]s {
 		header_up X-OAuth-Client-ID {http.auth.user.client_id}
 		header_up X-OAuth-Subject {http.auth.user.id}
@@ -145,6 +147,7 @@ func newEnv(t *testing.T, extra ...clientSpec) *env {
 type envConfig struct {
 	admin        bool   // serve Caddy's admin API on a free 127.0.0.1 port
 	oauthOptions string // more lines for the global oauth block
+	guardOptions string // lines for the oauth_guard block
 }
 
 // newEnvConfig is newEnv with a varied configuration.
@@ -188,7 +191,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 		e.admin = "127.0.0.1:" + freePort(t)
 		admin = e.admin
 	}
-	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions))
+	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions, cfg.guardOptions))
 
 	// Registered first, so it runs last: after the processes have stopped
 	// and their output is complete.

@@ -1,10 +1,11 @@
 // Package guard is the resource-server side of oauthgate: it takes the
-// Bearer token from a request (RFC 6750 §2.1), verifies it, and lets the
-// policy decide. It answers with an Identity to hand on, or with the
-// RFC 6750 error to send back.
+// Bearer token from a request (RFC 6750 §2), verifies it, and lets the
+// policy decide. Its answer is a Decision: allowed, with the caller's
+// identity, or the RFC 6750 error to send back.
 package guard
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
@@ -33,72 +34,128 @@ type Guard struct {
 	Policy       PolicySource
 	Verifier     Verifier
 	MaxTokenSize int
+	// QueryParam and Cookie name where else a token may come from (RFC
+	// 6750 §2.3, and a cookie); empty means nowhere else. A token found
+	// where it is not allowed is refused, not ignored: a client that puts
+	// it there should learn why it fails, and the URL (logs!) is a bad
+	// place for a credential.
+	QueryParam string
+	Cookie     string
+	// AllowPreflight lets CORS preflight requests (OPTIONS with Origin and
+	// Access-Control-Request-Method) through without a token: browsers
+	// never send credentials on a preflight.
+	AllowPreflight bool
 }
 
-// Identity is an allowed caller.
-type Identity struct {
-	// Claims is nil for a public rule: no token was looked at.
+// Decision is the guard's verdict on one request.
+type Decision struct {
+	// Err is nil when the request is allowed.
+	Err *oautherr.Error
+	// Rule is the rule that decided; nil when none matched.
+	Rule *policy.Rule
+	// Claims are the verified token's; nil when no token was verified
+	// (public rule, preflight, or a refusal before verification).
 	Claims *tokens.Claims
 	// Roles the caller holds that the policy and the token's scope agree
 	// on.
 	Roles []string
-	// Rule is the rule that allowed the request.
-	Rule *policy.Rule
+	// Preflight marks a CORS preflight let through by AllowPreflight.
+	Preflight bool
 }
 
-// Check decides r. A nil error means allowed.
-func (g *Guard) Check(r *http.Request) (*Identity, *oautherr.Error) {
+// Check decides r.
+func (g *Guard) Check(r *http.Request) *Decision {
 	if !policy.Canonical(r.URL.Path) {
-		return nil, oautherr.InvalidRequest("the request path is not canonical (empty, . or .. segments)")
+		return &Decision{Err: oautherr.InvalidRequest("the request path is not canonical (empty, . or .. segments, ';', a backslash or a control character)")}
+	}
+	if g.AllowPreflight && r.Method == http.MethodOptions &&
+		r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		return &Decision{Preflight: true}
 	}
 	pol := g.Policy.Policy()
-	rule := pol.Match(r.Method, r.URL.Path)
-	if rule != nil && rule.Public {
-		return &Identity{Rule: rule}, nil
+	d := &Decision{Rule: pol.Match(r.Method, r.URL.Path)}
+	if d.Rule != nil && d.Rule.Public {
+		return d
 	}
-	token, oerr := g.bearer(r.Header)
+	token, oerr := g.token(r)
 	if oerr != nil {
-		return nil, oerr
+		d.Err = oerr
+		return d
 	}
 	claims, err := g.Verifier.Verify(r.Context(), token)
 	if err != nil {
-		return nil, oautherr.InvalidToken(err.Error())
+		d.Err = oautherr.InvalidToken(err.Error())
+		return d
 	}
-	if rule == nil {
-		return nil, oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
+	d.Claims = claims
+	if d.Rule == nil {
+		d.Err = oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
+		return d
 	}
-	roles := pol.RolesInScope(claims.Subject, claims.Scope)
-	if !rule.Allows(roles) {
-		return nil, oautherr.InsufficientScope("the token's subject lacks a role this path requires", rule.Roles)
+	d.Roles = pol.RolesInScope(claims.Subject, claims.Scope)
+	if !d.Rule.Allows(d.Roles) {
+		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.Roles)
 	}
-	return &Identity{Claims: claims, Roles: roles, Rule: rule}, nil
+	return d
 }
 
-// bearer extracts the token from the one Authorization header. The scheme
-// name is case-insensitive (RFC 9110 §11.1).
-func (g *Guard) bearer(h http.Header) (string, *oautherr.Error) {
+// token finds the one token of the request: in the Authorization header,
+// or where configured in the query or a cookie. Two of them is an error
+// (RFC 6750 §2: one method per request). An "access_token" query
+// parameter is refused when the query is not configured; an unconfigured
+// cookie is just a cookie.
+func (g *Guard) token(r *http.Request) (string, *oautherr.Error) {
+	header, oerr := bearer(r.Header)
+	if oerr != nil {
+		return "", oerr
+	}
+	var found []string
+	if header != "" {
+		found = append(found, header)
+	}
+	param := cmp.Or(g.QueryParam, "access_token")
+	if vs := r.URL.Query()[param]; len(vs) > 0 {
+		if g.QueryParam == "" {
+			return "", oautherr.InvalidRequest("tokens in the query string are not accepted; send Authorization: Bearer")
+		}
+		found = append(found, vs...)
+	}
+	if g.Cookie != "" {
+		for _, c := range r.CookiesNamed(g.Cookie) {
+			found = append(found, c.Value)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return "", oautherr.MissingToken()
+	case len(found) > 1:
+		return "", oautherr.InvalidRequest("the request carries more than one token")
+	case found[0] == "":
+		return "", oautherr.InvalidRequest("the Bearer token is empty")
+	case len(found[0]) > cmp.Or(g.MaxTokenSize, DefaultMaxTokenSize):
+		return "", oautherr.InvalidRequest("the Bearer token is too long")
+	}
+	return found[0], nil
+}
+
+// bearer extracts the token from the one Authorization header; "" when
+// there is none, or it carries another scheme (not ours to judge). The
+// scheme name is case-insensitive (RFC 9110 §11.1).
+func bearer(h http.Header) (string, *oautherr.Error) {
 	vals := h.Values("Authorization")
 	switch {
 	case len(vals) == 0:
-		return "", oautherr.MissingToken()
+		return "", nil
 	case len(vals) > 1:
 		return "", oautherr.InvalidRequest("more than one Authorization header")
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		// Other credentials are not ours to judge: ask for a token.
-		return "", oautherr.MissingToken()
+		return "", nil
 	}
 	token = strings.TrimLeft(token, " ")
-	max := g.MaxTokenSize
-	if max <= 0 {
-		max = DefaultMaxTokenSize
-	}
-	switch {
-	case token == "":
+	if token == "" {
 		return "", oautherr.InvalidRequest("the Bearer token is empty")
-	case len(token) > max:
-		return "", oautherr.InvalidRequest("the Bearer token is too long")
 	}
 	return token, nil
 }

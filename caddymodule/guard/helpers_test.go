@@ -148,7 +148,7 @@ func (f *fixture) token(t *testing.T, subject string, edit func(*tokens.Claims))
 
 // outcome is what Check returned.
 type outcome struct {
-	id  *guard.Identity
+	id  *guard.Decision // nil when refused
 	err *oautherr.Error
 }
 
@@ -160,8 +160,11 @@ func (f *fixture) check(method, path string, authorization ...string) outcome {
 	for _, a := range authorization {
 		r.Header.Add("Authorization", a)
 	}
-	id, err := f.guard.Check(r)
-	return outcome{id, err}
+	d := f.guard.Check(r)
+	if d.Err != nil {
+		return outcome{nil, d.Err}
+	}
+	return outcome{d, nil}
 }
 
 // segments splits a compact JWS.
@@ -225,7 +228,7 @@ func wantErr(t *testing.T, o outcome, status int, code string) *oautherr.Error {
 }
 
 // wantAllowed asserts that the request is allowed and returns the identity.
-func wantAllowed(t *testing.T, o outcome) *guard.Identity {
+func wantAllowed(t *testing.T, o outcome) *guard.Decision {
 	t.Helper()
 	if o.err != nil {
 		t.Fatalf("refused with %d %q: %s", o.err.Status, o.err.Code, o.err.Description)

@@ -133,10 +133,16 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 
 // WriteChallenge writes e as the guard's RFC 6750 §3 response: a Bearer
 // challenge in WWW-Authenticate and the same facts as a small JSON body.
-func WriteChallenge(w http.ResponseWriter, realm string, e *Error) {
+// resourceMetadata, if not empty, is the URL of the RFC 9728 document
+// that tells a client where to get a token.
+func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Error) {
 	var b strings.Builder
 	b.WriteString("Bearer realm=")
 	b.WriteString(quote(realm))
+	if resourceMetadata != "" {
+		b.WriteString(`, resource_metadata=`)
+		b.WriteString(quote(resourceMetadata))
+	}
 	if e.Code != "" {
 		b.WriteString(`, error=`)
 		b.WriteString(quote(e.Code))

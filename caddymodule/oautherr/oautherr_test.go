@@ -30,7 +30,7 @@ func TestWriteChallenge_RendersRFC6750Header(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			WriteChallenge(w, "oauthgate", tc.err)
+			WriteChallenge(w, "oauthgate", "", tc.err)
 			if w.Code != tc.err.Status {
 				t.Errorf("status = %d, want %d", w.Code, tc.err.Status)
 			}
@@ -75,5 +75,14 @@ func TestWriteTokenError_BasicChallengeOnlyOn401(t *testing.T) {
 		if w.Header().Get(h) == "" {
 			t.Errorf("%s missing", h)
 		}
+	}
+}
+
+func TestWriteChallenge_PointsAtTheResourceMetadata(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteChallenge(w, "oauthgate", "https://gw.example/.well-known/oauth-protected-resource", MissingToken())
+	want := `Bearer realm="oauthgate", resource_metadata="https://gw.example/.well-known/oauth-protected-resource"`
+	if got := w.Header().Get("WWW-Authenticate"); got != want {
+		t.Errorf("WWW-Authenticate = %s, want %s", got, want)
 	}
 }
