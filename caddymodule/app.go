@@ -131,6 +131,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.validateConfig(); err != nil {
 		return err
 	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("oauth: metrics: %w", err)
+	}
 	if a.Audience == "" {
 		a.Audience = a.Issuer
 	}

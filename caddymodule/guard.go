@@ -171,6 +171,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 			r.Header.Del(name)
 		}
 	}
+	g.count(d)
 	if d.Err != nil {
 		shadow := g.ReportOnly
 		g.logDenial(r, d, shadow)
@@ -253,6 +254,29 @@ func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 		fields = append(fields, zap.Int("rule_line", d.Rule.Line))
 	}
 	ce.Write(fields...)
+}
+
+// count adds the decision to the oauthgate_guard_decisions_total metric.
+func (g *Guard) count(d *guard.Decision) {
+	outcome, reason := "allow", "ok"
+	switch {
+	case d.Err != nil && g.ReportOnly:
+		outcome, reason = "would_deny", d.Err.Code
+	case d.Err != nil:
+		outcome, reason = "deny", d.Err.Code
+	case d.Preflight:
+		outcome = "preflight"
+	case d.Rule != nil && d.Rule.Public:
+		outcome = "public"
+	}
+	if reason == "" {
+		reason = "missing_token" // a bare challenge: RFC 6750 §3.1 sends no code
+	}
+	var line int
+	if d.Rule != nil {
+		line = d.Rule.Line
+	}
+	metrics.decisions.WithLabelValues(outcome, reason, ruleLabel(line)).Inc()
 }
 
 // truncate bounds text an attacker can influence before it is logged.

@@ -64,6 +64,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		Audience:    app.Audience,
 		Realm:       s.Realm,
 		Log:         ctx.Logger(),
+		Metrics:     tokenMetrics{},
 	}
 	return nil
 }

@@ -68,6 +68,15 @@ type Server struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *zap.Logger
+	// Metrics counts issuances and refusals; nil counts nothing.
+	Metrics Recorder
+}
+
+// Recorder counts what the token endpoint does. Its labels are bounded:
+// registered client IDs, the two formats and the RFC 6749 error codes.
+type Recorder interface {
+	TokenIssued(clientID, format string)
+	TokenRefused(code string)
 }
 
 // ServeHTTP answers the server's own paths. It reports false for any

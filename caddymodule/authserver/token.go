@@ -52,6 +52,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			zap.String("error", oerr.Code),
 			zap.String("description", oerr.Description),
 			zap.String("remote_ip", remoteIP(r)))
+		if s.Metrics != nil {
+			s.Metrics.TokenRefused(oerr.Code)
+		}
 		oautherr.WriteTokenError(w, s.Realm, oerr)
 		return
 	}
@@ -63,6 +66,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		zap.String("scope", resp.Scope),
 		zap.Time("expires", done.claims.Expiry),
 		zap.String("remote_ip", remoteIP(r)))
+	if s.Metrics != nil {
+		s.Metrics.TokenIssued(done.client.ID, done.format)
+	}
 	oautherr.WriteJSON(w, http.StatusOK, resp)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 )
 
 // DefaultCacheSize is the number of verifications a Cache holds when
@@ -34,6 +35,8 @@ type Cache struct {
 	set  map[[32]byte]struct{}
 	ring [][32]byte // insertion order, for eviction
 	next int        // ring index of the oldest entry, once full
+
+	hits, misses atomic.Uint64
 }
 
 // NewCache returns an empty cache of at most size entries (DefaultCacheSize
@@ -64,7 +67,18 @@ func (c *Cache) contains(e [32]byte) bool {
 	c.mu.Lock()
 	_, ok := c.set[e]
 	c.mu.Unlock()
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
 	return ok
+}
+
+// Stats reports how many lookups found their verification cached and how
+// many had to run argon2id, since the cache was made.
+func (c *Cache) Stats() (hits, misses uint64) {
+	return c.hits.Load(), c.misses.Load()
 }
 
 func (c *Cache) add(e [32]byte) {

@@ -85,6 +85,9 @@ func TestAuthenticate_CacheHitAvoidsArgon2(t *testing.T) {
 	if cache.Len() != 1 {
 		t.Errorf("cache holds %d entries, want 1", cache.Len())
 	}
+	if hits, misses := cache.Stats(); hits != 3 || misses != 1 {
+		t.Errorf("Stats() = %d hits, %d misses; want 3, 1", hits, misses)
+	}
 	// A cache hit for one client's secret does not authenticate another
 	// client: the client ID is part of the entry.
 	reg2 := NewRegistry(fileOf(t,

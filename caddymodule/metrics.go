@@ -1,0 +1,97 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The gateway's metrics, on Caddy's metrics endpoint (the "metrics"
+// handler, or the admin API's /metrics). They belong to the process, not
+// to one config: Caddy gives every config load a fresh registry, and a
+// reload must not reset a counter to zero. Every label value is bounded:
+// outcomes, RFC 6749/6750 error codes, policy rule lines, registered
+// client IDs, configured issuers.
+var metrics = struct {
+	decisions     *prometheus.CounterVec
+	issued        *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	jwksFetches   *prometheus.CounterVec
+	policyReloads *prometheus.CounterVec
+}{
+	decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Subsystem: "guard", Name: "decisions_total",
+		Help: `Guard decisions by outcome (allow, deny, would_deny in report-only mode, public, preflight), reason (the RFC 6750 error code, "missing_token" or "ok") and deciding policy rule (its line, or "none").`,
+	}, []string{"outcome", "reason", "rule"}),
+	issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Subsystem: "token", Name: "issued_total",
+		Help: "Access tokens issued, by client ID and format (jwt, opaque).",
+	}, []string{"client_id", "format"}),
+	refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Subsystem: "token", Name: "refused_total",
+		Help: "Token requests refused, by RFC 6749 error code.",
+	}, []string{"error"}),
+	jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Subsystem: "issuer", Name: "jwks_fetches_total",
+		Help: "Fetches of an external issuer's keys, by issuer and result (ok, error).",
+	}, []string{"issuer", "result"}),
+	policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Subsystem: "policy", Name: "reloads_total",
+		Help: "Policy file reloads after a change, by result (ok, error: the last good policy stays in force).",
+	}, []string{"result"}),
+}
+
+// secretCacheStats exports the process-wide secret cache's own counts.
+type secretCacheStats struct{ desc *prometheus.Desc }
+
+var secretCacheCollector = secretCacheStats{prometheus.NewDesc(
+	"oauthgate_cache_lookups_total",
+	"Cache lookups by cache (secret: verified argon2id secrets) and result (hit, miss).",
+	[]string{"cache", "result"}, nil)}
+
+func (c secretCacheStats) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c secretCacheStats) Collect(ch chan<- prometheus.Metric) {
+	hits, misses := secretCache.Stats()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(hits), "secret", "hit")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(misses), "secret", "miss")
+}
+
+// registerMetrics adds the gateway's collectors to a config's registry;
+// every handler and the app call it, and only the first registration of
+// a collector in a registry counts.
+func registerMetrics(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{metrics.decisions, metrics.issued, metrics.refused,
+		metrics.jwksFetches, metrics.policyReloads, secretCacheCollector} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tokenMetrics is the token endpoint's authserver.Recorder.
+type tokenMetrics struct{}
+
+func (tokenMetrics) TokenIssued(clientID, format string) {
+	metrics.issued.WithLabelValues(clientID, format).Inc()
+}
+
+func (tokenMetrics) TokenRefused(code string) {
+	metrics.refused.WithLabelValues(code).Inc()
+}
+
+// ruleLabel names a policy rule by its line in the file.
+func ruleLabel(line int) string {
+	if line == 0 {
+		return "none"
+	}
+	return strconv.Itoa(line)
+}
