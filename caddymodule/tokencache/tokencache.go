@@ -1,0 +1,139 @@
+// Package tokencache remembers access tokens whose signature and claims
+// have been verified, so that a client that sends the same token on
+// every request (the normal case for client credentials) pays for the
+// signature check once per token, not once per request.
+//
+// The cache holds only what a full verification proved, and never for
+// longer than it stays true: an entry ends when its token expires, and
+// it names the key that verified it, so that the caller can treat it as
+// a miss once that key is gone. What can change while a token is valid
+// (revocation, a disabled client, the policy) is not cached at all and
+// is checked by the caller on every request.
+package tokencache
+
+import (
+	"crypto/sha256"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+)
+
+// DefaultSize is the number of tokens a cache holds when New is given no
+// size. An entry costs about 500 bytes (its claims, the key, the map
+// slot), so the default bounds the cache to about 50 MB.
+const DefaultSize = 100_000
+
+const shards = 64 // a power of two; spreads lock contention over cores
+
+// Cache is a bounded map from a token's SHA-256 digest to its verified
+// claims. Keys are digests, not the tokens: a memory dump of the cache
+// holds no usable token, and a forged token cannot hit another token's
+// entry without a SHA-256 collision. It is safe for concurrent use.
+type Cache struct {
+	shards   [shards]shard
+	perShard int
+
+	hits, misses atomic.Uint64
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[[sha256.Size]byte]*Entry
+}
+
+// Entry is one verified token.
+type Entry struct {
+	// Claims are shared by every request that presents the token: read
+	// them, never change them.
+	Claims *tokens.Claims
+	// KeyID names the key that verified the token; the entry is good only
+	// while that key is still trusted.
+	KeyID string
+	// Until is when the entry ends: the token's expiry plus the leeway
+	// its verification allowed.
+	Until time.Time
+}
+
+// New returns an empty cache of at most size entries (DefaultSize if
+// size ≤ 0).
+func New(size int) *Cache {
+	if size <= 0 {
+		size = DefaultSize
+	}
+	c := &Cache{perShard: max(1, size/shards)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[[sha256.Size]byte]*Entry)
+	}
+	return c
+}
+
+// Get returns the entry for token if there is one that has not ended at
+// now.
+func (c *Cache) Get(token string, now time.Time) (*Entry, bool) {
+	k := sha256.Sum256([]byte(token))
+	s := &c.shards[k[0]&(shards-1)]
+	s.mu.RLock()
+	e := s.m[k]
+	s.mu.RUnlock()
+	if e == nil || !now.Before(e.Until) {
+		if e != nil {
+			s.mu.Lock()
+			if s.m[k] == e {
+				delete(s.m, k)
+			}
+			s.mu.Unlock()
+		}
+		c.misses.Add(1)
+		return nil, false
+	}
+	c.hits.Add(1)
+	return e, true
+}
+
+// Put remembers a token that has just been verified. When the token's
+// shard is full, an arbitrary entry makes room: Go's map iteration starts
+// at a random place, so this is random eviction, which costs nothing to
+// track and cannot be steered by the order in which tokens arrive.
+func (c *Cache) Put(token string, e *Entry) {
+	k := sha256.Sum256([]byte(token))
+	s := &c.shards[k[0]&(shards-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
+		for old := range s.m {
+			delete(s.m, old)
+			break
+		}
+	}
+	s.m[k] = e
+}
+
+// Delete forgets token, for one whose entry turned out to be no longer
+// good (its key is gone).
+func (c *Cache) Delete(token string) {
+	k := sha256.Sum256([]byte(token))
+	s := &c.shards[k[0]&(shards-1)]
+	s.mu.Lock()
+	delete(s.m, k)
+	s.mu.Unlock()
+}
+
+// Len is the number of entries.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// Stats reports the lookups that found a good entry and those that did
+// not, since the cache was made.
+func (c *Cache) Stats() (hits, misses uint64) {
+	return c.hits.Load(), c.misses.Load()
+}
