@@ -135,7 +135,18 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 // challenge in WWW-Authenticate and the same facts as a small JSON body.
 // resourceMetadata, if not empty, is the URL of the RFC 9728 document
 // that tells a client where to get a token.
+//
+// A 5xx is not a challenge: the gateway, not the token, is at fault, so it
+// gets the JSON body and Retry-After, and no WWW-Authenticate that would
+// send the client for a new token.
 func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Error) {
+	if e.Status >= 500 {
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+		}
+		WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description})
+		return
+	}
 	var b strings.Builder
 	b.WriteString("Bearer realm=")
 	b.WriteString(quote(realm))

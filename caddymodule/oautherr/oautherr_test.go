@@ -23,6 +23,8 @@ func TestWriteChallenge_RendersRFC6750Header(t *testing.T) {
 		{"quotes and backslashes are escaped", InvalidRequest(`bad "x" \ y`),
 			`Bearer realm="oauthgate", error="invalid_request", error_description="bad \"x\" \\ y"`,
 			`{"error":"invalid_request","error_description":"bad \"x\" \\ y"}`},
+		{"an unavailable gateway sends no challenge", &Error{Code: CodeUnavailable, Description: "keys not loaded", Status: 503},
+			"", `{"error":"temporarily_unavailable","error_description":"keys not loaded"}`},
 		{"control characters cannot split the header", InvalidRequest("a\r\nSet-Cookie: x=1"),
 			`Bearer realm="oauthgate", error="invalid_request", error_description="aSet-Cookie: x=1"`,
 			`{"error":"invalid_request","error_description":"a\r\nSet-Cookie: x=1"}`},
