@@ -1,5 +1,7 @@
 // Package tokens mints and verifies the gateway's access tokens: JWTs in
-// the RFC 9068 profile ("typ": "at+jwt"), signed by the keys package.
+// the RFC 9068 profile ("typ": "at+jwt"), signed by the keys package. It
+// also verifies the access tokens of external issuers, whose profile is
+// looser (Verifier.External).
 //
 // Verification trusts nothing in the token before its signature checks
 // out: the key is chosen by "kid" from our own key set, the algorithm is
@@ -10,6 +12,7 @@ package tokens
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +21,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +33,8 @@ import (
 // Type is the JWT "typ" header of access tokens (RFC 9068 §2.1).
 const Type = "at+jwt"
 
-// Claims are the claims of an access token.
+// Claims are the claims of an access token. In an external issuer's token
+// (Verifier.External), ClientID and ID may be empty and IssuedAt zero.
 type Claims struct {
 	Issuer    string
 	Subject   string
@@ -40,6 +45,10 @@ type Claims struct {
 	Expiry    time.Time
 	ID        string
 	Scope     []string
+	// Roles are the raw values of an external issuer's roles claim
+	// (Verifier.RolesClaim); nil for the gateway's own tokens, whose roles
+	// come from the policy.
+	Roles []string
 }
 
 // wireClaims is the JSON form. Dates are NumericDate; scope is the RFC
@@ -116,6 +125,27 @@ type Verifier struct {
 	MaxLength int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Types are the accepted "typ" headers, compared without case and
+	// with or without the "application/" prefix (RFC 7515 §4.1.9); an
+	// entry "" accepts a token without "typ". nil means "at+jwt" only:
+	// RFC 9068 §4 asks for it so that an ID token or other JWT of the
+	// same issuer cannot pass as an access token. External issuers that
+	// sign their access tokens as plain "JWT" (SAP XSUAA) need a list.
+	Types []string
+	// External verifies a token of another issuer, whose profile is not
+	// ours: "client_id", "jti" and "iat" may be absent; the client is
+	// "client_id", else "cid" (SAP XSUAA), else "azp" (OpenID Connect);
+	// "scope" may be a JSON array of strings as well as a space-separated
+	// string. "iss", "aud", "sub" and "exp" stay required.
+	External bool
+	// RolesClaim (External only) names the claim whose value becomes
+	// Claims.Roles: a space-separated string or an array of strings. A
+	// name that is not itself a claim but contains dots is a path into
+	// nested objects ("realm_access.roles"), so that both namespaced
+	// claims ("https://example.com/roles") and Keycloak's nesting work.
+	// "" means no roles from the token.
+	RolesClaim string
 }
 
 // Error says which check a token failed. Its text is safe to return to
@@ -154,8 +184,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if h.Crit != nil || h.B64 != nil {
 		return nil, fail("token header has critical extensions, which are not supported")
 	}
-	if !strings.EqualFold(h.Typ, Type) && !strings.EqualFold(h.Typ, "application/"+Type) {
-		return nil, fail("token type must be %q", Type)
+	if !v.typeAccepted(h.Typ) {
+		return nil, v.typeError()
 	}
 	k := v.Keys.Lookup(h.Kid)
 	if k == nil {
@@ -169,11 +199,118 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if _, err := jws.VerifyCompactFast(k.Public, []byte(token), k.Algorithm); err != nil {
 		return nil, fail("token signature is invalid")
 	}
+	if v.External {
+		return v.checkExternal(rawPayload)
+	}
 	var w wireClaims
 	if err := decodeSegment(rawPayload, &w); err != nil {
 		return nil, fail("token claims are malformed: %v", err)
 	}
-	return v.check(&w)
+	c, err := v.check(&w)
+	if err != nil {
+		return nil, err
+	}
+	c.Scope = strings.Fields(w.Scope)
+	return c, nil
+}
+
+func (v *Verifier) typeAccepted(typ string) bool {
+	if v.Types == nil {
+		return isType(typ, Type)
+	}
+	for _, t := range v.Types {
+		if t == typ || t != "" && isType(typ, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// isType reports whether the header typ names media type want, with or
+// without the "application/" prefix, ignoring case.
+func isType(typ, want string) bool {
+	const prefix = "application/"
+	if len(typ) == len(prefix)+len(want) && strings.EqualFold(typ[:len(prefix)], prefix) {
+		typ = typ[len(prefix):]
+	}
+	return strings.EqualFold(typ, want)
+}
+
+func (v *Verifier) typeError() error {
+	if v.Types == nil {
+		return fail("token type must be %q", Type)
+	}
+	names := make([]string, len(v.Types))
+	for i, t := range v.Types {
+		names[i] = strconv.Quote(t)
+		if t == "" {
+			names[i] = "absent"
+		}
+	}
+	return fail("token type must be %s", strings.Join(names, " or "))
+}
+
+// externalClaims are the claims of another issuer's token: ours, a scope
+// that may be an array, and the client ID's other names.
+type externalClaims struct {
+	wireClaims
+	Scope    stringList `json:"scope"` // shadows wireClaims.Scope
+	CID      string     `json:"cid"`
+	AuthzPty string     `json:"azp"`
+}
+
+func (v *Verifier) checkExternal(rawPayload string) (*Claims, error) {
+	data, err := base64.RawURLEncoding.Strict().DecodeString(rawPayload)
+	if err != nil {
+		return nil, fail("token claims are malformed: not base64url")
+	}
+	var w externalClaims
+	if err := decodeJSON(data, &w); err != nil {
+		return nil, fail("token claims are malformed: %v", err)
+	}
+	w.ClientID = cmp.Or(w.ClientID, w.CID, w.AuthzPty)
+	c, err := v.check(&w.wireClaims)
+	if err != nil {
+		return nil, err
+	}
+	c.Scope = w.Scope
+	switch v.RolesClaim {
+	case "":
+	case "scope": // the usual case, already decoded
+		c.Roles = slices.Clone(c.Scope)
+	default:
+		if c.Roles, err = roles(data, v.RolesClaim); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// roles reads the claim named by path from the claims JSON. An absent
+// claim, or a path through something that is not an object, gives no
+// roles, which can only deny more; a value of the wrong type is refused
+// so that the issuer's mistake shows.
+func roles(data []byte, path string) ([]string, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, fail("token claims are malformed: %v", errNotJSON)
+	}
+	raw, ok := obj[path]
+	for rest := path; !ok && strings.Contains(rest, "."); {
+		var name string
+		name, rest, _ = strings.Cut(rest, ".")
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(obj[name], &inner) != nil {
+			return nil, nil
+		}
+		obj = inner
+		raw, ok = obj[rest]
+	}
+	var l stringList
+	if ok && json.Unmarshal(raw, &l) != nil {
+		return nil, fail("token claim %q must be a string or an array of strings", path)
+	}
+	return l, nil
 }
 
 func (v *Verifier) check(w *wireClaims) (*Claims, error) {
@@ -188,17 +325,17 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 		return nil, fail("token audience does not include %q", v.Audience)
 	case w.Subject == "":
 		return nil, fail(`token has no "sub"`)
-	case w.ClientID == "":
+	case w.ClientID == "" && !v.External:
 		return nil, fail(`token has no "client_id"`)
-	case w.ID == "":
+	case w.ID == "" && !v.External:
 		return nil, fail(`token has no "jti"`)
 	case w.Expiry == nil:
 		return nil, fail(`token has no "exp"`)
-	case w.IssuedAt == nil:
+	case w.IssuedAt == nil && !v.External:
 		return nil, fail(`token has no "iat"`)
 	case !now.Before(w.Expiry.time().Add(v.Leeway)):
 		return nil, fail("token is expired")
-	case w.IssuedAt.time().After(now.Add(v.Leeway)):
+	case w.IssuedAt != nil && w.IssuedAt.time().After(now.Add(v.Leeway)):
 		return nil, fail("token is issued in the future")
 	case w.NotBefore != nil && w.NotBefore.time().After(now.Add(v.Leeway)):
 		return nil, fail("token is not valid yet")
@@ -208,10 +345,11 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 		Subject:  w.Subject,
 		ClientID: w.ClientID,
 		Audience: w.Audience,
-		IssuedAt: w.IssuedAt.time(),
 		Expiry:   w.Expiry.time(),
 		ID:       w.ID,
-		Scope:    strings.Fields(w.Scope),
+	}
+	if w.IssuedAt != nil {
+		c.IssuedAt = w.IssuedAt.time()
 	}
 	if w.NotBefore != nil {
 		c.NotBefore = w.NotBefore.time()
@@ -246,6 +384,32 @@ func splitCompact(token string) (hdr, payload string, ok bool) {
 	return hdr, payload, true
 }
 
+// maxPeekLength bounds the tokens PeekIssuer reads; the guard's own bound
+// (8 KiB by default) is normally far lower.
+const maxPeekLength = 64 << 10
+
+// PeekIssuer returns the "iss" claim of token without verifying anything,
+// so that a guard trusting several issuers can choose whose verifier to
+// run. Nothing else may be decided on it. ok is false unless token is a
+// compact JWS of at most 64 KiB whose claims are a strictly decoded JSON
+// object with a non-empty string "iss".
+func PeekIssuer(token string) (iss string, ok bool) {
+	if len(token) > maxPeekLength {
+		return "", false
+	}
+	_, payload, ok := splitCompact(token)
+	if !ok {
+		return "", false
+	}
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if decodeSegment(payload, &c) != nil || c.Issuer == "" {
+		return "", false
+	}
+	return c.Issuer, true
+}
+
 // maxDepth bounds nesting in a token's JSON. Our tokens have depth 2 (an
 // audience array); a little room is left for external issuers.
 const maxDepth = 8
@@ -258,6 +422,11 @@ func decodeSegment(seg string, v any) error {
 	if err != nil {
 		return errors.New("not base64url")
 	}
+	return decodeJSON(data, v)
+}
+
+// decodeJSON is decodeSegment after base64url.
+func decodeJSON(data []byte, v any) error {
 	if err := checkObject(data); err != nil {
 		return err
 	}
@@ -351,6 +520,23 @@ func (a *audience) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	return json.Unmarshal(data, (*[]string)(a))
+}
+
+// stringList is an external issuer's "scope" or roles claim: a
+// space-separated string (RFC 8693 §4.2) or an array of strings (SAP
+// XSUAA, Keycloak, Entra ID).
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(data []byte) error {
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		*l = strings.Fields(s)
+		return nil
+	}
+	return json.Unmarshal(data, (*[]string)(l))
 }
 
 // numericDate is RFC 7519's NumericDate: seconds since the epoch, a JSON
