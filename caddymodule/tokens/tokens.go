@@ -49,6 +49,8 @@ type Claims struct {
 	// (Verifier.RolesClaim); nil for the gateway's own tokens, whose roles
 	// come from the policy.
 	Roles []string
+	// KeyID is not a claim: it names the key that verified the token.
+	KeyID string
 }
 
 // wireClaims is the JSON form. Dates are NumericDate; scope is the RFC
@@ -125,6 +127,9 @@ type Verifier struct {
 	MaxLength int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Cache, if set, remembers verified tokens (see Cache); it must be
+	// this verifier's own.
+	Cache *Cache
 
 	// Types are the accepted "typ" headers, compared without case and
 	// with or without the "application/" prefix (RFC 7515 §4.1.9); an
@@ -169,10 +174,39 @@ type header struct {
 }
 
 // Verify checks token and returns its claims. Every failure is an *Error.
+//
+// With a Cache, a token verified before is not checked again while it is
+// valid and the key that verified it is still known; the claims returned
+// are then shared with other callers and must not be changed.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if v.MaxLength > 0 && len(token) > v.MaxLength {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
+	if v.Cache == nil {
+		return v.verify(token)
+	}
+	now := v.now()
+	if e, ok := v.Cache.get(token, now); ok {
+		if v.Keys.Lookup(e.KeyID) != nil {
+			return e.Claims, nil
+		}
+		v.Cache.remove(token)
+	}
+	c, err := v.verify(token)
+	if err == nil {
+		v.Cache.put(token, &cacheEntry{Claims: c, KeyID: c.KeyID, Until: c.Expiry.Add(v.Leeway)})
+	}
+	return c, err
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) verify(token string) (*Claims, error) {
 	rawHeader, rawPayload, ok := splitCompact(token)
 	if !ok {
 		return nil, fail("token is not a compact JWS (three base64url segments)")
@@ -199,18 +233,23 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if _, err := jws.VerifyCompactFast(k.Public, []byte(token), k.Algorithm); err != nil {
 		return nil, fail("token signature is invalid")
 	}
+	var c *Claims
+	var err error
 	if v.External {
-		return v.checkExternal(rawPayload)
+		c, err = v.checkExternal(rawPayload)
+	} else {
+		var w wireClaims
+		if err := decodeSegment(rawPayload, &w); err != nil {
+			return nil, fail("token claims are malformed: %v", err)
+		}
+		if c, err = v.check(&w); err == nil {
+			c.Scope = strings.Fields(w.Scope)
+		}
 	}
-	var w wireClaims
-	if err := decodeSegment(rawPayload, &w); err != nil {
-		return nil, fail("token claims are malformed: %v", err)
-	}
-	c, err := v.check(&w)
 	if err != nil {
 		return nil, err
 	}
-	c.Scope = strings.Fields(w.Scope)
+	c.KeyID = k.ID
 	return c, nil
 }
 
@@ -314,10 +353,7 @@ func roles(data []byte, path string) ([]string, error) {
 }
 
 func (v *Verifier) check(w *wireClaims) (*Claims, error) {
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
-	}
+	now := v.now()
 	switch {
 	case w.Issuer != v.Issuer:
 		return nil, fail("token issuer is not trusted")

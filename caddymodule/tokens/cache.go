@@ -1,33 +1,35 @@
-// Package tokencache remembers access tokens whose signature and claims
-// have been verified, so that a client that sends the same token on
-// every request (the normal case for client credentials) pays for the
-// signature check once per token, not once per request.
-//
-// The cache holds only what a full verification proved, and never for
-// longer than it stays true: an entry ends when its token expires, and
-// it names the key that verified it, so that the caller can treat it as
-// a miss once that key is gone. What can change while a token is valid
-// (revocation, a disabled client, the policy) is not cached at all and
-// is checked by the caller on every request.
-package tokencache
+package tokens
 
 import (
 	"crypto/sha256"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
-// DefaultSize is the number of tokens a cache holds when New is given no
+// DefaultCacheSize is the number of tokens a cache holds when New is given no
 // size. An entry costs about 500 bytes (its claims, the key, the map
 // slot), so the default bounds the cache to about 50 MB.
-const DefaultSize = 100_000
+const DefaultCacheSize = 100_000
 
 const shards = 64 // a power of two; spreads lock contention over cores
 
-// Cache is a bounded map from a token's SHA-256 digest to its verified
+// Cache remembers tokens whose signature and claims a Verifier has
+// checked, so that a client that sends the same token on every request
+// (the normal case for client credentials) pays for the signature check
+// once per token, not once per request.
+//
+// It holds only what a full verification proved, and never for longer
+// than it stays true: an entry ends when its token expires (plus the
+// leeway the verification allowed), and it names the key that verified
+// it, so that it stops counting once that key is gone. What can change
+// while a token is valid (revocation, a disabled client, the policy) is
+// not cached at all; callers check it on every request.
+//
+// A Cache belongs to one Verifier: an entry proves the checks of that
+// verifier (its issuer, its audience), no other.
+//
+// It is a bounded map from a token's SHA-256 digest to its verified
 // claims. Keys are digests, not the tokens: a memory dump of the cache
 // holds no usable token, and a forged token cannot hit another token's
 // entry without a SHA-256 collision. It is safe for concurrent use.
@@ -40,14 +42,14 @@ type Cache struct {
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[[sha256.Size]byte]*Entry
+	m  map[[sha256.Size]byte]*cacheEntry
 }
 
-// Entry is one verified token.
-type Entry struct {
+// cacheEntry is one verified token.
+type cacheEntry struct {
 	// Claims are shared by every request that presents the token: read
 	// them, never change them.
-	Claims *tokens.Claims
+	Claims *Claims
 	// KeyID names the key that verified the token; the entry is good only
 	// while that key is still trusted.
 	KeyID string
@@ -56,22 +58,22 @@ type Entry struct {
 	Until time.Time
 }
 
-// New returns an empty cache of at most size entries (DefaultSize if
+// NewCache returns an empty cache of at most size entries (DefaultCacheSize if
 // size ≤ 0).
-func New(size int) *Cache {
+func NewCache(size int) *Cache {
 	if size <= 0 {
-		size = DefaultSize
+		size = DefaultCacheSize
 	}
 	c := &Cache{perShard: max(1, size/shards)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[[sha256.Size]byte]*Entry)
+		c.shards[i].m = make(map[[sha256.Size]byte]*cacheEntry)
 	}
 	return c
 }
 
-// Get returns the entry for token if there is one that has not ended at
+// get returns the entry for token if there is one that has not ended at
 // now.
-func (c *Cache) Get(token string, now time.Time) (*Entry, bool) {
+func (c *Cache) get(token string, now time.Time) (*cacheEntry, bool) {
 	k := sha256.Sum256([]byte(token))
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.RLock()
@@ -92,11 +94,11 @@ func (c *Cache) Get(token string, now time.Time) (*Entry, bool) {
 	return e, true
 }
 
-// Put remembers a token that has just been verified. When the token's
+// put remembers a token that has just been verified. When the token's
 // shard is full, an arbitrary entry makes room: Go's map iteration starts
 // at a random place, so this is random eviction, which costs nothing to
 // track and cannot be steered by the order in which tokens arrive.
-func (c *Cache) Put(token string, e *Entry) {
+func (c *Cache) put(token string, e *cacheEntry) {
 	k := sha256.Sum256([]byte(token))
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()
@@ -110,9 +112,9 @@ func (c *Cache) Put(token string, e *Entry) {
 	s.m[k] = e
 }
 
-// Delete forgets token, for one whose entry turned out to be no longer
-// good (its key is gone).
-func (c *Cache) Delete(token string) {
+// remove forgets token, whose entry turned out to be no longer good (its
+// key is gone).
+func (c *Cache) remove(token string) {
 	k := sha256.Sum256([]byte(token))
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()

@@ -1,0 +1,210 @@
+package tokens
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
+)
+
+var cacheT0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func cacheEntryOf(sub string, until time.Time) *cacheEntry {
+	return &cacheEntry{Claims: &Claims{Subject: sub}, KeyID: "k1", Until: until}
+}
+
+func TestCache_GetReturnsTheEntryOfExactlyThatTokenUntilItEnds(t *testing.T) {
+	c := NewCache(0)
+	c.put("aaa.bbb.ccc", cacheEntryOf("one", cacheT0.Add(time.Minute)))
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		at    time.Time
+		want  bool
+	}{
+		{"the same token before its end", "aaa.bbb.ccc", cacheT0, true},
+		{"a token that differs in one character", "aaa.bbb.ccd", cacheT0, false},
+		{"a prefix of the token", "aaa.bbb.cc", cacheT0, false},
+		{"the same token at its end", "aaa.bbb.ccc", cacheT0.Add(time.Minute), false},
+		{"the same token after it ended (removed by the previous lookup)", "aaa.bbb.ccc", cacheT0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := c.get(tc.token, tc.at)
+			if ok != tc.want {
+				t.Fatalf("Get = %v, want %v", ok, tc.want)
+			}
+			if ok && e.Claims.Subject != "one" {
+				t.Errorf("claims of another entry: %+v", e.Claims)
+			}
+		})
+	}
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len after the entry ended = %d, want 0", n)
+	}
+	if hits, misses := c.Stats(); hits != 1 || misses != 4 {
+		t.Errorf("Stats = %d hits, %d misses; want 1, 4", hits, misses)
+	}
+}
+
+func TestCache_PutNeverHoldsMoreThanItsSize(t *testing.T) {
+	const size = 1000
+	c := NewCache(size)
+	for i := range 20 * size {
+		c.put("token-"+strconv.Itoa(i), cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	}
+	if n := c.Len(); n > size || n < size/2 {
+		t.Errorf("Len after 20× its size in distinct tokens = %d, want between %d and %d", n, size/2, size)
+	}
+	// Replacing an entry of a full shard evicts nothing.
+	before := c.Len()
+	c.put("token-19999", cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	if _, ok := c.get("token-19999", cacheT0); !ok {
+		t.Fatal("the newest token is not cached")
+	}
+	if c.Len() != before {
+		t.Errorf("Len after replacing an entry = %d, want %d", c.Len(), before)
+	}
+}
+
+func TestCache_RemoveForgetsTheToken(t *testing.T) {
+	c := NewCache(0)
+	c.put("a", cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	c.remove("a")
+	if _, ok := c.get("a", cacheT0); ok {
+		t.Error("a deleted token is still cached")
+	}
+}
+
+func TestCache_ConcurrentUse(t *testing.T) {
+	c := NewCache(128)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				tok := strconv.Itoa(g*10000 + i%300)
+				if _, ok := c.get(tok, cacheT0); !ok {
+					c.put(tok, cacheEntryOf(tok, cacheT0.Add(time.Hour)))
+				}
+				if i%7 == 0 {
+					c.remove(tok)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.Len(); n > 128 {
+		t.Errorf("Len = %d, want at most 128", n)
+	}
+}
+
+func BenchmarkCache_Hit(b *testing.B) {
+	c := NewCache(0)
+	tok := "eyJhbGciOiJFUzI1NiIsImtpZCI6IngiLCJ0eXAiOiJhdCtqd3QifQ." +
+		"eyJpc3MiOiJodHRwczovL2dhdGV3YXkuZXhhbXBsZS5jb20iLCJzdWIiOiJvYXV0aF9jbGllbnRfMTIzIn0.sig"
+	c.put(tok, cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := c.get(tok, cacheT0); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
+}
+
+// droppableKeys is a key source whose keys can be withdrawn, as a key
+// rotation eventually withdraws a retired key.
+type droppableKeys struct {
+	set     *keys.Set
+	dropped bool
+}
+
+func (d *droppableKeys) Lookup(kid string) *keys.Key {
+	if d.dropped {
+		return nil
+	}
+	return d.set.Lookup(kid)
+}
+
+func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
+	set := keystest.NewSet(t)
+	src := &droppableKeys{set: set}
+	clock := now
+	v := verifier(set)
+	v.Keys, v.Cache = src, NewCache(0)
+	v.Now = func() time.Time { return clock }
+	tok, err := Mint(set.Signing(), validClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.KeyID != set.Signing().ID {
+		t.Errorf("KeyID = %q, want the signing key %q", first.KeyID, set.Signing().ID)
+	}
+	again, err := v.Verify(tok)
+	if err != nil || again != first {
+		t.Fatalf("second Verify = %p, %v; want the cached claims %p", again, err, first)
+	}
+	if hits, _ := v.Cache.Stats(); hits != 1 {
+		t.Errorf("cache hits = %d, want 1", hits)
+	}
+
+	// A token that differs in its signature is a different token: it is
+	// verified, and fails.
+	if _, err := v.Verify(tok[:len(tok)-2] + "AA"); err == nil {
+		t.Error("a token with a changed signature was accepted next to its cached original")
+	}
+
+	// Up to the end of the leeway the entry holds; then the token is
+	// verified again, and is expired.
+	clock = validClaims().Expiry.Add(v.Leeway - time.Second)
+	if _, err := v.Verify(tok); err != nil {
+		t.Errorf("within the leeway after exp: %v", err)
+	}
+	clock = validClaims().Expiry.Add(v.Leeway)
+	if _, err := v.Verify(tok); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("at exp + leeway: %v, want expired", err)
+	}
+
+	// Once the key that verified it is withdrawn, a cached token counts
+	// for nothing.
+	clock = now
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	src.dropped = true
+	if _, err := v.Verify(tok); err == nil || !strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("after its key was withdrawn: %v, want unknown key", err)
+	}
+}
+
+func TestVerify_FailuresAreNotCached(t *testing.T) {
+	set := keystest.NewSet(t)
+	v := verifier(set)
+	v.Cache = NewCache(0)
+	c := validClaims()
+	c.Audience = []string{"https://elsewhere.example"}
+	tok, err := Mint(set.Signing(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := v.Verify(tok); err == nil {
+			t.Fatal("a token for another audience was accepted")
+		}
+	}
+	if n := v.Cache.Len(); n != 0 {
+		t.Errorf("cache holds %d entries after failures, want 0", n)
+	}
+}
