@@ -7,9 +7,13 @@ package guard
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -45,7 +49,25 @@ type Guard struct {
 	// Access-Control-Request-Method) through without a token: browsers
 	// never send credentials on a preflight.
 	AllowPreflight bool
+	// Issuers are trusted external issuers by their "iss". A token that
+	// names one of them is verified by it alone; every other token goes
+	// to Verifier. The claim only routes: each verifier checks "iss" again
+	// and only with its own keys.
+	Issuers map[string]Issuer
 }
+
+// Issuer verifies the tokens of one external issuer.
+type Issuer struct {
+	Verifier Verifier
+	// SuffixRoles lets a roles-claim value "<prefix>.<role>" grant the
+	// policy's <role>, as SAP XSUAA scopes "<xsappname>.<role>" do in SAP
+	// Cloud Integration.
+	SuffixRoles bool
+}
+
+// UnavailableRetry is the Retry-After of a 503 for an issuer whose keys
+// have not been obtained: about when the next fetch is allowed.
+const UnavailableRetry = 30 * time.Second
 
 // Decision is the guard's verdict on one request.
 type Decision struct {
@@ -73,7 +95,7 @@ func (g *Guard) Check(r *http.Request) *Decision {
 		return &Decision{Preflight: true}
 	}
 	pol := g.Policy.Policy()
-	d := &Decision{Rule: pol.Match(r.Method, r.URL.Path)}
+	d := &Decision{Rule: pol.Match(r.Method, r.Host, r.URL.Path)}
 	if d.Rule != nil && d.Rule.Public {
 		return d
 	}
@@ -82,21 +104,63 @@ func (g *Guard) Check(r *http.Request) *Decision {
 		d.Err = oerr
 		return d
 	}
-	claims, err := g.Verifier.Verify(r.Context(), token)
-	if err != nil {
+	claims, ext, err := g.verify(r.Context(), token)
+	switch {
+	case errors.Is(err, issuers.ErrUnavailable):
+		d.Err = oautherr.Unavailable("the keys of the token's issuer could not be obtained yet; retry later")
+		d.Err.RetryAfter = UnavailableRetry
+		return d
+	case err != nil:
 		d.Err = oautherr.InvalidToken(err.Error())
 		return d
 	}
 	d.Claims = claims
+	if pol.Disabled(claims.Subject) {
+		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
+		return d
+	}
 	if d.Rule == nil {
 		d.Err = oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
 		return d
 	}
-	d.Roles = pol.RolesInScope(claims.Subject, claims.Scope)
+	if ext != nil {
+		// An external issuer's token carries its roles; the policy's
+		// subjects mapping adds to them.
+		d.Roles = union(pol.Roles(claims.Subject), pol.RolesFromClaim(claims.Roles, ext.SuffixRoles))
+	} else {
+		// Our own token: the policy grants, the scope it was issued with
+		// narrows.
+		d.Roles = pol.RolesInScope(claims.Subject, claims.Scope)
+	}
 	if !d.Rule.Allows(d.Roles) {
-		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.Roles)
+		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.RequiredRoles())
 	}
 	return d
+}
+
+// verify routes token to the verifier of the issuer it names and returns
+// that issuer, nil for the local one.
+func (g *Guard) verify(ctx context.Context, token string) (*tokens.Claims, *Issuer, error) {
+	if len(g.Issuers) > 0 {
+		if iss, ok := tokens.PeekIssuer(token); ok {
+			if ext, ok := g.Issuers[iss]; ok {
+				c, err := ext.Verifier.Verify(ctx, token)
+				return c, &ext, err
+			}
+		}
+	}
+	c, err := g.Verifier.Verify(ctx, token)
+	return c, nil, err
+}
+
+// union returns a followed by the elements of b not in a.
+func union(a, b []string) []string {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(a, x)
+		}
+	}
+	return a
 }
 
 // token finds the one token of the request: in the Authorization header,

@@ -1,14 +1,70 @@
 // Package policy decides who may call what: the policy file maps token
-// subjects to roles ("subjects") and paths to the roles they require
+// subjects to roles ("subjects") and requests to the roles they require
 // ("rules"). It is SAP Cloud Integration's user-to-role assignment and
 // per-endpoint "User Role" in one person-written YAML file.
 //
-// Matching: the most specific matching rule decides. An exact path beats
-// a wildcard, a longer wildcard prefix beats a shorter one, and at equal
-// path specificity a rule that lists methods beats one that does not.
-// Paths match case-insensitively, like Caddy's path matcher, so changing
-// the case of a URL never escapes a stricter rule. No matching rule means
-// deny.
+// # Rules
+//
+// A rule matches a request by host, path and method, and then either
+// needs any one of its roles, all of its all_roles, or nothing (public):
+//
+//	rules:
+//	  - hosts: [api.example.com, "*.api.example.com"]  # or host:; omitted: any host
+//	    paths: [/http/orders/*, /http/order]          # or path:
+//	    methods: [POST]                               # omitted: any method
+//	    roles: [Orders.send, Orders.admin]            # any one of these
+//	  - path: /http/ledger/*
+//	    all_roles: [Ledger.write, Ledger.audited]     # all of these
+//	  - path: /http/ping
+//	    public: true                                  # no token at all
+//	    report_only: false                            # true: decide, log, let through
+//
+// A host is an exact name or "*.example.com" for exactly one more label;
+// the request's port and a trailing dot are ignored. Paths use Caddy's
+// path-matcher syntax: "/a/b" exact (also matching "/a/b/"), "/a/*"
+// prefix, "*.json" suffix, "*admin*" substring, "/a/*/b" a glob whose *
+// stays within one segment, and "*" for every path. Hosts, paths and
+// methods match case-insensitively, so a change of case never escapes a
+// stricter rule; HEAD also matches a rule that lists GET.
+//
+// # Precedence
+//
+// Exactly one rule decides a request: the most specific one that matches
+// it. Specificity is compared in this order, each step deciding only
+// when the earlier ones tie:
+//
+//  1. host: an exact host beats a "*." host, which beats a rule for any
+//     host;
+//  2. path: an exact path beats a prefix, a longer prefix beats a shorter
+//     one, a prefix beats a suffix, substring or glob, among those more
+//     literal characters beat fewer, and "*" comes last;
+//  3. method: a rule that lists methods beats one that does not.
+//
+// A rule whose methods do not include the request's does not match, so
+// the next most specific rule decides. No matching rule means deny. Two
+// rules that tie on all three steps and could match the same request are
+// an error naming both lines: their order in the file must never matter.
+// For suffixes, substrings and globs of equal length the check is
+// conservative: they are taken to overlap unless their fixed starts or
+// ends differ.
+//
+// A rule's hosts and paths are alternatives: each pair is ranked on its
+// own, as if it were a rule of its own with the same line.
+//
+// The host is the request's Host header, which the client chooses: host
+// rules tell apart the sites one guard serves, they authenticate nothing.
+// A caller can always pick the most lenient host its request reaches.
+//
+// # Subjects
+//
+// A subject is a token's "sub". It holds a list of roles, or in the long
+// form a mapping that can also disable it:
+//
+//	subjects:
+//	  oauth_client_3f9a: [ESBMessaging.send]
+//	  oauth_client_77c1: {roles: [Orders.send], disabled: true}
+//
+// A disabled subject holds no roles, from the next request on.
 package policy
 
 import (
@@ -18,7 +74,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -28,32 +83,32 @@ import (
 const maxFileSize = 32 << 20
 
 // Policy is a parsed policy file. It is immutable; a changed file is a
-// new Policy.
+// new Policy, so a request decided against one snapshot never sees half
+// of another.
 type Policy struct {
-	subjects map[string][]string
-	rules    []*Rule // most specific first
+	subjects map[string]*subject
+	rules    []*Rule // in file order
+	known    map[string]struct{}
+	index
 }
 
-// Rule is one entry of "rules".
-type Rule struct {
-	// Path is an exact path ("/http/ping") or a prefix ending in "*"
-	// ("/http/*"); "*" alone matches every path.
-	Path string
-	// Methods restricts the rule to these HTTP methods; empty means any.
-	Methods []string
-	// Roles allow the request if the caller holds any one of them.
-	Roles []string
-	// Public rules need no token at all.
-	Public bool
-	// Line is where the rule starts in the policy file.
-	Line int
-
-	pattern  string // lower-cased path without a trailing "*"
-	wildcard bool
+type subject struct {
+	roles    []string
+	disabled bool
+	line     int
 }
 
 // ReadFile reads and parses the policy file at path.
 func ReadFile(path string) (*Policy, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// readBounded reads a file of at most maxFileSize bytes.
+func readBounded(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -66,7 +121,7 @@ func ReadFile(path string) (*Policy, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
 	}
-	return Parse(data, path)
+	return data, nil
 }
 
 // Parse parses a policy; errors read "name:line: message".
@@ -98,9 +153,9 @@ func parse(data []byte) (*Policy, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, syntaxError(data, err)
 	}
-	p := &Policy{subjects: map[string][]string{}}
+	p := &Policy{subjects: map[string]*subject{}, known: map[string]struct{}{}}
 	if len(doc.Content) == 0 {
-		return p, nil // an empty file denies everything
+		return p, p.build() // an empty file denies everything
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
@@ -124,10 +179,20 @@ func parse(data []byte) (*Policy, error) {
 			return nil, err
 		}
 	}
-	if err := p.sortRules(); err != nil {
-		return nil, err
+	for _, s := range p.subjects {
+		p.addKnown(s.roles)
 	}
-	return p, nil
+	for _, r := range p.rules {
+		p.addKnown(r.Roles)
+		p.addKnown(r.AllRoles)
+	}
+	return p, p.build()
+}
+
+func (p *Policy) addKnown(roles []string) {
+	for _, r := range roles {
+		p.known[r] = struct{}{}
+	}
 }
 
 // syntaxError places a YAML syntax error on the line a person has to fix.
@@ -168,13 +233,42 @@ func (p *Policy) parseSubjects(n *yaml.Node) error {
 		if k.Value == "" {
 			return errAt(k, "empty subject")
 		}
-		roles, err := roleList(v, "roles of "+k.Value)
+		s, err := parseSubject(k.Value, v)
 		if err != nil {
 			return err
 		}
-		p.subjects[k.Value] = roles
+		s.line = k.Line
+		p.subjects[k.Value] = s
 	}
 	return nil
+}
+
+// parseSubject takes "name: [roles]" or "name: {roles: [...], disabled: true}".
+func parseSubject(name string, v *yaml.Node) (*subject, error) {
+	if v.Kind != yaml.MappingNode {
+		roles, err := roleList(v, "roles of "+name)
+		return &subject{roles: roles}, err
+	}
+	if err := noDuplicateKeys(v); err != nil {
+		return nil, err
+	}
+	s := &subject{}
+	for i := 0; i < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		var err error
+		switch k.Value {
+		case "roles":
+			s.roles, err = roleList(val, "roles of "+name)
+		case "disabled":
+			s.disabled, err = boolean(val, "disabled")
+		default:
+			err = errAt(k, "unknown key %q for subject %s (want roles, disabled)", k.Value, name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func (p *Policy) parseRules(n *yaml.Node) error {
@@ -189,65 +283,6 @@ func (p *Policy) parseRules(n *yaml.Node) error {
 		p.rules = append(p.rules, r)
 	}
 	return nil
-}
-
-func parseRule(n *yaml.Node) (*Rule, error) {
-	if n.Kind != yaml.MappingNode {
-		return nil, errAt(n, "a rule is a mapping with path and roles or public")
-	}
-	if err := noDuplicateKeys(n); err != nil {
-		return nil, err
-	}
-	r := &Rule{Line: n.Line}
-	var err error
-	for i := 0; i < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "path":
-			if v.Kind != yaml.ScalarNode {
-				return nil, errAt(v, "path: want a string")
-			}
-			r.Path = v.Value
-		case "methods":
-			if r.Methods, err = stringList(v, "methods"); err != nil {
-				return nil, err
-			}
-			for j, m := range r.Methods {
-				if !isToken(m) {
-					return nil, errAt(v, "methods: %q is not an HTTP method", m)
-				}
-				r.Methods[j] = strings.ToUpper(m)
-			}
-		case "roles":
-			if r.Roles, err = roleList(v, "roles"); err != nil {
-				return nil, err
-			}
-		case "public":
-			if err := v.Decode(&r.Public); err != nil || v.Tag != "!!bool" {
-				return nil, errAt(v, "public: want true or false")
-			}
-		default:
-			return nil, errAt(k, "unknown rule key %q (want path, methods, roles, public)", k.Value)
-		}
-	}
-	switch {
-	case r.Path == "":
-		return nil, errAt(n, "rule has no path")
-	case r.Path != "*" && !strings.HasPrefix(r.Path, "/"):
-		return nil, errAt(n, "path %q: must start with / (or be *)", r.Path)
-	case strings.Contains(strings.TrimSuffix(r.Path, "*"), "*"):
-		return nil, errAt(n, "path %q: only a trailing * is supported", r.Path)
-	case r.Public && len(r.Roles) > 0:
-		return nil, errAt(n, "rule is public and lists roles; choose one")
-	case !r.Public && len(r.Roles) == 0:
-		return nil, errAt(n, "rule needs roles, or public: true")
-	}
-	r.wildcard = strings.HasSuffix(r.Path, "*")
-	r.pattern = strings.ToLower(strings.TrimSuffix(r.Path, "*"))
-	if !r.wildcard {
-		r.pattern = trimSlash(r.pattern)
-	}
-	return r, nil
 }
 
 // noDuplicateKeys refuses a mapping that names a key twice. yaml.v3 keeps
@@ -265,6 +300,14 @@ func noDuplicateKeys(n *yaml.Node) error {
 	return nil
 }
 
+func boolean(n *yaml.Node, what string) (bool, error) {
+	var b bool
+	if err := n.Decode(&b); err != nil || n.Tag != "!!bool" {
+		return false, errAt(n, "%s: want true or false", what)
+	}
+	return b, nil
+}
+
 // stringList accepts a YAML list of non-empty strings.
 func stringList(n *yaml.Node, what string) ([]string, error) {
 	if n.Kind != yaml.SequenceNode {
@@ -280,143 +323,51 @@ func stringList(n *yaml.Node, what string) ([]string, error) {
 	return out, nil
 }
 
-// roleList is a stringList of role names. A role travels in a token's
-// space-separated "scope" and in the comma-separated roles placeholder, so
-// it is an RFC 6749 scope-token without a comma.
+// roleList is a stringList of role names.
 func roleList(n *yaml.Node, what string) ([]string, error) {
 	roles, err := stringList(n, what)
 	if err != nil {
 		return nil, err
 	}
 	for i, r := range roles {
-		for j := 0; j < len(r); j++ {
-			if c := r[j]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ',' {
-				return nil, errAt(n.Content[i], "%s: %q: a role may not contain spaces, commas, quotes or backslashes", what, r)
-			}
+		if !isRoleName(r) {
+			return nil, errAt(n.Content[i], "%s: %q: a role may not contain spaces, commas, quotes or backslashes", what, r)
 		}
 	}
 	return roles, nil
 }
 
-// isToken reports whether s is an RFC 9110 token, the syntax of a method.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+// isRoleName reports whether r can be a role. A role travels in a token's
+// space-separated "scope" and in the comma-separated roles placeholder, so
+// it is an RFC 6749 scope-token without a comma.
+func isRoleName(r string) bool {
+	for i := 0; i < len(r); i++ {
+		if c := r[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ',' {
 			return false
 		}
 	}
-	return true
+	return r != ""
 }
 
-// sortRules orders rules by specificity and refuses two rules that would
-// compete for the same request at the same specificity: which one wins
-// would otherwise depend on their order in the file.
-func (p *Policy) sortRules() error {
-	sort.SliceStable(p.rules, func(i, j int) bool { return moreSpecific(p.rules[i], p.rules[j]) })
-	for i := 1; i < len(p.rules); i++ {
-		for j := i - 1; j >= 0 && !moreSpecific(p.rules[j], p.rules[i]); j-- {
-			a, b := p.rules[j], p.rules[i]
-			if a.pattern == b.pattern && methodsOverlap(a.Methods, b.Methods) {
-				first, second := a, b
-				if first.Line > second.Line {
-					first, second = second, first
-				}
-				return &lineError{line: second.Line, msg: fmt.Sprintf("rule for %s overlaps the rule at line %d for the same path and methods", second.Path, first.Line)}
-			}
-		}
-	}
-	return nil
-}
+// RuleCount and SubjectCount size the policy, for a summary line.
+func (p *Policy) RuleCount() int    { return len(p.rules) }
+func (p *Policy) SubjectCount() int { return len(p.subjects) }
 
-func moreSpecific(a, b *Rule) bool {
-	if a.wildcard != b.wildcard {
-		return !a.wildcard
-	}
-	if len(a.pattern) != len(b.pattern) {
-		return len(a.pattern) > len(b.pattern)
-	}
-	return len(a.Methods) > 0 && len(b.Methods) == 0
-}
-
-func methodsOverlap(a, b []string) bool {
-	if len(a) == 0 && len(b) == 0 {
-		return true
-	}
-	if len(a) == 0 || len(b) == 0 {
-		return false // different specificity; the listed methods win
-	}
-	for _, m := range a {
-		if slices.Contains(b, m) {
-			return true
-		}
-	}
-	return false
-}
-
-// Match returns the rule that decides a request, or nil when none does
-// (deny). path must be canonical (see Canonical).
-//
-// Methods match case-insensitively and HEAD matches a rule that lists GET:
-// frameworks upper-case methods and answer HEAD with their GET handler, so
-// "post" or HEAD must not slip past a rule to a weaker one. An exact path
-// also matches with a trailing slash, which most frameworks route to the
-// same handler.
-func (p *Policy) Match(method, path string) *Rule {
-	lp := strings.ToLower(path)
-	exact := trimSlash(lp)
-	m := strings.ToUpper(method)
-	for _, r := range p.rules {
-		if r.matches(m, lp, exact) {
-			return r
-		}
-	}
-	return nil
-}
-
-// trimSlash drops a trailing slash, except from "/" itself.
-func trimSlash(p string) string {
-	if len(p) > 1 {
-		return strings.TrimSuffix(p, "/")
-	}
-	return p
-}
-
-// matches takes the lower-cased path as sent, for wildcards, and without
-// its trailing slash, for exact rules (whose patterns have none).
-func (r *Rule) matches(method, lowerPath, exactPath string) bool {
-	if r.wildcard {
-		if !strings.HasPrefix(lowerPath, r.pattern) {
-			return false
-		}
-	} else if exactPath != r.pattern {
-		return false
-	}
-	if len(r.Methods) == 0 || slices.Contains(r.Methods, method) {
-		return true
-	}
-	return method == "HEAD" && slices.Contains(r.Methods, "GET")
-}
-
-// Allows reports whether a caller holding roles satisfies r.
-func (r *Rule) Allows(roles []string) bool {
-	if r.Public {
-		return true
-	}
-	for _, want := range r.Roles {
-		if slices.Contains(roles, want) {
-			return true
-		}
-	}
-	return false
-}
-
-// Roles returns the roles the policy grants subject.
+// Roles returns the roles the policy grants subject; none when the
+// subject is disabled.
 func (p *Policy) Roles(subject string) []string {
-	return slices.Clone(p.subjects[subject])
+	s := p.subjects[subject]
+	if s == nil || s.disabled {
+		return nil
+	}
+	return slices.Clone(s.roles)
+}
+
+// Disabled reports whether the policy disables subject. Roles already
+// holds nothing for it; this lets a refusal say why.
+func (p *Policy) Disabled(subject string) bool {
+	s := p.subjects[subject]
+	return s != nil && s.disabled
 }
 
 // RolesInScope returns the roles the policy grants subject that scope also
@@ -424,10 +375,45 @@ func (p *Policy) Roles(subject string) []string {
 // revoked in the policy is gone from the next request on. An empty scope
 // yields no roles.
 func (p *Policy) RolesInScope(subject string, scope []string) []string {
+	s := p.subjects[subject]
+	if s == nil || s.disabled {
+		return nil
+	}
 	var out []string
-	for _, r := range p.subjects[subject] {
+	for _, r := range s.roles {
 		if slices.Contains(scope, r) {
+			if out == nil {
+				out = make([]string, 0, len(s.roles))
+			}
 			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// RolesFromClaim returns the roles named anywhere in the policy that a
+// token claim's values name: a value equal to a role, or with suffix a
+// value ending in "." and the role, as SAP XSUAA writes scopes
+// ("<xsappname>.<role>"). Roles contain dots themselves
+// (ESBMessaging.send), so every dot is tried: "app.ESBMessaging.send"
+// yields ESBMessaging.send and, if the policy names it, send. Only roles
+// the policy knows are returned, so a claim cannot invent one.
+func (p *Policy) RolesFromClaim(values []string, suffix bool) []string {
+	var out []string
+	add := func(r string) {
+		if _, ok := p.known[r]; ok && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	for _, v := range values {
+		add(v)
+		if !suffix {
+			continue
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] == '.' {
+				add(v[i+1:])
+			}
 		}
 	}
 	return out
@@ -448,16 +434,19 @@ func Canonical(path string) bool {
 			return false
 		}
 	}
-	segs := strings.Split(path[1:], "/")
-	for i, s := range segs {
-		switch s {
+	for rest := path[1:]; ; {
+		seg, after, more := strings.Cut(rest, "/")
+		switch seg {
 		case ".", "..":
 			return false
 		case "":
-			if i != len(segs)-1 { // only a trailing slash may leave an empty segment
+			if more { // only a trailing slash may leave an empty segment
 				return false
 			}
 		}
+		if !more {
+			return true
+		}
+		rest = after
 	}
-	return true
 }

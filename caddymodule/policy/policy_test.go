@@ -35,15 +35,18 @@ func mustParse(t *testing.T, src string) *Policy {
 func TestParse_ExamplePolicy(t *testing.T) {
 	p := mustParse(t, examplePolicy)
 
+	if p.RuleCount() != 3 || p.SubjectCount() != 1 {
+		t.Errorf("RuleCount, SubjectCount = %d, %d; want 3, 1", p.RuleCount(), p.SubjectCount())
+	}
 	const subject = "oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6"
 	roles := p.Roles(subject)
 	if want := []string{"ESBMessaging.send"}; !slices.Equal(roles, want) {
 		t.Errorf("Roles(%s) = %q, want %q", subject, roles, want)
 	}
 
-	orders := Rule{Path: "/http/orders/*", Methods: []string{"POST"}, Roles: []string{"Orders.send"}, Line: 4}
-	http := Rule{Path: "/http/*", Roles: []string{"ESBMessaging.send"}, Line: 7}
-	ping := Rule{Path: "/http/ping", Public: true, Line: 9}
+	orders := Rule{Paths: []string{"/http/orders/*"}, Methods: []string{"POST"}, Roles: []string{"Orders.send"}, Line: 4}
+	http := Rule{Paths: []string{"/http/*"}, Roles: []string{"ESBMessaging.send"}, Line: 7}
+	ping := Rule{Paths: []string{"/http/ping"}, Public: true, Line: 9}
 	tests := map[string]struct {
 		method, path string
 		want         *Rule
@@ -57,7 +60,7 @@ func TestParse_ExamplePolicy(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := p.Match(tc.method, tc.path)
+			got := p.Match(tc.method, "", tc.path)
 			if tc.want == nil {
 				if got != nil {
 					t.Fatalf("Match(%s %s) = rule at line %d, want nil", tc.method, tc.path, got.Line)
@@ -67,7 +70,7 @@ func TestParse_ExamplePolicy(t *testing.T) {
 			if got == nil {
 				t.Fatalf("Match(%s %s) = nil, want rule at line %d", tc.method, tc.path, tc.want.Line)
 			}
-			if got.Path != tc.want.Path || got.Public != tc.want.Public || got.Line != tc.want.Line ||
+			if !slices.Equal(got.Paths, tc.want.Paths) || got.Public != tc.want.Public || got.Line != tc.want.Line ||
 				!slices.Equal(got.Methods, tc.want.Methods) || !slices.Equal(got.Roles, tc.want.Roles) {
 				t.Errorf("Match(%s %s) = %+v, want %+v", tc.method, tc.path, *got, *tc.want)
 			}
@@ -117,7 +120,7 @@ func TestMatch_MostSpecificRuleWins(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r := p.Match(tc.method, tc.path)
+			r := p.Match(tc.method, "", tc.path)
 			if r == nil {
 				t.Fatalf("Match(%s %s) = nil, want rule %s", tc.method, tc.path, tc.want)
 			}
@@ -143,7 +146,7 @@ rules:
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if r := p.Match(tc.method, tc.path); r != nil {
+			if r := p.Match(tc.method, "", tc.path); r != nil {
 				t.Errorf("Match(%s %s) = rule at line %d, want nil", tc.method, tc.path, r.Line)
 			}
 		})
@@ -215,15 +218,12 @@ func TestParse_ErrorsNameFileAndLine(t *testing.T) {
 		"path not starting with /": {
 			"rules:\n  - path: a/b\n    roles: [A]\n",
 			"p.yaml:2: ", "must start with /"},
-		"star in the middle of a path": {
-			"rules:\n  - path: /a/*/b\n    roles: [A]\n",
-			"p.yaml:2: ", "only a trailing * is supported"},
 		"public with roles": {
 			"rules:\n  - path: /a\n    public: true\n    roles: [A]\n",
-			"p.yaml:2: ", "public and lists roles"},
+			"p.yaml:2: ", "rule has public and roles; choose one"},
 		"rule with neither roles nor public": {
 			"rules:\n  - path: /a\n    public: false\n",
-			"p.yaml:2: ", "needs roles, or public: true"},
+			"p.yaml:2: ", "needs roles, all_roles, or public: true"},
 		"bad method": {
 			"rules:\n  - path: /a\n    methods: [GET, \"PO ST\"]\n    roles: [A]\n",
 			"p.yaml:3: ", `"PO ST" is not an HTTP method`},
@@ -251,6 +251,54 @@ func TestParse_ErrorsNameFileAndLine(t *testing.T) {
 		"overlapping methods on one path in another case": {
 			"rules:\n  - path: /x/*\n    methods: [GET]\n    roles: [A]\n  - path: /X/*\n    methods: [post, get]\n    roles: [B]\n",
 			"p.yaml:5: ", "overlaps the rule at line 2"},
+		"roles and all_roles": {
+			"rules:\n  - {path: /a, roles: [A], all_roles: [B]}\n", "p.yaml:2: ", "rule has roles and all_roles; choose one"},
+		"path and paths": {
+			"rules:\n  - {path: /a, paths: [/b], roles: [A]}\n", "p.yaml:2: ", "both path and paths"},
+		"host and hosts": {
+			"rules:\n  - {host: a.example, hosts: [b.example], path: /a, roles: [A]}\n", "p.yaml:2: ", "both host and hosts"},
+		"host with a port": {
+			"rules:\n  - {host: \"a.example:8443\", path: /a, roles: [A]}\n", "p.yaml:2: ", "without a port"},
+		"host wildcard in the middle": {
+			"rules:\n  - {host: \"a.*.example\", path: /a, roles: [A]}\n", "p.yaml:2: ", "want a host name"},
+		"host star alone": {
+			"rules:\n  - {host: \"*\", path: /a, roles: [A]}\n", "p.yaml:2: ", "want a host name"},
+		"empty host label": {
+			"rules:\n  - {host: a..example, path: /a, roles: [A]}\n", "p.yaml:2: ", "want a host name"},
+		"glob class": {
+			"rules:\n  - {path: \"/a/[ab]\", roles: [A]}\n", "p.yaml:2: ", `'[' is not supported`},
+		"question mark": {
+			"rules:\n  - {path: \"/a?\", roles: [A]}\n", "p.yaml:2: ", `'?' is not supported`},
+		"percent escape": {
+			"rules:\n  - {path: \"/a%2F\", roles: [A]}\n", "p.yaml:2: ", `'%' is not supported`},
+		"placeholder": {
+			"rules:\n  - {path: \"/{http.vars.x}\", roles: [A]}\n", "p.yaml:2: ", `'{' is not supported`},
+		"two stars alone": {
+			"rules:\n  - {path: \"**\", roles: [A]}\n", "p.yaml:2: ", "write * for every path"},
+		"prefix not starting with slash": {
+			"rules:\n  - {path: \"a/*\", roles: [A]}\n", "p.yaml:2: ", "must start with / or *"},
+		"empty paths list": {
+			"rules:\n  - {paths: [], roles: [A]}\n", "p.yaml:2: ", "rule has no path"},
+		"report_only as a string": {
+			"rules:\n  - {path: /a, roles: [A], report_only: \"yes\"}\n", "p.yaml:2: ", "report_only: want true or false"},
+		"same host and path twice": {
+			"rules:\n  - {host: a.example, path: /a, roles: [A]}\n  - {host: A.EXAMPLE, path: /a, roles: [B]}\n",
+			"p.yaml:3: ", "a.example /a overlaps the rule at line 2"},
+		"same wildcard host and prefix twice": {
+			"rules:\n  - {host: \"*.a.example\", path: /a/*, roles: [A]}\n  - {hosts: [x.example, \"*.a.example\"], path: /a/*, roles: [B]}\n",
+			"p.yaml:3: ", "overlaps the rule at line 2"},
+		"GET and HEAD on one path": {
+			"rules:\n  - {path: /a, methods: [GET], roles: [A]}\n  - {path: /a, methods: [HEAD], roles: [B]}\n",
+			"p.yaml:3: ", "overlaps the rule at line 2"},
+		"a suffix and a substring of equal length": {
+			"rules:\n  - {path: \"*.json\", roles: [A]}\n  - {path: \"*admin*\", roles: [B]}\n",
+			"p.yaml:3: ", "overlaps the rule at line 2: same rank, so neither would be more specific (suffixes, substrings and globs of equal length"},
+		"two any-host stars": {
+			"rules:\n  - {path: \"*\", roles: [A]}\n  - {path: \"*\", roles: [B]}\n", "p.yaml:3: ", "overlaps the rule at line 2"},
+		"unknown subject key": {
+			"subjects:\n  s: {roles: [A], enabled: false}\n", "p.yaml:2: ", `unknown key "enabled" for subject s`},
+		"disabled as a string": {
+			"subjects:\n  s: {disabled: \"yes\"}\n", "p.yaml:2: ", "disabled: want true or false"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -307,10 +355,10 @@ func TestParse_EmptyFileDeniesEverything(t *testing.T) {
 	for name, src := range map[string]string{"empty": "", "comment only": "# nothing yet\n"} {
 		t.Run(name, func(t *testing.T) {
 			p := mustParse(t, src)
-			if r := p.Match("GET", "/"); r != nil {
+			if r := p.Match("GET", "", "/"); r != nil {
 				t.Errorf("Match(GET /) = rule at line %d, want nil", r.Line)
 			}
-			if r := p.Match("GET", "/http/ping"); r != nil {
+			if r := p.Match("GET", "", "/http/ping"); r != nil {
 				t.Errorf("Match(GET /http/ping) = rule at line %d, want nil", r.Line)
 			}
 		})
@@ -370,7 +418,7 @@ func TestReadFile_ReadsAValidFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReadFile: %v", err)
 	}
-	if r := p.Match("GET", "/http/ping"); r == nil || !r.Public {
+	if r := p.Match("GET", "", "/http/ping"); r == nil || !r.Public {
 		t.Errorf("Match(GET /http/ping) = %+v, want the public rule", r)
 	}
 }
@@ -429,7 +477,7 @@ rules:
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r := p.Match(tc.method, tc.path)
+			r := p.Match(tc.method, "", tc.path)
 			if r == nil || r.Roles[0] != tc.want {
 				t.Errorf("Match(%s %s) = %v, want the %s rule", tc.method, tc.path, r, tc.want)
 			}
