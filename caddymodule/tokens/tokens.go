@@ -498,6 +498,11 @@ func checkObject(data []byte) error {
 	return nil
 }
 
+// decodedNames are the header and claim names decoded into struct
+// fields: header, wireClaims and externalClaims.
+var decodedNames = []string{"alg", "kid", "typ", "crit", "b64",
+	"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cid", "azp"}
+
 // checkContainer reads the rest of an object or array whose opening
 // delimiter was just read, recursing into nested containers.
 func checkContainer(dec *json.Decoder, open json.Delim, depth int) error {
@@ -511,9 +516,19 @@ func checkContainer(dec *json.Decoder, open json.Delim, depth int) error {
 			if err != nil {
 				return errNotJSON
 			}
-			// encoding/json matches member names case-insensitively, so
-			// "sub" and "SUB" are duplicates to it: refuse them as such.
+			// encoding/json matches member names to struct fields with
+			// Unicode case folding, so to it "sub", "SUB" and "ſub" are
+			// one name: a top-level member that folds to a name we read
+			// must be spelled exactly so, or another JWT library would
+			// read a different claim than we do.
 			name, _ := t.(string)
+			if depth == 1 {
+				for _, k := range decodedNames {
+					if name != k && strings.EqualFold(name, k) {
+						return fmt.Errorf("member %q is not %q: names are case-sensitive", name, k)
+					}
+				}
+			}
 			folded := strings.ToLower(name)
 			if names[folded] {
 				return fmt.Errorf("duplicate member %q", name)
