@@ -57,8 +57,11 @@ type App struct {
 	ClientsFile string `json:"clients,omitempty"`
 
 	// PolicyFile is the path of the policy file (YAML): subjects and their
-	// roles, and the roles each path requires. Required. Changes take
-	// effect on the next config load.
+	// roles, and the roles each path requires. Required. It is watched:
+	// a change is in force within a second or two, without a reload and
+	// without dropping a request; a file that does not parse is refused
+	// (logged with file:line, counted in oauthgate_policy_reloads_total)
+	// and the last good policy stays in force.
 	PolicyFile string `json:"policy,omitempty"`
 
 	// Leeway is the clock skew tolerated when checking a token's exp,
@@ -83,10 +86,15 @@ type App struct {
 	// rotated on demand through the admin API (POST /oauth/keys/rotate).
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
 
+	// TrustedIssuers are external issuers whose tokens the guards accept
+	// besides the gateway's own, each checked with its own keys and rules.
+	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
+
+	issuers    map[string]*trustedIssuer // by "iss"
 	clients    *clients.Registry
 	keyManager *keys.Manager
 	keys       atomic.Pointer[keys.Set]
-	policy     *policy.Policy
+	policy     *policy.Watcher
 	tokens     *tokenstate.Store
 	logger     *zap.Logger
 	stop       context.CancelFunc
@@ -167,8 +175,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
 	a.clients = clients.NewRegistry(cf, secretCache)
-	if a.policy, err = policy.ReadFile(a.PolicyFile); err != nil {
+	if a.policy, err = policy.NewWatcher(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
+	}
+	a.policy.OnReload = func(*policy.Policy) {
+		metrics.policyReloads.WithLabelValues("ok").Inc()
+		a.logger.Info("policy reloaded", zap.String("file", a.PolicyFile))
+	}
+	a.policy.OnRefuse = func(err error) {
+		metrics.policyReloads.WithLabelValues("error").Inc()
+		a.logger.Error("policy file refused; the last good policy stays in force", zap.Error(err))
+	}
+	if err := a.provisionIssuers(); err != nil {
+		return err
 	}
 	if err := a.syncKeys(ctx); err != nil {
 		return err
@@ -226,6 +245,8 @@ func isLoopback(host string) bool {
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
+	a.runIssuers(ctx)
+	go a.policy.Run(ctx)
 	go func() {
 		defer close(a.done)
 		state, ks := time.NewTicker(stateSync), time.NewTicker(keySync)
@@ -302,14 +323,15 @@ func (a *App) Keys() *keys.Set { return a.keys.Load() }
 func (a *App) Lookup(kid string) *keys.Key { return a.keys.Load().Lookup(kid) }
 
 // Policy returns the policy.
-func (a *App) Policy() *policy.Policy { return a.policy }
+func (a *App) Policy() *policy.Policy { return a.policy.Current() }
 
 // Roles returns the roles the policy grants subject.
-func (a *App) Roles(subject string) []string { return a.policy.Roles(subject) }
+func (a *App) Roles(subject string) []string { return a.Policy().Roles(subject) }
 
 // verifier returns a verifier of this app's tokens, of both formats, for
-// the given audience ("" for any: introspection and revocation).
-func (a *App) verifier(audience string) *tokenstate.Verifier {
+// the given audience ("" for any: introspection and revocation), with its
+// own cache of verified tokens if cache is not nil.
+func (a *App) verifier(audience string, cache *tokens.Cache) *tokenstate.Verifier {
 	return &tokenstate.Verifier{
 		JWT: &tokens.Verifier{
 			Keys:           a,
@@ -317,6 +339,7 @@ func (a *App) verifier(audience string) *tokenstate.Verifier {
 			Audience:       audience,
 			IgnoreAudience: audience == "",
 			Leeway:         time.Duration(a.Leeway),
+			Cache:          cache,
 		},
 		State:        a.tokens,
 		ClientActive: a.clientActive,

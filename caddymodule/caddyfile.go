@@ -32,6 +32,16 @@ func init() {
 //		max_token_lifetime <duration>
 //		signing_algorithm ES256|EdDSA|RS256|PS256
 //		key_rotation <duration>
+//		trust <issuer> {
+//			jwks_url         <url> | discovery
+//			audience         <aud>
+//			algorithms       <alg>...
+//			token_types      <typ>...
+//			leeway           <duration>
+//			roles_claim      <claim>
+//			role_match       exact|suffix
+//			refresh_interval <duration>
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -44,6 +54,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		key := d.Val()
+		if key == "trust" {
+			t, err := parseTrust(d)
+			if err != nil {
+				return nil, err
+			}
+			app.TrustedIssuers = append(app.TrustedIssuers, t)
+			continue
+		}
 		var val string
 		if !d.Args(&val) || d.NextArg() {
 			return nil, d.Errf("%s takes exactly one argument", key)
@@ -77,6 +95,63 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "oauth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseTrust reads one "trust <issuer> { … }" block.
+func parseTrust(d *caddyfile.Dispenser) (TrustedIssuer, error) {
+	var t TrustedIssuer
+	if !d.Args(&t.Issuer) || d.NextArg() {
+		return t, d.Err("trust takes the issuer (its tokens' exact iss) and a block")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		switch key {
+		case "discovery":
+			if d.NextArg() {
+				return t, d.Err("discovery takes no argument")
+			}
+			t.Discovery = true
+			continue
+		case "algorithms", "token_types":
+			vals := d.RemainingArgs()
+			if len(vals) == 0 {
+				return t, d.Errf("%s takes at least one value", key)
+			}
+			if key == "algorithms" {
+				t.Algorithms = vals
+			} else {
+				t.TokenTypes = vals
+			}
+			continue
+		}
+		var val string
+		if !d.Args(&val) || d.NextArg() {
+			return t, d.Errf("trust: %s takes exactly one argument", key)
+		}
+		switch key {
+		case "jwks_url":
+			t.JWKSURL = val
+		case "audience":
+			t.Audience = val
+		case "roles_claim":
+			t.RolesClaim = val
+		case "role_match":
+			t.RoleMatch = val
+		case "leeway", "refresh_interval":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return t, d.Errf("%s: %v", key, err)
+			}
+			if key == "leeway" {
+				t.Leeway = caddy.Duration(dur)
+			} else {
+				t.RefreshInterval = caddy.Duration(dur)
+			}
+		default:
+			return t, d.Errf("unknown trust option %q", key)
+		}
+	}
+	return t, nil
 }
 
 func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -132,6 +207,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 //		realm              <name>
 //		audience           <aud>
 //		max_token_size     <bytes>
+//		token_cache        <tokens> | off
 //		identity_headers   off | {
 //			client_id <header>
 //			subject   <header>
@@ -184,6 +260,16 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.TokenQuery = val
 		case "token_cookie":
 			g.TokenCookie = val
+		case "token_cache":
+			if val == "off" {
+				g.TokenCache = -1
+				break
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return d.Errf("token_cache: want a positive number of tokens or off, got %q", val)
+			}
+			g.TokenCache = n
 		case "max_token_size":
 			n, err := strconv.Atoi(val)
 			if err != nil || n <= 0 {

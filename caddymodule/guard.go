@@ -12,6 +12,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
 func init() {
@@ -82,6 +83,13 @@ type Guard struct {
 	// never send one on a preflight.
 	AllowPreflight bool `json:"allow_preflight,omitempty"`
 
+	// TokenCache is how many verified tokens the guard remembers, so that a
+	// token sent again skips the signature check until it expires (about
+	// 500 bytes each). Revocation, disabled clients and the policy are
+	// still checked on every request. -1 turns the cache off. Default:
+	// 100000 (about 50 MB).
+	TokenCache int `json:"token_cache,omitempty"`
+
 	// ReportOnly runs the guard in shadow mode: every decision is made and
 	// logged ("would deny"), and every request goes through. A single
 	// policy rule can do the same with report_only: true. This is how a
@@ -130,9 +138,14 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.IdentityHeaders == nil {
 		g.IdentityHeaders = defaultIdentityHeaders
 	}
+	var cache *tokens.Cache
+	if g.TokenCache >= 0 {
+		cache = tokens.NewCache(g.TokenCache)
+	}
 	g.guard = &guard.Guard{
 		Policy:         app,
-		Verifier:       app.verifier(g.Audience),
+		Verifier:       app.verifier(g.Audience, cache),
+		Issuers:        app.guardIssuers(),
 		MaxTokenSize:   g.MaxTokenSize,
 		QueryParam:     g.TokenQuery,
 		Cookie:         g.TokenCookie,
@@ -145,6 +158,9 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 func (g *Guard) Validate() error {
 	if g.MaxTokenSize < 0 {
 		return errors.New("oauth_guard: max_token_size must not be negative")
+	}
+	if g.TokenCache < -1 {
+		return errors.New("oauth_guard: token_cache must be a number of tokens, or -1 for none")
 	}
 	for what, name := range g.IdentityHeaders {
 		if _, ok := defaultIdentityHeaders[what]; !ok {
@@ -173,7 +189,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	g.count(d)
 	if d.Err != nil {
-		shadow := g.ReportOnly
+		shadow := g.shadow(d)
 		g.logDenial(r, d, shadow)
 		if !shadow {
 			oautherr.WriteChallenge(w, g.Realm, resourceMetadataURL(r), d.Err)
@@ -256,11 +272,17 @@ func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 	ce.Write(fields...)
 }
 
+// shadow reports whether a refusal is only reported: the guard or the
+// deciding rule is report_only.
+func (g *Guard) shadow(d *guard.Decision) bool {
+	return g.ReportOnly || d.Rule != nil && d.Rule.ReportOnly
+}
+
 // count adds the decision to the oauthgate_guard_decisions_total metric.
 func (g *Guard) count(d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
-	case d.Err != nil && g.ReportOnly:
+	case d.Err != nil && g.shadow(d):
 		outcome, reason = "would_deny", d.Err.Code
 	case d.Err != nil:
 		outcome, reason = "deny", d.Err.Code

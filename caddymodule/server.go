@@ -57,7 +57,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	s.srv = &authserver.Server{
 		State:       app,
 		Tokens:      app.tokens,
-		Verifier:    app.verifier(""),
+		Verifier:    app.verifier("", nil),
 		MaxLifetime: time.Duration(app.MaxTokenLifetime),
 		Limiter:     failedClients,
 		Issuer:      app.Issuer,

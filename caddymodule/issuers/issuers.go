@@ -93,6 +93,9 @@ type Config struct {
 	// Fetched, if set, is told the outcome of every fetch (nil: new keys
 	// in use), for metrics.
 	Fetched func(error)
+	// Cache, if set, remembers this issuer's verified tokens (see
+	// tokens.Cache); it must be the issuer's own.
+	Cache *tokens.Cache
 }
 
 // fetchTimeout bounds one fetch (metadata and JWKS): a request that waits
@@ -169,6 +172,7 @@ func New(cfg Config) (*Issuer, error) {
 		Types:      cfg.Types,
 		External:   true,
 		RolesClaim: cfg.RolesClaim,
+		Cache:      cfg.Cache,
 	}
 	return i, nil
 }
