@@ -2,12 +2,19 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 )
@@ -19,10 +26,17 @@ var cmdT0 = time.Date(2030, 6, 1, 8, 0, 0, 0, time.UTC)
 // standard input, and returns what it printed.
 func runClient(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
+	return runCommand(t, clientCommand(), stdin, args...)
+}
+
+// runCommand runs cmd with ARGS in process, at cmdT0, with stdin as
+// standard input, and returns what it printed. Errors come back as the
+// command returned them, before withExitStatus hands them to Caddy.
+func runCommand(t *testing.T, cmd *cobra.Command, stdin string, args ...string) (string, error) {
+	t.Helper()
 	orig := commandNow
 	commandNow = func() time.Time { return cmdT0 }
 	defer func() { commandNow = orig }()
-	cmd := clientCommand()
 	var out bytes.Buffer
 	cmd.SetArgs(args)
 	cmd.SetIn(strings.NewReader(stdin))
@@ -385,6 +399,11 @@ func TestClientCommands_HelpDescribesEveryFlag(t *testing.T) {
 		"add":           {"--clients", "--name", "--description", "--lifetime", "--secret-stdin"},
 		"rotate-secret": {"--clients", "--id", "--secret-stdin", "--retire-old-after", "retire-secret"},
 		"retire-secret": {"--clients", "--id", "--secret-id", "disabled"},
+		"list":          {"--clients", "--json", "never", "token_lifetime"},
+		"show":          {"--clients", "--id", "never"},
+		"disable":       {"--clients", "--id", "caddy reload", "invalid_client", "refuses"},
+		"enable":        {"--clients", "--id", "caddy reload"},
+		"remove":        {"--clients", "--id", "--yes", "status 1", "policy file", "disable"},
 	}
 	for sub, want := range tests {
 		t.Run(sub, func(t *testing.T) {
@@ -399,4 +418,378 @@ func TestClientCommands_HelpDescribesEveryFlag(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOAuthCommands_EveryCommandHasUsageShortLongAndExample(t *testing.T) {
+	root := &cobra.Command{Use: "oauth"}
+	root.AddCommand(oauthSubcommands()...)
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Use == "" || sub.Short == "" || strings.TrimSpace(sub.Long) == "" || sub.Example == "" {
+				t.Errorf("%q: want Use, Short, Long and Example; have Use %q, Short %q, Long %d bytes, Example %q",
+					sub.CommandPath(), sub.Use, sub.Short, len(sub.Long), sub.Example)
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
+	if len(root.Commands()) < 3 {
+		t.Errorf("oauth has %d subcommands, want client, token and keys", len(root.Commands()))
+	}
+}
+
+// clientFile makes a clients file with three clients: "plain" as added by
+// default; "special", with a lifetime of 0, two audiences and a second
+// secret that expires in a day; "off", disabled. It returns the path and
+// the file as written.
+func clientFile(t *testing.T) (path string, f *clients.File) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "clients.json")
+	addTestClient(t, path)
+	out, err := runClient(t, "", "add", "--clients", path, "--name", "special", "--description", "with audiences",
+		"--lifetime", "0", "--audience", "https://a.example", "--audience", "https://b.example")
+	if err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	special := field(t, idLine, out)
+	if out, err := runClient(t, "", "rotate-secret", "--clients", path, "--id", special, "--retire-old-after", "24h"); err != nil {
+		t.Fatalf("rotate-secret: %v\n%s", err, out)
+	}
+	out, err = runClient(t, "", "add", "--clients", path, "--name", "off")
+	if err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	if out, err := runClient(t, "", "disable", "--clients", path, "--id", field(t, idLine, out)); err != nil {
+		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	f, err = clients.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, f
+}
+
+// assertNoHashes fails if out shows any stored secret hash.
+func assertNoHashes(t *testing.T, out string, f *clients.File) {
+	t.Helper()
+	for _, c := range f.Clients {
+		for _, s := range c.Secrets {
+			if strings.Contains(out, s.Hash) || strings.Contains(out, strings.TrimPrefix(s.Hash, "sha256:")) {
+				t.Errorf("output shows the hash of secret %s of %s:\n%s", s.ID, c.Name, out)
+			}
+		}
+	}
+	if strings.Contains(out, "sha256:") || strings.Contains(out, "$argon2id$") {
+		t.Errorf("output shows a hash:\n%s", out)
+	}
+}
+
+func TestClientList_ShowsEveryClientButNoHash(t *testing.T) {
+	path, f := clientFile(t)
+	out, err := runClient(t, "", "list", "--clients", path)
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") {
+		t.Fatalf("want a header and three rows:\n%s", out)
+	}
+	expires := cmdT0.Add(24 * time.Hour).Format(time.RFC3339)
+	want := [][]string{
+		{f.Clients[0].ID, "sender", "no", "1h0m0s", "(gateway's)", "1 (never)"},
+		{f.Clients[1].ID, "special", "no", "0 (until the next token)", "https://a.example,https://b.example", "2 (until " + expires + ", never)"},
+		{f.Clients[2].ID, "off", "yes", "1h0m0s", "(gateway's)", "1 (never)"},
+	}
+	for i, cells := range want {
+		for _, c := range cells {
+			if !strings.Contains(lines[i+1], c) {
+				t.Errorf("row %d does not show %q: %s", i+1, c, lines[i+1])
+			}
+		}
+	}
+	assertNoHashes(t, out, f)
+}
+
+func TestClientList_JSONHasTheSameFieldsAndNoHash(t *testing.T) {
+	path, f := clientFile(t)
+	out, err := runClient(t, "", "list", "--clients", path, "--json")
+	if err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	assertNoHashes(t, out, f)
+	if strings.Contains(out, `"hash"`) {
+		t.Errorf("the JSON has a hash member:\n%s", out)
+	}
+	var got []clientView
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("not a JSON array of clients: %v\n%s", err, out)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d clients, want 3:\n%s", len(got), out)
+	}
+	special := got[1]
+	if special.Name != "special" || special.Description != "with audiences" || special.TokenLifetime != "0s" ||
+		special.Subject != "oauth_client_"+special.ID || len(special.Audiences) != 2 || special.Disabled {
+		t.Errorf("special = %+v", special)
+	}
+	if len(special.Secrets) != 2 || special.Secrets[0].Expires != cmdT0.Add(24*time.Hour).Format(time.RFC3339) ||
+		special.Secrets[0].Expired || special.Secrets[1].Algorithm != "sha256" || special.Secrets[1].ID == "" {
+		t.Errorf("special's secrets = %+v", special.Secrets)
+	}
+	if !got[2].Disabled || got[0].Audiences == nil {
+		t.Errorf("off = %+v, sender = %+v: want off disabled and sender's audiences [] rather than null", got[2], got[0])
+	}
+}
+
+func TestClientList_EmptyFileAndControlCharactersInNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.json")
+	if err := os.WriteFile(path, []byte(`{"clients": []}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runClient(t, "", "list", "--clients", path)
+	if err != nil || !strings.Contains(out, "No clients in "+path) {
+		t.Errorf("list of an empty file: %v\n%s", err, out)
+	}
+	out, err = runClient(t, "", "list", "--clients", path, "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("list --json of an empty file = %q, %v; want []", out, err)
+	}
+
+	if out, err := runClient(t, "", "add", "--clients", path, "--name", "evil\x1b[2J\nfake row"); err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	for _, sub := range []string{"list", "show"} {
+		args := []string{sub, "--clients", path}
+		if sub == "show" {
+			f, _ := clients.ReadFile(path)
+			args = append(args, "--id", f.Clients[0].ID)
+		}
+		out, err := runClient(t, "", args...)
+		if err != nil {
+			t.Fatalf("%s: %v", sub, err)
+		}
+		if strings.ContainsAny(out, "\x1b") || !strings.Contains(out, `"evil\x1b[2J\nfake row"`) {
+			t.Errorf("%s does not quote a name with control characters:\n%s", sub, out)
+		}
+	}
+}
+
+func TestClientShow_DescribesOneClientButNoHash(t *testing.T) {
+	path, f := clientFile(t)
+	special := f.Clients[1]
+	out, err := runClient(t, "", "show", "--clients", path, "--id", special.ID)
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"client_id:      " + special.ID,
+		"name:           special",
+		"description:    with audiences",
+		"subject:        oauth_client_" + special.ID,
+		"disabled:       no",
+		"token_lifetime: 0 (until the next token)",
+		"audiences:      https://a.example, https://b.example",
+		special.Secrets[0].ID, special.Secrets[1].ID,
+		"expires " + cmdT0.Add(24*time.Hour).Format(time.RFC3339),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show does not say %q:\n%s", want, out)
+		}
+	}
+	assertNoHashes(t, out, f)
+
+	out, err = runClient(t, "", "show", "--clients", path, "--id", f.Clients[2].ID)
+	if err != nil || !strings.Contains(out, "disabled:       yes") {
+		t.Errorf("show of a disabled client: %v\n%s", err, out)
+	}
+}
+
+func TestClientDisableEnable_TogglesLoginAndSaysWhatChanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.json")
+	id, secret := addTestClient(t, path)
+	steps := []struct {
+		cmd, want    string
+		rewritten    bool
+		canAuthAfter bool
+	}{
+		{"disable", "disabled in " + path, true, false},
+		{"disable", "already disabled in " + path + "; nothing changed", false, false},
+		{"enable", "enabled in " + path, true, true},
+		{"enable", "already enabled in " + path + "; nothing changed", false, true},
+	}
+	for _, st := range steps {
+		before, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := runClient(t, "", st.cmd, "--clients", path, "--id", id)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", st.cmd, err, out)
+		}
+		if !strings.Contains(out, st.want) {
+			t.Errorf("%s says %q, want it to say %q", st.cmd, out, st.want)
+		}
+		after, _ := os.Stat(path)
+		if rewritten := !os.SameFile(before, after); rewritten != st.rewritten {
+			t.Errorf("%s: file rewritten = %v, want %v", st.cmd, rewritten, st.rewritten)
+		}
+		if err := authAt(t, path, id, secret, cmdT0); (err == nil) != st.canAuthAfter {
+			t.Errorf("after %s, Authenticate = %v, want success %v", st.cmd, err, st.canAuthAfter)
+		}
+	}
+}
+
+func TestClientRemove_RefusesWithoutYesAndRemindsOfThePolicy(t *testing.T) {
+	path, f := clientFile(t)
+	gone, kept := f.Clients[1], f.Clients[0]
+	before, _ := os.ReadFile(path)
+
+	out, err := runClient(t, "", "remove", "--clients", path, "--id", gone.ID)
+	if err == nil || errors.As(err, new(usageError)) {
+		t.Fatalf("remove without --yes: error %v, want a refusal (exit status 1)", err)
+	}
+	for _, want := range []string{"nothing removed", `"special"`, gone.ID, "2 secret(s)", "--yes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal %q does not say %q", err, want)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the clients file changed without --yes")
+	}
+
+	out, err = runClient(t, "", "remove", "--clients", path, "--id", gone.ID, "--yes")
+	if err != nil {
+		t.Fatalf("remove --yes: %v\n%s", err, out)
+	}
+	for _, want := range []string{"removed from " + path, "oauth_client_" + gone.ID, "policy file"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("remove says %q, want it to say %q", out, want)
+		}
+	}
+	after, err := clients.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Find(gone.ID) != nil || after.Find(kept.ID) == nil || len(after.Clients) != 2 {
+		t.Errorf("clients after remove: %+v, want all but %s", after.Clients, gone.ID)
+	}
+}
+
+func TestClientCommands_ErrorsSayWhyAndLeaveTheFileAlone(t *testing.T) {
+	path, f := clientFile(t)
+	id := f.Clients[0].ID
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	tests := map[string]struct {
+		args  []string
+		want  string
+		usage bool
+	}{
+		"list without --clients":     {[]string{"list"}, "--clients is required", true},
+		"list of a missing file":     {[]string{"list", "--clients", missing}, "no such file", false},
+		"show without --id":          {[]string{"show", "--clients", path}, "--id is required", true},
+		"show an unknown client":     {[]string{"show", "--clients", path, "--id", "nobody"}, `no client with id "nobody"`, false},
+		"disable without --clients":  {[]string{"disable", "--id", id}, "--clients is required", true},
+		"disable an unknown client":  {[]string{"disable", "--clients", path, "--id", "nobody"}, `no client with id "nobody"`, false},
+		"enable without --id":        {[]string{"enable", "--clients", path}, "--id is required", true},
+		"remove an unknown client":   {[]string{"remove", "--clients", path, "--id", "nobody", "--yes"}, `no client with id "nobody"`, false},
+		"remove without --id":        {[]string{"remove", "--clients", path, "--yes"}, "--id is required", true},
+		"add without --name":         {[]string{"add", "--clients", path}, "--name is required", true},
+		"rotate without --clients":   {[]string{"rotate-secret", "--id", id}, "--clients is required", true},
+		"retire without --secret-id": {[]string{"retire-secret", "--clients", path, "--id", id}, "--secret-id is required", true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			before, _ := os.ReadFile(path)
+			out, err := runClient(t, "", tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one containing %q\n%s", err, tc.want, out)
+			}
+			if usage := errors.As(err, new(usageError)); usage != tc.usage {
+				t.Errorf("usage error (exit status 2) = %v, want %v", usage, tc.usage)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the clients file changed")
+			}
+		})
+	}
+}
+
+// TestCaddyMain is not a test of its own: TestOAuthCommands_ExitStatus
+// runs this test binary as the caddy command, through caddycmd.Main.
+func TestCaddyMain(t *testing.T) {
+	args := os.Getenv("OAUTHGATE_TEST_CADDY_ARGS")
+	if args == "" {
+		t.Skip("runs only as the caddy process of TestOAuthCommands_ExitStatus")
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(args), &argv); err != nil {
+		t.Fatal(err)
+	}
+	os.Args = append([]string{"caddy"}, argv...)
+	caddycmd.Main()
+	os.Exit(0)
+}
+
+func TestOAuthCommands_ExitStatus(t *testing.T) {
+	path, f := clientFile(t)
+	id := f.Clients[0].ID
+	tests := map[string]struct {
+		args   []string
+		status int
+		stderr string
+	}{
+		"a listing":                        {[]string{"client", "list", "--clients", path}, 0, ""},
+		"help":                             {[]string{"client", "remove", "--help"}, 0, ""},
+		"an unknown flag":                  {[]string{"client", "list", "--clients", path, "--bogus"}, 2, "unknown flag: --bogus"},
+		"a bad flag value":                 {[]string{"client", "add", "--clients", path, "--name", "x", "--lifetime", "soon"}, 2, "invalid argument"},
+		"a missing required flag":          {[]string{"client", "list"}, 2, "--clients is required (see caddy oauth client list --help)"},
+		"a stray argument":                 {[]string{"client", "show", "--clients", path, "--id", id, "extra"}, 2, "unknown command"},
+		"a misspelt subcommand":            {[]string{"client", "lsit"}, 2, "unknown command"},
+		"a misspelt command":               {[]string{"tokn"}, 2, "unknown command"},
+		"an unknown client":                {[]string{"client", "show", "--clients", path, "--id", "nobody"}, 1, `no client with id`},
+		"remove without --yes":             {[]string{"client", "remove", "--clients", path, "--id", id}, 1, "nothing removed"},
+		"token without a secret":           {[]string{"token", "--url", "https://gw.example/token", "--client-id", id, "--secret-env", "OAUTHGATE_TEST_UNSET"}, 2, "no client secret"},
+		"keys with nothing at the address": {[]string{"keys", "list", "--address", closedAddress(t)}, 1, "connection refused"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			argv, _ := json.Marshal(append([]string{"oauth"}, tc.args...))
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCaddyMain$")
+			cmd.Env = append(os.Environ(), "OAUTHGATE_TEST_CADDY_ARGS="+string(argv))
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			status := 0
+			if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+				status = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.status {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", status, tc.status, &stdout, &stderr)
+			}
+			if !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stderr does not say %q:\n%s", tc.stderr, &stderr)
+			}
+		})
+	}
+	t.Cleanup(func() { // after the parallel subtests
+		if after, _ := clients.ReadFile(path); after == nil || len(after.Clients) != len(f.Clients) {
+			t.Error("a command that failed changed the clients file")
+		}
+	})
+}
+
+// closedAddress is a 127.0.0.1 address where nothing listens.
+func closedAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -1,0 +1,318 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
+)
+
+func clientListCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list --clients <file> [--json]",
+		Short: "Lists the clients of a clients file, without their secrets",
+		Long: `
+Lists every client of the clients file, in the order of the file: its ID,
+name, whether it is disabled, its token lifetime, the audiences it may ask
+for, and how many secrets it has with their expiry. Secrets and their
+hashes are never shown.
+
+--json prints the same as a JSON array, for scripts: per client "id",
+"name", "description", "subject", "disabled", "token_lifetime" (a Go
+duration; "0s": valid until the client requests a new token), "audiences"
+(empty: the gateway's own audience) and "secrets" (per secret "id",
+"algorithm", "created", "expires", "expired"; never a hash).
+`,
+		Example: `  $ caddy oauth client list --clients clients.json
+  $ caddy oauth client list --clients clients.json --json | jq -r '.[] | select(.disabled) | .id'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("clients")
+			asJSON, _ := cmd.Flags().GetBool("json")
+			if path == "" {
+				return usagef("--clients is required")
+			}
+			f, err := clients.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			now := commandNow()
+			out := cmd.OutOrStdout()
+			if asJSON {
+				views := make([]clientView, len(f.Clients))
+				for i := range f.Clients {
+					views[i] = viewOf(&f.Clients[i], now)
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(views)
+			}
+			if len(f.Clients) == 0 {
+				fmt.Fprintf(out, "No clients in %s.\n", path)
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tDISABLED\tLIFETIME\tAUDIENCES\tSECRETS")
+			for i := range f.Clients {
+				c := &f.Clients[i]
+				auds := "(gateway's)"
+				if len(c.Audiences) > 0 {
+					auds = printable(strings.Join(c.Audiences, ","))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, printable(c.Name), yesNo(c.Disabled),
+					lifetimeText(c), auds, secretsSummary(c, now))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().String("clients", "", "path of the clients file (required)")
+	c.Flags().Bool("json", false, "print a JSON array instead of a table")
+	return c
+}
+
+func clientShowCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show --clients <file> --id <client ID>",
+		Short: "Shows one client in detail, without its secrets",
+		Long: `
+Shows one client of the clients file: ID, name, description, token
+subject, whether it is disabled, token lifetime, audiences, and each of its
+secrets with its ID, hash algorithm, creation and expiry. Secrets and their
+hashes are never shown.
+`,
+		Example: `  $ caddy oauth client show --clients clients.json --id 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, id, err := clientFlags(cmd)
+			if err != nil {
+				return err
+			}
+			_, c, err := loadClient(path, id)
+			if err != nil {
+				return err
+			}
+			auds := "(none: the gateway's audience)"
+			if len(c.Audiences) > 0 {
+				auds = printable(strings.Join(c.Audiences, ", "))
+			}
+			disabled := "no"
+			if c.Disabled {
+				disabled = "yes: it gets invalid_client, and the guard refuses its tokens"
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "client_id:      %s\n", c.ID)
+			fmt.Fprintf(out, "name:           %s\n", printable(c.Name))
+			fmt.Fprintf(out, "description:    %s\n", printable(c.Description))
+			fmt.Fprintf(out, "subject:        %s\n", c.Subject())
+			fmt.Fprintf(out, "disabled:       %s\n", disabled)
+			fmt.Fprintf(out, "token_lifetime: %s\n", lifetimeText(c))
+			fmt.Fprintf(out, "audiences:      %s\n", auds)
+			printSecrets(out, c, "", commandNow())
+			return nil
+		},
+	}
+	c.Flags().String("clients", "", "path of the clients file (required)")
+	c.Flags().String("id", "", "the client ID (required)")
+	return c
+}
+
+// clientSetDisabledCommand is `client disable` or, with disable false,
+// `client enable`.
+func clientSetDisabledCommand(disable bool) *cobra.Command {
+	verb, done, effect := "enable", "enabled",
+		"it can obtain tokens again, and its tokens that have not expired are accepted again"
+	short := "Lets a disabled client obtain tokens again"
+	if disable {
+		verb, done, effect = "disable", "disabled",
+			"it gets invalid_client from the token endpoint, and the guard refuses the tokens it was issued"
+		short = "Stops a client from obtaining tokens and makes the guard refuse its tokens"
+	}
+	c := &cobra.Command{
+		Use:   verb + " --clients <file> --id <client ID>",
+		Short: short,
+		Long: fmt.Sprintf(`
+Sets "disabled": %t on a client in the clients file. Once the gateway has
+re-read the file ("caddy reload"), %s.
+
+Nothing else about the client changes: its secrets, lifetime and audiences
+stay as they were, and its subject keeps its roles in the policy file. A
+client that is already %s is left alone, and the file is not written.
+`, disable, effect, done),
+		Example: fmt.Sprintf(`  $ caddy oauth client %s --clients clients.json --id 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6`, verb),
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, id, err := clientFlags(cmd)
+			if err != nil {
+				return err
+			}
+			f, c, err := loadClient(path, id)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if c.Disabled == disable {
+				fmt.Fprintf(out, "Client %q (%s) is already %s in %s; nothing changed.\n", printable(c.Name), c.ID, done, path)
+				return nil
+			}
+			c.Disabled = disable
+			if err := clients.WriteFile(path, f); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Client %q (%s) %s in %s.\n", printable(c.Name), c.ID, done, path)
+			fmt.Fprintf(out, "Once the gateway has re-read the file (caddy reload), %s.\n", effect)
+			return nil
+		},
+	}
+	c.Flags().String("clients", "", "path of the clients file (required)")
+	c.Flags().String("id", "", "the client ID (required)")
+	return c
+}
+
+func clientRemoveCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "remove --clients <file> --id <client ID> --yes",
+		Short: "Removes a client and its secrets from the clients file",
+		Long: `
+Removes a client, with all its secrets, from the clients file. Once the
+gateway has re-read the file ("caddy reload"), the client's credentials no
+longer authenticate and the guard refuses the tokens it was issued. This
+cannot be undone: the client would need a new ID and secret, so consider
+"caddy oauth client disable" instead.
+
+Without --yes nothing is removed: the command says what it would remove
+and exits with status 1.
+
+The client's subject, oauth_client_<client ID>, may still hold roles under
+"subjects" in the policy file; remove it there too.
+`,
+		Example: `  $ caddy oauth client remove --clients clients.json --id 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --yes`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, id, err := clientFlags(cmd)
+			if err != nil {
+				return err
+			}
+			yes, _ := cmd.Flags().GetBool("yes")
+			f, c, err := loadClient(path, id)
+			if err != nil {
+				return err
+			}
+			name, subject, secrets := printable(c.Name), c.Subject(), len(c.Secrets)
+			if !yes {
+				return fmt.Errorf("nothing removed: this would remove client %q (%s) and its %d secret(s) from %s, "+
+					"and the guard would refuse its tokens; run again with --yes to remove it, "+
+					"or disable it instead (caddy oauth client disable)", name, id, secrets, path)
+			}
+			f.Clients = slices.DeleteFunc(f.Clients, func(c clients.Client) bool { return c.ID == id })
+			if err := clients.WriteFile(path, f); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Client %q (%s) and its %d secret(s) removed from %s.\n", name, id, secrets, path)
+			fmt.Fprintln(out, "Once the gateway has re-read the file (caddy reload), the guard refuses its tokens.")
+			fmt.Fprintf(out, "Its subject %s may still hold roles under \"subjects\" in the policy file: remove it there too.\n", subject)
+			return nil
+		},
+	}
+	c.Flags().String("clients", "", "path of the clients file (required)")
+	c.Flags().String("id", "", "the client ID (required)")
+	c.Flags().Bool("yes", false, "remove the client; without it, only say what would be removed")
+	return c
+}
+
+// clientFlags returns the --clients and --id flags, which every command
+// on one client requires.
+func clientFlags(cmd *cobra.Command) (path, id string, err error) {
+	path, _ = cmd.Flags().GetString("clients")
+	id, _ = cmd.Flags().GetString("id")
+	switch {
+	case path == "":
+		return "", "", usagef("--clients is required")
+	case id == "":
+		return "", "", usagef("--id is required (the client ID; \"caddy oauth client list\" shows them)")
+	}
+	return path, id, nil
+}
+
+// loadClient reads the clients file and finds the client with the ID.
+func loadClient(path, id string) (*clients.File, *clients.Client, error) {
+	f, err := clients.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := f.Find(id)
+	if c == nil {
+		return nil, nil, fmt.Errorf("no client with id %q in %s", id, path)
+	}
+	return f, c, nil
+}
+
+// clientView is what the commands reveal of a client: everything but the
+// secret hashes, which it has no field for.
+type clientView struct {
+	ID            string       `json:"id"`
+	Name          string       `json:"name"`
+	Description   string       `json:"description"`
+	Subject       string       `json:"subject"`
+	Disabled      bool         `json:"disabled"`
+	TokenLifetime string       `json:"token_lifetime"`
+	Audiences     []string     `json:"audiences"`
+	Secrets       []secretView `json:"secrets"`
+}
+
+type secretView struct {
+	ID        string `json:"id"`
+	Algorithm string `json:"algorithm"`
+	Created   string `json:"created"`
+	Expires   string `json:"expires"`
+	Expired   bool   `json:"expired"`
+}
+
+func viewOf(c *clients.Client, now time.Time) clientView {
+	v := clientView{ID: c.ID, Name: c.Name, Description: c.Description, Subject: c.Subject(),
+		Disabled: c.Disabled, TokenLifetime: c.Lifetime().String(),
+		Audiences: append([]string{}, c.Audiences...), Secrets: make([]secretView, len(c.Secrets))}
+	for i := range c.Secrets {
+		s := &c.Secrets[i]
+		v.Secrets[i] = secretView{ID: s.ID, Algorithm: s.Algorithm(), Created: s.Created, Expires: s.Expires, Expired: s.Expired(now)}
+	}
+	return v
+}
+
+// secretsSummary is the number of the client's secrets and each one's
+// expiry: "2 (never, until 2030-06-08T08:00:00Z)".
+func secretsSummary(c *clients.Client, now time.Time) string {
+	ends := make([]string, len(c.Secrets))
+	for i := range c.Secrets {
+		s := &c.Secrets[i]
+		switch {
+		case s.Expires == "":
+			ends[i] = "never"
+		case s.Expired(now):
+			ends[i] = "expired " + s.Expires
+		default:
+			ends[i] = "until " + s.Expires
+		}
+	}
+	return fmt.Sprintf("%d (%s)", len(c.Secrets), strings.Join(ends, ", "))
+}
+
+func lifetimeText(c *clients.Client) string {
+	if c.Lifetime() == 0 {
+		return "0 (until the next token)"
+	}
+	return c.Lifetime().String()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

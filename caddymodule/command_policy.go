@@ -1,0 +1,218 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oauthgate/oauthgate/caddymodule/atomicfile"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
+)
+
+// errRefused is a policy explain whose request would be refused: exit
+// status 1, with nothing more to print than the explanation.
+var errRefused = errors.New("the request would be refused")
+
+func policyCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "policy <command>",
+		Short: "Checks a policy file and explains its decisions",
+		Long: `
+Checks a policy file for mistakes and explains how it decides a request.
+A running gateway re-reads the policy file by itself within a second or
+two of a change; run "policy check" before saving, so that what it reads
+is what you meant.
+`,
+		Example: `  $ caddy oauth policy check policy.yaml
+  $ caddy oauth policy explain --policy policy.yaml --client 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --method GET --path /http/status`,
+		RunE: groupRunE,
+	}
+	c.AddCommand(policyCheckCommand(), policyExplainCommand())
+	return c
+}
+
+func policyCheckCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check <file>",
+		Short: "Parses a policy file and reports what it probably gets wrong",
+		Long: `
+Parses the policy file as the gateway would. A file that does not parse
+is reported as file:line: message; the gateway would refuse it and keep
+its last good policy.
+
+A file that parses is also checked for what is probably a mistake, each
+reported as file:line: message:
+
+  - a role a subject holds that no rule requires (often a typo on one side),
+    and a role a rule requires that no subject holds;
+  - a subject whose roles satisfy no rule that needs a token;
+  - a rule that can never match, because the guard refuses its path before
+    any rule (//, . or .. segments, ;, a backslash), or because more
+    specific rules take every request it names.
+
+Exit status: 0 when the file parses and nothing was found, 1 otherwise.
+`,
+		Example: `  $ caddy oauth policy check /etc/oauthgate/policy.yaml
+  /etc/oauthgate/policy.yaml: OK, 12 rules, 40 subjects`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			p, err := policy.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			findings := policy.Check(p)
+			out := cmd.OutOrStdout()
+			for _, f := range findings {
+				fmt.Fprintf(out, "%s:%d: %s\n", path, f.Line, printable(f.Message))
+			}
+			if len(findings) > 0 {
+				return fmt.Errorf("%s: %d finding(s)", path, len(findings))
+			}
+			fmt.Fprintf(out, "%s: OK, %d rules, %d subjects\n", path, p.RuleCount(), p.SubjectCount())
+			return nil
+		},
+	}
+}
+
+func policyExplainCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "explain --policy <file> (--client <ID> | --subject <subject>) --method <method> --path <path> [--host <host>] [--scope <roles>]",
+		Short: "Explains how the policy decides one request",
+		Long: `
+Decides a request as the guard would for a valid token of the client (or
+subject), and prints the rule that decides it, the roles it requires, the
+roles the subject holds, the decision and why.
+
+--scope stands for a token requested with that scope (space-separated
+roles); without it, the token carries every role the subject holds.
+
+Exit status: 0 when the request would reach the backend (allowed, public,
+or refused by a report_only rule), 1 when it would be refused or the file
+cannot be read, 2 when the command is called wrongly.
+`,
+		Example: `  $ caddy oauth policy explain --policy policy.yaml --client 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --method POST --path /http/orders/1
+  request:  POST /http/orders/1
+  rule:     line 5 (paths /http/orders/*; methods POST)
+  requires: any of Orders.send
+  subject:  oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 holds [ESBMessaging.send]
+  decision: deny: the subject does not hold any of Orders.send`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fl := cmd.Flags()
+			path, _ := fl.GetString("policy")
+			clientID, _ := fl.GetString("client")
+			subject, _ := fl.GetString("subject")
+			method, _ := fl.GetString("method")
+			reqPath, _ := fl.GetString("path")
+			host, _ := fl.GetString("host")
+			switch {
+			case path == "":
+				return usagef("--policy is required")
+			case (clientID == "") == (subject == ""):
+				return usagef("give one of --client and --subject")
+			case method == "" || reqPath == "":
+				return usagef("--method and --path are required")
+			}
+			if clientID != "" {
+				subject = "oauth_client_" + clientID
+			}
+			var scope []string
+			if fl.Changed("scope") {
+				s, _ := fl.GetString("scope")
+				scope = append(strings.Fields(s), []string{}...) // empty, not nil: a token with no roles
+			}
+			p, err := policy.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			x := policy.Explain(p, strings.ToUpper(method), host, reqPath, subject, scope)
+			fmt.Fprint(cmd.OutOrStdout(), printable(x.String()))
+			if x.Decision == "deny" {
+				return errRefused
+			}
+			return nil
+		},
+	}
+	c.Flags().String("policy", "", "path of the policy file (required)")
+	c.Flags().String("client", "", "the client ID; its subject is oauth_client_<ID>")
+	c.Flags().String("subject", "", "the token subject, e.g. one of an external issuer")
+	c.Flags().String("method", "", "the request method (required)")
+	c.Flags().String("path", "", "the request path (required)")
+	c.Flags().String("host", "", "the request host, for rules that name hosts")
+	c.Flags().String("scope", "", "the token's scope, space-separated roles; default: every role the subject holds")
+	return c
+}
+
+func roleCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "role <command>",
+		Short: "Grants and revokes roles in a policy file",
+		Long: `
+Grants a role to a subject, or revokes it, in the policy file's
+"subjects": SAP's Security > Authorizations. Only that one role in that one
+line changes: comments, order and every other line stay as they were, and
+a result that would not parse is never written. The file is replaced
+atomically, and a running gateway applies the change within a second or
+two, to tokens already issued too.
+
+The subject of an OAuth client is oauth_client_<client ID>.
+`,
+		Example: `  $ caddy oauth role grant --policy policy.yaml oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 Orders.send
+  $ caddy oauth role revoke --policy policy.yaml oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 Orders.send`,
+		RunE: groupRunE,
+	}
+	c.AddCommand(roleEditCommand("grant", policy.Grant), roleEditCommand("revoke", policy.Revoke))
+	return c
+}
+
+func roleEditCommand(verb string, edit func(data []byte, subject, role string) ([]byte, error)) *cobra.Command {
+	c := &cobra.Command{
+		Use:   verb + " --policy <file> <subject> <role>",
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + "s a role of a subject in the policy file",
+		Long: `
+` + map[string]string{
+			"grant":  "Adds the role to the subject's roles, adding the subject if it is new.\nGranting a role the subject already holds changes nothing.",
+			"revoke": "Removes the role from the subject's roles. Revoking a role the subject\ndoes not hold is an error (exit status 1).",
+		}[verb] + `
+Comments and layout are kept; the file is replaced atomically.
+`,
+		Example: "  $ caddy oauth role " + verb + " --policy policy.yaml oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 ESBMessaging.send",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, _ := cmd.Flags().GetString("policy")
+			if path == "" {
+				return usagef("--policy is required")
+			}
+			subject, role := args[0], args[1]
+			st, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			out, err := edit(data, subject, role)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			w := cmd.OutOrStdout()
+			if string(out) == string(data) {
+				fmt.Fprintf(w, "%s already holds %s in %s; nothing changed.\n", printable(subject), printable(role), path)
+				return nil
+			}
+			if err := atomicfile.Write(path, out, st.Mode().Perm()); err != nil {
+				return err
+			}
+			what := map[string]string{"grant": "granted to", "revoke": "revoked from"}[verb]
+			fmt.Fprintf(w, "Role %s %s %s in %s.\n", printable(role), what, printable(subject), path)
+			return nil
+		},
+	}
+	c.Flags().String("policy", "", "path of the policy file (required)")
+	return c
+}
