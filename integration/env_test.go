@@ -70,11 +70,13 @@ const policyRules = `rules:
 
 // caddyfileTemplate is the gateway configuration: directory, gateway port,
 // backend address, the values for the global oauth block, the admin
-// listener and any further oauth options.
+// listener, any further oauth options, guard options, global options and
+// site directives.
 const caddyfileTemplate = `{
 	admin %[5]s
 	persist_config off
 	storage file_system %[1]s/storage
+	%[8]s
 	oauth {
 		issuer http://127.0.0.1:%[2]s
 		clients %[1]s/clients.json
@@ -85,6 +87,7 @@ const caddyfileTemplate = `{
 }
 
 http://127.0.0.1:%[2]s {
+	%[9]s
 	oauth_server
 	oauth_guard /http/* {
 		%[7]s
@@ -148,6 +151,8 @@ type envConfig struct {
 	admin        bool   // serve Caddy's admin API on a free 127.0.0.1 port
 	oauthOptions string // more lines for the global oauth block
 	guardOptions string // lines for the oauth_guard block
+	global       string // more global options, e.g. debug
+	site         string // more directives for the site block, e.g. log
 }
 
 // newEnvConfig is newEnv with a varied configuration.
@@ -182,6 +187,9 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 	policy.WriteString(policyRules)
 	writeFile(t, filepath.Join(dir, "policy.yaml"), policy.String())
 
+	// Registered before the processes start, so it runs after they have
+	// stopped and their logs are complete.
+	t.Cleanup(func() { e.checkLogHygiene(t) })
 	e.backend = startBackend(t, e.http)
 
 	port := freePort(t)
@@ -191,7 +199,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 		e.admin = "127.0.0.1:" + freePort(t)
 		admin = e.admin
 	}
-	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions, cfg.guardOptions))
+	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions, cfg.guardOptions, cfg.global, cfg.site))
 
 	// Registered first, so it runs last: after the processes have stopped
 	// and their output is complete.
@@ -653,6 +661,7 @@ func addClient(t *testing.T, environ []string, file string, args ...string) clie
 	if want := "oauth_client_" + c.ID; c.Subject != want {
 		t.Fatalf("subject = %q, want %q", c.Subject, want)
 	}
+	sensitive.add(kindSecret, c.Secret)
 	return c
 }
 
@@ -692,12 +701,12 @@ type response struct {
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
-		Transport: &http.Transport{
+		Transport: recording{&http.Transport{
 			Proxy: nil, // never send 127.0.0.1 traffic to a proxy from the environment
 			// A fresh connection per request: the gateway restarts in some
 			// tests, and a pooled connection to the old process would fail.
 			DisableKeepAlives: true,
-		},
+		}},
 		// Redirects are answers to check, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -925,6 +934,7 @@ func registerClientWithSecret(t *testing.T, environ []string, file, name, secret
 	if strings.Contains(out+stderr.String(), secret) {
 		t.Fatalf("caddy %s printed the secret it read from stdin", strings.Join(args, " "))
 	}
+	sensitive.add(kindSecret, secret)
 	c := client{Name: name, Secret: secret}
 	for _, f := range []struct {
 		re   *regexp.Regexp

@@ -50,10 +50,16 @@ func run(m *testing.M) int {
 	}
 	caddyBin = filepath.Join(dir, "caddy")
 	iflowBin = filepath.Join(dir, "iflow")
+	build := map[string]string{caddyBin: "./cmd/caddy", iflowBin: "./integration/iflow"}
+	// `make xcaddy` runs the tests against the binary xcaddy built.
+	if bin := os.Getenv("OAUTHGATE_CADDY_BIN"); bin != "" {
+		delete(build, caddyBin)
+		caddyBin = bin
+	}
 	// Built without -race even under `go test -race`: a race-enabled Caddy
 	// takes minutes to build, and the gateway's races are the unit tests'
 	// business. The tests themselves still run with the detector.
-	for out, pkg := range map[string]string{caddyBin: "./cmd/caddy", iflowBin: "./integration/iflow"} {
+	for out, pkg := range build {
 		if err := goBuild(root, out, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
