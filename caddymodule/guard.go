@@ -247,18 +247,16 @@ func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 	if shadow {
 		msg = "request would be refused (report only)"
 	}
-	level := zap.InfoLevel
-	if d.Err.Code == "" && !shadow {
-		level = zap.DebugLevel // no token at all: the normal first step of a client
-	}
-	ce := g.logger.Check(level, msg)
+	// Every refusal at info, a request without a token too: one line per
+	// denial is what an operator greps when a sender says "401".
+	ce := g.logger.Check(zap.InfoLevel, msg)
 	if ce == nil {
 		return
 	}
 	// The path only: a query string may carry a token or a secret.
 	fields := []zap.Field{
 		zap.Int("status", d.Err.Status),
-		zap.String("error", d.Err.Code),
+		zap.String("error", reasonOf(d.Err)),
 		zap.String("description", truncate(d.Err.Description, 200)),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
@@ -283,22 +281,28 @@ func (g *Guard) count(d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
 	case d.Err != nil && g.shadow(d):
-		outcome, reason = "would_deny", d.Err.Code
+		outcome, reason = "would_deny", reasonOf(d.Err)
 	case d.Err != nil:
-		outcome, reason = "deny", d.Err.Code
+		outcome, reason = "deny", reasonOf(d.Err)
 	case d.Preflight:
 		outcome = "preflight"
 	case d.Rule != nil && d.Rule.Public:
 		outcome = "public"
-	}
-	if reason == "" {
-		reason = "missing_token" // a bare challenge: RFC 6750 §3.1 sends no code
 	}
 	var line int
 	if d.Rule != nil {
 		line = d.Rule.Line
 	}
 	metrics.decisions.WithLabelValues(outcome, reason, ruleLabel(line)).Inc()
+}
+
+// reasonOf names a refusal in logs and metrics: its RFC 6750 code, or
+// missing_token for the bare challenge, which has none (§3.1).
+func reasonOf(e *oautherr.Error) string {
+	if e.Code == "" {
+		return "missing_token"
+	}
+	return e.Code
 }
 
 // truncate bounds text an attacker can influence before it is logged.
