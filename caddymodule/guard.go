@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strings"
 
@@ -97,10 +98,15 @@ type Guard struct {
 	// callers on day one.
 	ReportOnly bool `json:"report_only,omitempty"`
 
-	app    *App
-	guard  *guard.Guard
-	logger *zap.Logger
+	app     *App
+	guard   *guard.Guard
+	headers [4]string // canonical names of the identity headers, by identityFields
+	logger  *zap.Logger
 }
+
+// identityFields are the keys of IdentityHeaders, in the order of
+// Guard.headers.
+var identityFields = [4]string{"client_id", "subject", "roles", "scope"}
 
 // defaultIdentityHeaders are the headers set when none are configured.
 var defaultIdentityHeaders = map[string]string{
@@ -138,6 +144,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.IdentityHeaders == nil {
 		g.IdentityHeaders = defaultIdentityHeaders
 	}
+	g.headers = resolveHeaders(g.IdentityHeaders)
 	var cache *tokens.Cache
 	if g.TokenCache >= 0 {
 		cache = tokens.NewCache(g.TokenCache)
@@ -182,11 +189,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	d := g.guard.Check(r)
 	// Whatever the decision, the backend must never see identity headers
 	// the client made up.
-	for _, name := range g.IdentityHeaders {
-		if name != "" {
-			r.Header.Del(name)
-		}
-	}
+	g.stripIdentityHeaders(r.Header)
 	g.count(d)
 	if d.Err != nil {
 		shadow := g.shadow(d)
@@ -199,6 +202,39 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	g.pass(r, d)
 	return next.ServeHTTP(w, r)
+}
+
+// resolveHeaders lists the canonical header names of m by
+// identityFields, once, so that the request path neither walks a map nor
+// canonicalizes a name.
+func resolveHeaders(m map[string]string) [4]string {
+	var out [4]string
+	for i, what := range identityFields {
+		if name := m[what]; name != "" {
+			out[i] = textproto.CanonicalMIMEHeaderKey(name)
+		}
+	}
+	return out
+}
+
+// stripIdentityHeaders removes client-sent copies of the identity
+// headers, including spellings with "_" for "-", which CGI, PHP and some
+// proxies read as the same header.
+func (g *Guard) stripIdentityHeaders(h http.Header) {
+	for _, name := range g.headers {
+		if name != "" {
+			delete(h, name)
+		}
+	}
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		alias := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if slices.Contains(g.headers[:], alias) {
+			delete(h, k)
+		}
+	}
 }
 
 // pass prepares an allowed request for the backend.
@@ -223,13 +259,13 @@ func (g *Guard) pass(r *http.Request, d *guard.Decision) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", subject)
 	repl.Set("http.auth.user.client_id", clientID)
-	repl.Set("http.auth.user.roles", strings.Join(d.Roles, ","))
+	roles := strings.Join(d.Roles, ",")
+	repl.Set("http.auth.user.roles", roles)
 	repl.Set("http.auth.user.scope", strings.Join(scope, " "))
 	if d.Claims != nil {
-		for what, value := range map[string]string{"client_id": clientID, "subject": subject,
-			"roles": strings.Join(d.Roles, ","), "scope": strings.Join(scope, ",")} {
-			if name := g.IdentityHeaders[what]; name != "" && value != "" {
-				r.Header.Set(name, value)
+		for i, value := range [...]string{clientID, subject, roles, strings.Join(scope, ",")} {
+			if name := g.headers[i]; name != "" && value != "" {
+				r.Header[name] = []string{value}
 			}
 		}
 	}
