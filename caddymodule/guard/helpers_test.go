@@ -50,7 +50,7 @@ rules:
     roles: [Orders.read, Reports.read]
 `
 
-func mustPolicy(t *testing.T, yaml string) *policy.Policy {
+func mustPolicy(t testing.TB, yaml string) *policy.Policy {
 	t.Helper()
 	p, err := policy.Parse([]byte(yaml), "policy.yaml")
 	if err != nil {
@@ -88,7 +88,7 @@ type fixture struct {
 	now    time.Time // the verifier's clock
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{keys: keystest.NewSet(t), now: start}
 	v := &tokens.Verifier{
@@ -127,7 +127,7 @@ func claims(subject string) *tokens.Claims {
 }
 
 // mint signs c with the fixture's signing key.
-func (f *fixture) mint(t *testing.T, c *tokens.Claims) string {
+func (f *fixture) mint(t testing.TB, c *tokens.Claims) string {
 	t.Helper()
 	tok, err := tokens.Mint(f.keys.Signing(), c)
 	if err != nil {
@@ -137,7 +137,7 @@ func (f *fixture) mint(t *testing.T, c *tokens.Claims) string {
 }
 
 // token is a valid token for subject after edit changes its claims.
-func (f *fixture) token(t *testing.T, subject string, edit func(*tokens.Claims)) string {
+func (f *fixture) token(t testing.TB, subject string, edit func(*tokens.Claims)) string {
 	t.Helper()
 	c := claims(subject)
 	if edit != nil {
