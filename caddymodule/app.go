@@ -308,6 +308,9 @@ func (a *App) Stop() error {
 		a.stop()
 		<-a.done
 	}
+	for _, iss := range a.issuers {
+		tokenCaches.retire(iss.cache)
+	}
 	return nil
 }
 

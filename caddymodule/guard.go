@@ -101,6 +101,7 @@ type Guard struct {
 	app     *App
 	guard   *guard.Guard
 	headers [4]string // canonical names of the identity headers, by identityFields
+	cache   *tokens.Cache
 	logger  *zap.Logger
 }
 
@@ -145,18 +146,26 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		g.IdentityHeaders = defaultIdentityHeaders
 	}
 	g.headers = resolveHeaders(g.IdentityHeaders)
-	var cache *tokens.Cache
 	if g.TokenCache >= 0 {
-		cache = tokens.NewCache(g.TokenCache)
+		g.cache = tokens.NewCache(g.TokenCache)
+		tokenCaches.add(g.cache)
 	}
 	g.guard = &guard.Guard{
 		Policy:         app,
-		Verifier:       app.verifier(g.Audience, cache),
+		Verifier:       app.verifier(g.Audience, g.cache),
 		Issuers:        app.guardIssuers(),
 		MaxTokenSize:   g.MaxTokenSize,
 		QueryParam:     g.TokenQuery,
 		Cookie:         g.TokenCookie,
 		AllowPreflight: g.AllowPreflight,
+	}
+	return nil
+}
+
+// Cleanup retires the guard's token cache with its config.
+func (g *Guard) Cleanup() error {
+	if g.cache != nil {
+		tokenCaches.retire(g.cache)
 	}
 	return nil
 }
@@ -389,5 +398,6 @@ func (g *Guard) serveResourceMetadata(w http.ResponseWriter, r *http.Request) {
 var (
 	_ caddy.Provisioner           = (*Guard)(nil)
 	_ caddy.Validator             = (*Guard)(nil)
+	_ caddy.CleanerUpper          = (*Guard)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
 )

@@ -72,6 +72,7 @@ type TrustedIssuer struct {
 type trustedIssuer struct {
 	*issuers.Issuer
 	suffixRoles bool
+	cache       *tokens.Cache
 }
 
 // provisionIssuers checks the trusted issuers and makes their verifiers;
@@ -93,6 +94,7 @@ func (a *App) provisionIssuers() error {
 			leeway = time.Duration(a.Leeway)
 		}
 		log := a.logger.With(zap.String("trusted_issuer", t.Issuer))
+		cache := tokens.NewCache(0)
 		iss, err := issuers.New(issuers.Config{
 			Issuer:          t.Issuer,
 			JWKSURL:         t.JWKSURL,
@@ -113,12 +115,12 @@ func (a *App) provisionIssuers() error {
 				}
 				metrics.jwksFetches.WithLabelValues(t.Issuer, result).Inc()
 			},
-			Cache: tokens.NewCache(0),
+			Cache: cache,
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
-		a.issuers[t.Issuer] = &trustedIssuer{Issuer: iss, suffixRoles: t.RoleMatch == "suffix"}
+		a.issuers[t.Issuer] = &trustedIssuer{Issuer: iss, suffixRoles: t.RoleMatch == "suffix", cache: cache}
 	}
 	return nil
 }
@@ -129,6 +131,7 @@ func (a *App) provisionIssuers() error {
 // its keys arrive.
 func (a *App) runIssuers(ctx context.Context) {
 	for _, iss := range a.issuers {
+		tokenCaches.add(iss.cache)
 		go func() {
 			if err := iss.Fetch(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				a.logger.Warn("trusted issuer: first key fetch failed; its tokens get 503 until it succeeds",

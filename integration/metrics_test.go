@@ -75,6 +75,8 @@ func TestMetrics_CountDecisionsIssuancesAndRefusals(t *testing.T) {
 		`oauthgate_token_issued_total{client_id="` + e.B.ID + `",format="jwt"}`:                              1,
 		`oauthgate_token_refused_total{error="invalid_client"}`:                                              1,
 		`oauthgate_cache_lookups_total{cache="secret",result="hit"}`:                                         0,
+		`oauthgate_cache_lookups_total{cache="token",result="hit"}`:                                          1,
+		`oauthgate_cache_lookups_total{cache="token",result="miss"}`:                                         3,
 	} {
 		if v, ok := got[sample]; !ok || v != want {
 			t.Errorf("%s = %v (present: %v), want %v", sample, v, ok, want)
