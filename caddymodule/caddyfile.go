@@ -290,10 +290,16 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 		if d.Val() != "off" || d.NextArg() {
 			return d.Err("identity_headers takes 'off' or a block")
 		}
-		g.IdentityHeaders = map[string]string{}
+	}
+	// Every field named, empty when off: an empty map would vanish from
+	// the JSON (omitempty) and bring the defaults back.
+	g.IdentityHeaders = make(map[string]string, len(identityFields))
+	for _, what := range identityFields {
+		g.IdentityHeaders[what] = ""
+	}
+	if d.Val() == "off" {
 		return nil
 	}
-	g.IdentityHeaders = map[string]string{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		what := d.Val()
 		var name string

@@ -137,3 +137,22 @@ func TestCaddyfile_MistakesAreRefusedWithTheirLine(t *testing.T) {
 		})
 	}
 }
+
+func TestCaddyfile_IdentityHeadersOffSurvivesTheJSON(t *testing.T) {
+	for name, block := range map[string]string{"off": "identity_headers off", "a block naming one": "identity_headers {\n\t\tsubject X-Sub\n\t}"} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := adapt(t, ":80 {\n\toauth_guard {\n\t\t"+block+"\n\t}\n}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.Marshal(cfg)
+			want := `"identity_headers":{"client_id":"","roles":"","scope":"","subject":""}`
+			if name != "off" {
+				want = `"identity_headers":{"client_id":"","roles":"","scope":"","subject":"X-Sub"}`
+			}
+			if !strings.Contains(string(raw), want) {
+				t.Errorf("adapted config lacks %s:\n%s", want, raw)
+			}
+		})
+	}
+}

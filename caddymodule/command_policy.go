@@ -96,7 +96,7 @@ cannot be read, 2 when the command is called wrongly.
 `,
 		Example: `  $ caddy oauth policy explain --policy policy.yaml --client 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --method POST --path /http/orders/1
   request:  POST /http/orders/1
-  rule:     line 5 (paths /http/orders/*; methods POST)
+  rule:     line 4 (paths /http/orders/*; methods POST)
   requires: any of Orders.send
   subject:  oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 holds [ESBMessaging.send]
   decision: deny: the subject does not hold any of Orders.send`,
@@ -130,7 +130,9 @@ cannot be read, 2 when the command is called wrongly.
 				return err
 			}
 			x := policy.Explain(p, strings.ToUpper(method), host, reqPath, subject, scope)
-			fmt.Fprint(cmd.OutOrStdout(), printable(x.String()))
+			for _, line := range strings.SplitAfter(strings.TrimSuffix(x.String(), "\n"), "\n") {
+				fmt.Fprintln(cmd.OutOrStdout(), printable(strings.TrimSuffix(line, "\n")))
+			}
 			if x.Decision == "deny" {
 				return errRefused
 			}

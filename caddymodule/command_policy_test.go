@@ -81,6 +81,9 @@ func TestPolicyExplain_PrintsRuleRolesAndDecisionAndExitsByIt(t *testing.T) {
 			if tc.refused != errors.Is(err, errRefused) || err != nil && !errors.Is(err, errRefused) {
 				t.Errorf("error = %v, want refused=%v", err, tc.refused)
 			}
+			if !strings.HasPrefix(out, "request:  ") || strings.Contains(out, `\n`) {
+				t.Errorf("output is not plain lines:\n%s", out)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)

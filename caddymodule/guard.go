@@ -92,7 +92,8 @@ type Guard struct {
 	TokenCache int `json:"token_cache,omitempty"`
 
 	// ReportOnly runs the guard in shadow mode: every decision is made and
-	// logged ("would deny"), and every request goes through. A single
+	// logged ("request would be refused (report only)"), and every request
+	// goes through. A single
 	// policy rule can do the same with report_only: true. This is how a
 	// gateway goes in front of a legacy service without breaking its
 	// callers on day one.

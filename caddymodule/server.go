@@ -65,11 +65,21 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		Realm:       s.Realm,
 		Log:         ctx.Logger(),
 		Metrics:     tokenMetrics{},
+		ClientIP:    clientIP,
 	}
 	return nil
 }
 
 const defaultRealm = "oauthgate"
+
+// clientIP is the address Caddy determined for the request: the
+// connection's peer, or, from a proxy listed in the server's
+// trusted_proxies, the client it names. Behind a load balancer, every
+// sender would otherwise share the balancer's failure budget.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
 
 // oauthApp returns the "oauth" app of this config, provisioning it if
 // needed.

@@ -70,6 +70,10 @@ type Server struct {
 	Log *zap.Logger
 	// Metrics counts issuances and refusals; nil counts nothing.
 	Metrics Recorder
+	// ClientIP, if set, names the caller's address (behind a trusted
+	// proxy, the client's, not the proxy's) for the per-address failure
+	// limit and the audit lines; "" falls back to the connection's peer.
+	ClientIP func(*http.Request) string
 }
 
 // Recorder counts what the token endpoint does. Its labels are bounded:
@@ -130,7 +134,7 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 	claimed := creds[0].id
 	var wait time.Duration
 	if s.Limiter != nil {
-		wait = s.Limiter.Check(claimed, r.RemoteAddr, now)
+		wait = s.Limiter.Check(claimed, s.remoteIP(r), now)
 	}
 	reg := s.State.Clients()
 	opt := clients.AuthOptions{Now: now, NoSlowHash: wait > 0}
@@ -140,7 +144,7 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 		}
 	}
 	if s.Limiter != nil {
-		s.Limiter.Fail(claimed, r.RemoteAddr, now)
+		s.Limiter.Fail(claimed, s.remoteIP(r), now)
 	}
 	if wait > 0 {
 		return nil, oautherr.TooManyFailures(wait)

@@ -74,7 +74,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("token revoked", zap.String("client_id", clientID), zap.String("jti", c.ID),
-		zap.String("remote_ip", remoteIP(r)))
+		zap.String("remote_ip", s.remoteIP(r)))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
@@ -100,7 +100,7 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (clientID
 	}
 	if oerr != nil {
 		s.Log.Info("request refused", zap.String("path", r.URL.Path), zap.String("error", oerr.Code),
-			zap.String("description", oerr.Description), zap.String("remote_ip", remoteIP(r)))
+			zap.String("description", oerr.Description), zap.String("remote_ip", s.remoteIP(r)))
 		oautherr.WriteTokenError(w, s.Realm, oerr)
 		return "", "", false
 	}

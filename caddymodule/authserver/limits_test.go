@@ -126,3 +126,24 @@ func TestToken_LifetimeZeroLastsUntilTheNextToken(t *testing.T) {
 		t.Error("the newest token is not active")
 	}
 }
+
+func TestToken_FailureLimitPerAddressUsesTheClientIPNotTheProxy(t *testing.T) {
+	f := newFixture(t)
+	_, stored := clients.NewSecret()
+	f.withClients(t, nil, clients.Client{ID: "machine", Name: "Machine", Secrets: []clients.Secret{stored}})
+	f.srv.Limiter = bruteforce.New(bruteforce.Config{PerAddress: bruteforce.Rate{Failures: 3, Per: time.Minute}})
+	// Every request comes through one proxy (httptest's RemoteAddr); the
+	// client's own address is what Caddy's trusted_proxies resolved.
+	f.srv.ClientIP = func(r *http.Request) string { return r.Header.Get("X-Test-Client-IP") }
+	from := func(ip string) http.Header {
+		h := basic("machine", "wrong")
+		h.Set("X-Test-Client-IP", ip)
+		return h
+	}
+	for range 3 {
+		tokenError(t, f.do(t, request{target: sapQuery, header: from("203.0.113.7")}), 401, "invalid_client")
+	}
+	tokenError(t, f.do(t, request{target: sapQuery, header: from("203.0.113.7")}), 429, "temporarily_unavailable")
+	// Another client behind the same proxy has its own budget.
+	tokenError(t, f.do(t, request{target: sapQuery, header: from("198.51.100.2")}), 401, "invalid_client")
+}

@@ -51,7 +51,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			zap.String("client_id", claimed),
 			zap.String("error", oerr.Code),
 			zap.String("description", oerr.Description),
-			zap.String("remote_ip", remoteIP(r)))
+			zap.String("remote_ip", s.remoteIP(r)))
 		if s.Metrics != nil {
 			s.Metrics.TokenRefused(oerr.Code)
 		}
@@ -65,7 +65,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		zap.Strings("aud", done.claims.Audience),
 		zap.String("scope", resp.Scope),
 		zap.Time("expires", done.claims.Expiry),
-		zap.String("remote_ip", remoteIP(r)))
+		zap.String("remote_ip", s.remoteIP(r)))
 	if s.Metrics != nil {
 		s.Metrics.TokenIssued(done.client.ID, done.format)
 	}
@@ -194,10 +194,14 @@ func grantScope(requested string, granted []string) ([]string, *oautherr.Error) 
 	return slices.Compact(want), nil
 }
 
-// remoteIP is the address of the peer, for audit lines and rate limits.
-// Caddy's trusted_proxies handling has already run; RemoteAddr is the
-// connection's address.
-func remoteIP(r *http.Request) string {
+// remoteIP is the caller's address, for audit lines and rate limits:
+// ClientIP's answer, or the connection's peer.
+func (s *Server) remoteIP(r *http.Request) string {
+	if s.ClientIP != nil {
+		if ip := s.ClientIP(r); ip != "" {
+			return ip
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
