@@ -52,15 +52,17 @@ type App struct {
 	Audience string `json:"audience,omitempty"`
 
 	// ClientsFile is the path of the clients file (JSON, written by
-	// "caddy oauth client add"). Required. Changes take effect on the
-	// next config load ("caddy reload").
+	// "caddy oauth client add"). Required. It is watched like the policy:
+	// a change (a new, disabled or removed client, a rotated secret) is in
+	// force within a second or two; a file that does not parse is refused
+	// and the last good one stays in force.
 	ClientsFile string `json:"clients,omitempty"`
 
 	// PolicyFile is the path of the policy file (YAML): subjects and their
 	// roles, and the roles each path requires. Required. It is watched:
 	// a change is in force within a second or two, without a reload and
 	// without dropping a request; a file that does not parse is refused
-	// (logged with file:line, counted in oauthgate_policy_reloads_total)
+	// (logged with file:line, counted in oauthgate_file_reloads_total)
 	// and the last good policy stays in force.
 	PolicyFile string `json:"policy,omitempty"`
 
@@ -91,7 +93,7 @@ type App struct {
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
 
 	issuers    map[string]*trustedIssuer // by "iss"
-	clients    *clients.Registry
+	clients    *clients.Watcher
 	keyManager *keys.Manager
 	keys       atomic.Pointer[keys.Set]
 	policy     *policy.Watcher
@@ -170,20 +172,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth: key_rotation: %w", err)
 	}
 
-	cf, err := clients.ReadFile(a.ClientsFile)
-	if err != nil {
+	if a.clients, err = clients.NewWatcher(a.ClientsFile, secretCache); err != nil {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
-	a.clients = clients.NewRegistry(cf, secretCache)
+	a.clients.OnReload = func(r *clients.Registry) {
+		metrics.fileReloads.WithLabelValues("clients", "ok").Inc()
+		a.logger.Info("clients file reloaded", zap.String("file", a.ClientsFile), zap.Int("clients", r.Len()))
+	}
+	a.clients.OnRefuse = func(err error) {
+		metrics.fileReloads.WithLabelValues("clients", "error").Inc()
+		a.logger.Error("clients file refused; the last good one stays in force", zap.Error(err))
+	}
 	if a.policy, err = policy.NewWatcher(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
 	}
 	a.policy.OnReload = func(*policy.Policy) {
-		metrics.policyReloads.WithLabelValues("ok").Inc()
+		metrics.fileReloads.WithLabelValues("policy", "ok").Inc()
 		a.logger.Info("policy reloaded", zap.String("file", a.PolicyFile))
 	}
 	a.policy.OnRefuse = func(err error) {
-		metrics.policyReloads.WithLabelValues("error").Inc()
+		metrics.fileReloads.WithLabelValues("policy", "error").Inc()
 		a.logger.Error("policy file refused; the last good policy stays in force", zap.Error(err))
 	}
 	if err := a.provisionIssuers(); err != nil {
@@ -200,7 +208,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),
-		zap.Int("clients", a.clients.Len()),
+		zap.Int("clients", a.Clients().Len()),
 		zap.String("signing_key", a.Keys().Signing().ID))
 	return nil
 }
@@ -247,6 +255,7 @@ func (a *App) Start() error {
 	a.stop, a.done = cancel, make(chan struct{})
 	a.runIssuers(ctx)
 	go a.policy.Run(ctx)
+	go a.clients.Run(ctx)
 	go func() {
 		defer close(a.done)
 		state, ks := time.NewTicker(stateSync), time.NewTicker(keySync)
@@ -317,7 +326,7 @@ func (a *App) Stop() error {
 // The snapshots both handlers read (authserver.State, guard.State).
 
 // Clients returns the client registry.
-func (a *App) Clients() *clients.Registry { return a.clients }
+func (a *App) Clients() *clients.Registry { return a.clients.Current() }
 
 // Keys returns the signing keys.
 func (a *App) Keys() *keys.Set { return a.keys.Load() }
@@ -350,7 +359,7 @@ func (a *App) verifier(audience string, cache *tokens.Cache) *tokenstate.Verifie
 }
 
 func (a *App) clientActive(id string) bool {
-	c := a.clients.Lookup(id)
+	c := a.Clients().Lookup(id)
 	return c != nil && !c.Disabled
 }
 

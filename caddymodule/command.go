@@ -20,8 +20,8 @@ func init() {
 Commands for the operator of an oauthgate gateway:
 
   client   register, list, disable and remove OAuth clients and their secrets
-           in the clients file (a running Caddy picks up changes on
-           "caddy reload")
+           in the clients file (a running gateway applies a change within
+           a second or two)
   token    fetch an access token from a token endpoint, as a sender does
   keys     list or rotate the signing keys of a running Caddy
   policy   check a policy file, and explain how it decides a request

@@ -26,8 +26,8 @@ random bits) is stored as its SHA-256 digest and printed once; a secret
 chosen by a person (--secret-stdin) is stored with argon2id. No command
 shows a stored hash.
 
-Every change replaces the file atomically. A running gateway applies it
-once it has re-read the file: "caddy reload".
+Every change replaces the file atomically. A running gateway watches the
+file and applies a change within a second or two.
 `,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender
   $ caddy oauth client list --clients clients.json`,

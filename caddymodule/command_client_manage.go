@@ -137,8 +137,8 @@ func clientSetDisabledCommand(disable bool) *cobra.Command {
 		Use:   verb + " --clients <file> --id <client ID>",
 		Short: short,
 		Long: fmt.Sprintf(`
-Sets "disabled": %t on a client in the clients file. Once the gateway has
-re-read the file ("caddy reload"), %s.
+Sets "disabled": %t on a client in the clients file. Within a second or
+two, once the gateway has re-read the file, %s.
 
 Nothing else about the client changes: its secrets, lifetime and audiences
 stay as they were, and its subject keeps its roles in the policy file. A
@@ -165,7 +165,7 @@ client that is already %s is left alone, and the file is not written.
 				return err
 			}
 			fmt.Fprintf(out, "Client %q (%s) %s in %s.\n", printable(c.Name), c.ID, done, path)
-			fmt.Fprintf(out, "Once the gateway has re-read the file (caddy reload), %s.\n", effect)
+			fmt.Fprintf(out, "Once the gateway has re-read the file (within a second or two), %s.\n", effect)
 			return nil
 		},
 	}
@@ -180,7 +180,7 @@ func clientRemoveCommand() *cobra.Command {
 		Short: "Removes a client and its secrets from the clients file",
 		Long: `
 Removes a client, with all its secrets, from the clients file. Once the
-gateway has re-read the file ("caddy reload"), the client's credentials no
+gateway has re-read the file (within a second or two), the client's credentials no
 longer authenticate and the guard refuses the tokens it was issued. This
 cannot be undone: the client would need a new ID and secret, so consider
 "caddy oauth client disable" instead.
@@ -215,7 +215,7 @@ The client's subject, oauth_client_<client ID>, may still hold roles under
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Client %q (%s) and its %d secret(s) removed from %s.\n", name, id, secrets, path)
-			fmt.Fprintln(out, "Once the gateway has re-read the file (caddy reload), the guard refuses its tokens.")
+			fmt.Fprintln(out, "Once the gateway has re-read the file (within a second or two), the guard refuses its tokens.")
 			fmt.Fprintf(out, "Its subject %s may still hold roles under \"subjects\" in the policy file: remove it there too.\n", subject)
 			return nil
 		},

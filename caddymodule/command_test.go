@@ -401,8 +401,8 @@ func TestClientCommands_HelpDescribesEveryFlag(t *testing.T) {
 		"retire-secret": {"--clients", "--id", "--secret-id", "disabled"},
 		"list":          {"--clients", "--json", "never", "token_lifetime"},
 		"show":          {"--clients", "--id", "never"},
-		"disable":       {"--clients", "--id", "caddy reload", "invalid_client", "refuses"},
-		"enable":        {"--clients", "--id", "caddy reload"},
+		"disable":       {"--clients", "--id", "a second or", "invalid_client", "refuses"},
+		"enable":        {"--clients", "--id", "a second or"},
 		"remove":        {"--clients", "--id", "--yes", "status 1", "policy file", "disable"},
 	}
 	for sub, want := range tests {

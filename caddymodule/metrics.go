@@ -17,11 +17,11 @@ import (
 // outcomes, RFC 6749/6750 error codes, policy rule lines, registered
 // client IDs, configured issuers.
 var metrics = struct {
-	decisions     *prometheus.CounterVec
-	issued        *prometheus.CounterVec
-	refused       *prometheus.CounterVec
-	jwksFetches   *prometheus.CounterVec
-	policyReloads *prometheus.CounterVec
+	decisions   *prometheus.CounterVec
+	issued      *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	jwksFetches *prometheus.CounterVec
+	fileReloads *prometheus.CounterVec
 }{
 	decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "oauthgate", Subsystem: "guard", Name: "decisions_total",
@@ -39,10 +39,10 @@ var metrics = struct {
 		Namespace: "oauthgate", Subsystem: "issuer", Name: "jwks_fetches_total",
 		Help: "Fetches of an external issuer's keys, by issuer and result (ok, error).",
 	}, []string{"issuer", "result"}),
-	policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "oauthgate", Subsystem: "policy", Name: "reloads_total",
-		Help: "Policy file reloads after a change, by result (ok, error: the last good policy stays in force).",
-	}, []string{"result"}),
+	fileReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "oauthgate", Name: "file_reloads_total",
+		Help: "Reloads of the policy and clients files after a change, by file (policy, clients) and result (ok, error: the last good one stays in force).",
+	}, []string{"file", "result"}),
 }
 
 // cacheStats exports the lookups of the process-wide secret cache and of
@@ -114,7 +114,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{metrics.decisions, metrics.issued, metrics.refused,
-		metrics.jwksFetches, metrics.policyReloads, cacheCollector} {
+		metrics.jwksFetches, metrics.fileReloads, cacheCollector} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -73,11 +73,16 @@ func TestGuard_LifetimeZeroTokenEndsWithTheClientsNextToken(t *testing.T) {
 	e.call(t, http.MethodGet, "/http/flow", second, "").wantStatus(t, http.StatusOK)
 }
 
+// The clients file is watched: disabling a client needs no reload.
 func TestGuard_DisabledClientLosesItsIssuedTokens(t *testing.T) {
 	e := newEnv(t)
 	tok := e.token(t, e.A)
 	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
 	e.setClientDisabled(t, e.A.ID)
-	e.restartGateway(t)
+	e.eventually(t, http.MethodGet, "/http/flow", tok, http.StatusUnauthorized)
 	e.call(t, http.MethodGet, "/http/flow", tok, "").wantBearerChallenge(t, http.StatusUnauthorized, "invalid_token")
+	e.tokenRequest(t, http.MethodPost, url.Values{"grant_type": {"client_credentials"}}, nil, e.A.ID, e.A.Secret).
+		wantStatus(t, http.StatusUnauthorized)
+	// Its neighbour is untouched.
+	e.call(t, http.MethodPost, "/http/orders/1", e.token(t, e.B), "{}").wantStatus(t, http.StatusOK)
 }

@@ -1,132 +1,14 @@
 package policy
 
-import (
-	"cmp"
-	"context"
-	"crypto/sha256"
-	"os"
-	"sync/atomic"
-	"time"
-)
+import "github.com/oauthgate/oauthgate/caddymodule/filewatch"
 
-// racyWindow: a file read less than this after it was written may change
-// again without its size or modification time showing it (file systems
-// with coarse timestamps), so until it is older its content is compared.
-const racyWindow = 2 * time.Second
+// Watcher holds the policy of a file in force and reloads it when the file
+// changes; see filewatch.Watcher. A file that does not parse is refused
+// with "file:line: message" and the last good policy stays.
+type Watcher = filewatch.Watcher[Policy]
 
-// Watcher holds the current policy of a file and reloads it when the file
-// changes. Requests read Current without locks and keep the snapshot they
-// got, so a reload drops none of them. A file that does not parse, or is
-// gone, leaves the last good policy in force.
-type Watcher struct {
-	// Interval between looks at the file; default 1s.
-	Interval time.Duration
-	// OnReload is called with each new policy once it is in force.
-	OnReload func(*Policy)
-	// OnRefuse is called when the file cannot be used; err reads
-	// "file:line: message" for a policy that does not parse. A missing or
-	// unreadable file is reported once, not at every look.
-	OnRefuse func(err error)
-
-	path    string
-	current atomic.Pointer[Policy]
-
-	// Run's goroutine alone uses these.
-	stat    os.FileInfo // when the content below was read; nil: look again
-	sum     [32]byte    // of the content last parsed, good or bad
-	readAt  time.Time
-	missing string // the unreadable-file error last reported
-	now     func() time.Time
-	tick    <-chan time.Time // replaces the ticker in tests
-}
-
-// NewWatcher reads the policy at path. Unlike a reload, a first read that
-// fails is an error: there is no last good policy to keep.
+// NewWatcher reads the policy at path; a file that does not parse is an
+// error, as there is no last good policy yet.
 func NewWatcher(path string) (*Watcher, error) {
-	w := &Watcher{path: path, now: time.Now}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	readAt := w.now()
-	data, err := readBounded(path)
-	if err != nil {
-		return nil, err
-	}
-	p, err := Parse(data, path)
-	if err != nil {
-		return nil, err
-	}
-	w.current.Store(p)
-	w.stat, w.sum, w.readAt = st, sha256.Sum256(data), readAt
-	return w, nil
-}
-
-// Current returns the policy in force.
-func (w *Watcher) Current() *Policy { return w.current.Load() }
-
-// Run looks at the file every Interval until ctx is done.
-func (w *Watcher) Run(ctx context.Context) {
-	tick := w.tick
-	if tick == nil {
-		t := time.NewTicker(cmp.Or(w.Interval, time.Second))
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick:
-			w.poll()
-		}
-	}
-}
-
-// poll reloads the file if it changed. A stat is all it costs while the
-// file stays the same; the content is read when the stat differs, or
-// while the file is recent enough for the stat to miss a change.
-func (w *Watcher) poll() {
-	st, err := os.Stat(w.path)
-	if err == nil && w.stat != nil && sameFile(w.stat, st) && w.readAt.Sub(st.ModTime()) > racyWindow {
-		return
-	}
-	readAt := w.now()
-	var data []byte
-	if err == nil {
-		data, err = readBounded(w.path)
-	}
-	if err != nil {
-		w.stat = nil
-		if msg := err.Error(); msg != w.missing {
-			w.missing = msg
-			w.report(err)
-		}
-		return
-	}
-	w.stat, w.readAt, w.missing = st, readAt, ""
-	sum := sha256.Sum256(data)
-	if sum == w.sum {
-		return
-	}
-	w.sum = sum
-	p, err := Parse(data, w.path)
-	if err != nil {
-		w.report(err)
-		return
-	}
-	w.current.Store(p)
-	if w.OnReload != nil {
-		w.OnReload(p)
-	}
-}
-
-func (w *Watcher) report(err error) {
-	if w.OnRefuse != nil {
-		w.OnRefuse(err)
-	}
-}
-
-func sameFile(a, b os.FileInfo) bool {
-	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && os.SameFile(a, b)
+	return filewatch.New(path, maxFileSize, func(data []byte) (*Policy, error) { return Parse(data, path) })
 }
