@@ -70,7 +70,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.Log.Error("revoking token", zap.String("client_id", clientID), zap.Error(err))
-		oautherr.WriteTokenError(w, s.Realm, oautherr.Unavailable("the token could not be revoked; see the gateway's log"))
+		oautherr.WriteTokenError(w, s.Realm, oautherr.Unavailable(errStorage+" the token cannot be revoked now; see the gateway's log"))
 		return
 	}
 	s.Log.Info("token revoked", zap.String("client_id", clientID), zap.String("jti", c.ID),

@@ -132,6 +132,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	}
 	var tok string
 	var err error
+	stored := true // err, if any, is a write to the storage that failed
 	if format == "opaque" {
 		tok = s.Tokens.NewOpaque()
 		err = s.Tokens.PutOpaque(r.Context(), tok, &tokenstate.Opaque{
@@ -139,13 +140,17 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID})
 	} else {
 		tok, err = tokens.Mint(s.State.Keys().Signing(), claims)
+		stored = err == nil
 	}
 	if err == nil {
 		err = s.Tokens.Issued(r.Context(), client.ID, claims.ID, iat, claims.Expiry, untilNext)
 	}
 	if err != nil {
 		s.Log.Error("issuing access token", zap.String("client_id", client.ID), zap.Error(err))
-		return nil, nil, oautherr.Unavailable("the token could not be issued; see the gateway's log")
+		if stored {
+			return nil, nil, oautherr.Unavailable(errStorage + " this token cannot be issued now; see the gateway's log")
+		}
+		return nil, nil, oautherr.Unavailable("the token could not be signed; see the gateway's log")
 	}
 	return &tokenResponse{
 		AccessToken: tok,
@@ -154,6 +159,10 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 		Scope:       strings.Join(scope, " "),
 	}, &issued{client: client, claims: claims, format: format}, nil
 }
+
+// errStorage starts the description of a failure to write Caddy's
+// storage: a client can do nothing about it, an operator must.
+const errStorage = "the gateway cannot write its storage, so"
 
 // selectAudience resolves the target of the token (RFC 8707 "resource", or
 // "audience" as Auth0 and others call it) against the audiences the client
