@@ -317,9 +317,7 @@ func (a *App) Stop() error {
 		a.stop()
 		<-a.done
 	}
-	for _, iss := range a.issuers {
-		tokenCaches.retire(iss.cache)
-	}
+
 	return nil
 }
 
@@ -363,8 +361,16 @@ func (a *App) clientActive(id string) bool {
 	return c != nil && !c.Disabled
 }
 
+// Cleanup lets go of the trusted issuers this config held; an issuer that
+// the next config trusts alike stays, with its keys.
+func (a *App) Cleanup() error {
+	issuerPool.release(a.issuers)
+	return nil
+}
+
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

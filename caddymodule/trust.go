@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -75,8 +77,9 @@ type trustedIssuer struct {
 	cache       *tokens.Cache
 }
 
-// provisionIssuers checks the trusted issuers and makes their verifiers;
-// their keys are fetched when the app starts.
+// provisionIssuers checks the trusted issuers and takes their verifiers
+// from the pool, making those that are new; keys are fetched when the app
+// starts.
 func (a *App) provisionIssuers() error {
 	a.issuers = make(map[string]*trustedIssuer, len(a.TrustedIssuers))
 	for i, t := range a.TrustedIssuers {
@@ -89,52 +92,108 @@ func (a *App) provisionIssuers() error {
 		case t.RoleMatch != "" && t.RoleMatch != "exact" && t.RoleMatch != "suffix":
 			return fmt.Errorf("%s: role_match %q: want exact or suffix", where, t.RoleMatch)
 		}
-		leeway := time.Duration(t.Leeway)
-		if leeway == 0 {
-			leeway = time.Duration(a.Leeway)
+		if t.Leeway == 0 {
+			t.Leeway = a.Leeway
 		}
-		log := a.logger.With(zap.String("trusted_issuer", t.Issuer))
-		cache := tokens.NewCache(0)
-		iss, err := issuers.New(issuers.Config{
-			Issuer:          t.Issuer,
-			JWKSURL:         t.JWKSURL,
-			Discovery:       t.Discovery,
-			Audience:        t.Audience,
-			Algorithms:      t.Algorithms,
-			Types:           t.TokenTypes,
-			Leeway:          leeway,
-			RolesClaim:      t.RolesClaim,
-			RefreshInterval: time.Duration(t.RefreshInterval),
-			Report: func(err error) {
-				log.Warn("trusted issuer", zap.Error(err))
-			},
-			Fetched: func(err error) {
-				result := "ok"
-				if err != nil {
-					result = "error"
-				}
-				metrics.jwksFetches.WithLabelValues(t.Issuer, result).Inc()
-			},
-			Cache: cache,
-		})
+		iss, err := issuerPool.acquire(t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
-		a.issuers[t.Issuer] = &trustedIssuer{Issuer: iss, suffixRoles: t.RoleMatch == "suffix", cache: cache}
+		a.issuers[t.Issuer] = iss
 	}
 	return nil
+}
+
+// issuerPool keeps trusted issuers, with the keys they fetched and the
+// tokens they verified, across config reloads: a reload must not leave an
+// issuer without keys until its next fetch (503s), nor forget its keys
+// while its JWKS endpoint is down. An issuer is shared by the configs
+// that trust it with the same settings, and dropped when the last of them
+// is cleaned up.
+var issuerPool = &pool{m: map[string]*pooled{}}
+
+type pool struct {
+	mu sync.Mutex
+	m  map[string]*pooled // by the issuer's settings, as JSON
+}
+
+type pooled struct {
+	iss  *trustedIssuer
+	refs int
+}
+
+// acquire returns the pooled issuer of t, making it if needed.
+func (p *pool) acquire(t TrustedIssuer) (*trustedIssuer, error) {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	key := string(data)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.m[key]; e != nil {
+		e.refs++
+		return e.iss, nil
+	}
+	// The pooled issuer outlives the config that made it, so it logs to
+	// Caddy's default logger, not to that config's.
+	log := caddy.Log().Named("oauth").With(zap.String("trusted_issuer", t.Issuer))
+	cache := tokens.NewCache(0)
+	iss, err := issuers.New(issuers.Config{
+		Issuer:          t.Issuer,
+		JWKSURL:         t.JWKSURL,
+		Discovery:       t.Discovery,
+		Audience:        t.Audience,
+		Algorithms:      t.Algorithms,
+		Types:           t.TokenTypes,
+		Leeway:          time.Duration(t.Leeway),
+		RolesClaim:      t.RolesClaim,
+		RefreshInterval: time.Duration(t.RefreshInterval),
+		Report: func(err error) {
+			log.Warn("trusted issuer", zap.Error(err))
+		},
+		Fetched: func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			metrics.jwksFetches.WithLabelValues(t.Issuer, result).Inc()
+		},
+		Cache: cache,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := &pooled{iss: &trustedIssuer{Issuer: iss, suffixRoles: t.RoleMatch == "suffix", cache: cache}, refs: 1}
+	p.m[key] = e
+	tokenCaches.add(cache)
+	return e.iss, nil
+}
+
+// release drops one config's hold on the issuers it acquired.
+func (p *pool) release(held map[string]*trustedIssuer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, e := range p.m {
+		if held[e.iss.Issuer.Issuer()] != e.iss {
+			continue
+		}
+		if e.refs--; e.refs == 0 {
+			tokenCaches.retire(e.iss.cache)
+			delete(p.m, key)
+		}
+	}
 }
 
 // runIssuers fetches every trusted issuer's keys and keeps them fresh
 // until ctx ends. The first fetch is not awaited: an issuer that is down
 // must not stop the gateway from starting, and its tokens get 503 until
-// its keys arrive.
+// its keys arrive (an issuer kept from the previous config keeps its keys).
 func (a *App) runIssuers(ctx context.Context) {
 	for _, iss := range a.issuers {
-		tokenCaches.add(iss.cache)
 		go func() {
 			if err := iss.Fetch(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				a.logger.Warn("trusted issuer: first key fetch failed; its tokens get 503 until it succeeds",
+				a.logger.Warn("trusted issuer: key fetch at start failed; its last keys, if any, stay in use",
 					zap.String("trusted_issuer", iss.Issuer.Issuer()), zap.Error(err))
 			}
 			iss.Run(ctx)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,4 +130,27 @@ func TestIssuers_IssuerNeverReachedIs503(t *testing.T) {
 		t.Errorf("error = %q, want temporarily_unavailable", code)
 	}
 	e.backend.wantRequests(t)
+}
+
+// reload makes the running gateway load its Caddyfile again.
+func (e *env) reload(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caddyBin, "reload", "--config", e.caddyfile, "--adapter", "caddyfile", "--address", e.admin, "--force")
+	cmd.Env = e.caddyEnv
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("caddy reload: %v\n%s", err, out)
+	}
+}
+
+func TestIssuers_AConfigReloadKeepsTheKeysOfAnIssuerThatIsDown(t *testing.T) {
+	x := startXSUAA(t)
+	e := newEnvConfig(t, envConfig{admin: true, oauthOptions: x.trust()})
+	tok := x.token(t, "sb-sender", xsappname+".ESBMessaging.send")
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+
+	x.down.Store(true)
+	e.reload(t)
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
 }
