@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# `make bench`: the Go benchmarks of the hot paths, and a load benchmark of
+# the built gateway with wrk, in one run on this machine. Every guarded
+# case is compared with plain Caddy (`reverse_proxy`, or a static `respond`
+# for the token endpoint) measured in the same run, right before and after
+# its cases, so the ratios hold on any machine. BENCHMARKS.md says what
+# each case measures, the targets, and the latest numbers.
+#
+# Settings, from the environment:
+#   BENCH_DURATION         measured seconds per case (default 10)
+#   BENCH_WARMUP           seconds of unmeasured load before each case (default 3)
+#   BENCH_THREADS          wrk threads (default: half the CPUs, at least 1)
+#   BENCH_CONNECTIONS      wrk connections (default: 16 per CPU)
+#   BENCH_DISTINCT_TOKENS  tokens fetched for each distinct-token case (default
+#                          80000: more than such a case sends here, so none repeats)
+#   BENCH_MEMORY_TOKENS    distinct tokens sent in the memory case (default 1000000; 0 skips it)
+#   BENCH_CACHE_BOUND_MB   the bound of the guard's verified-token cache, in MB
+#                          (default 50: its default of 100,000 tokens, by its own estimate)
+#   BENCH_PROFILE_CASES    cases whose CPU profile is taken during their
+#                          measured run (default: the guard with one token and
+#                          with distinct tokens, the large policy, the invalid
+#                          token, the EdDSA token endpoint)
+#   BENCH_GO               0 skips the Go benchmarks (default 1)
+#   BENCH_GO_TIME          their -benchtime (default 1s)
+#   BENCH_CASES            run only these load cases (and their references)
+#   BENCH_KEEP             1 keeps the temporary directory (configs, logs, tokens)
+#
+# Everything listens on and sends to 127.0.0.1 only. The exit status is
+# non-zero when the harness fails (a build, a process that does not start,
+# an answer other than the one a case expects); a target that is not met
+# is reported, not failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${BENCH_DURATION:-10}
+warmup=${BENCH_WARMUP:-3}
+cpus=$(nproc)
+threads=${BENCH_THREADS:-$((cpus / 2 > 0 ? cpus / 2 : 1))}
+conns=${BENCH_CONNECTIONS:-$((cpus * 16))}
+distinct=${BENCH_DISTINCT_TOKENS:-80000}
+memory_tokens=${BENCH_MEMORY_TOKENS:-1000000}
+cache_bound_mb=${BENCH_CACHE_BOUND_MB:-50}
+profile_cases=${BENCH_PROFILE_CASES-guard-same-rs256 guard-distinct-es256 guard-policy-10k guard-invalid-token token-eddsa}
+go_time=${BENCH_GO_TIME:-1s}
+only=${BENCH_CASES:-}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# The cases: name, gateway config, request, reference, the least
+# throughput ratio to the reference that meets the target, and the most
+# p99 latency ratio ("-": none). References have no reference.
+cases="
+proxy                 ref-proxy        same-rs256       -                 -    -
+respond               ref-respond      token-generated  -                 -    -
+guard-same-rs256      guard-rs256      same-rs256       proxy             0.95 1.10
+guard-same-es256      guard-es256      same-es256       proxy             0.95 1.10
+guard-distinct-rs256  guard-rs256      distinct-rs256   proxy             0.75 -
+guard-distinct-es256  guard-es256      distinct-es256   proxy             0.60 -
+guard-missing-token   guard-rs256      missing          proxy             1.50 -
+guard-invalid-token   guard-rs256      invalid-rs256    proxy             1.50 -
+guard-policy-10k      guard-rs256-10k  same-rs256       guard-same-rs256  0.95 -
+token-es256           guard-es256      token-generated  respond           0.35 -
+token-eddsa           guard-eddsa      token-generated  respond           0.45 -
+token-argon2id        guard-es256      token-argon2id   respond           0.35 -
+"
+# The order of the runs: each group between two runs of its reference;
+# the 10,000-rule guard right after the 10-rule guard it is compared with.
+order="proxy guard-same-rs256 guard-policy-10k guard-same-es256 guard-distinct-rs256
+guard-distinct-es256 guard-missing-token guard-invalid-token proxy
+respond token-es256 token-eddsa token-argon2id respond"
+
+field() { awk -v n="$2" '$1 == c { print $n }' c="$1" <<<"$cases"; }
+
+selected() {
+	[[ -z $only ]] && return 0
+	local c
+	for c in $only; do
+		[[ $c == "$1" || $(field "$c" 4) == "$1" ]] && return 0
+	done
+	return 1
+}
+
+# ---- tools ----
+
+if ! command -v wrk >/dev/null; then
+	log "installing wrk (Debian package)"
+	sudo=()
+	if ((EUID != 0)); then
+		if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
+			die "wrk is missing and installing it needs root: apt-get install wrk"
+		fi
+		sudo=(sudo -n)
+	fi
+	"${sudo[@]}" apt-get install -y -qq wrk >/dev/null 2>&1 ||
+		{ "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq wrk >/dev/null; } ||
+		die "could not install wrk"
+fi
+command -v curl >/dev/null || die "curl is needed"
+
+start_time=$(date +%s)
+# Anything else running skews the numbers; the results file says so.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+make build >&2
+go build -o bin/benchtool ./integration/benchtool
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench-results
+results=bench-results/$stamp.txt
+work=$(mktemp -d)
+chmod 700 "$work"
+
+# ---- processes: every one is stopped on exit, however the script ends ----
+
+pids=()
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+		log "kept $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { bin/benchtool port; }
+gw_port=$(port)
+admin_port=$(port)
+backend_port=$(port)
+base=http://127.0.0.1:$gw_port
+issuer=$base # tokens stay valid across the runs: same issuer, same storage
+
+bin/iflow -listen "127.0.0.1:$backend_port" >"$work/iflow.log" 2>"$work/iflow.err" &
+pids+=($!)
+for _ in $(seq 100); do
+	grep -q listening "$work/iflow.err" && break
+	sleep 0.1
+done
+grep -q listening "$work/iflow.err" || die "the backend did not start: $(cat "$work/iflow.err")"
+
+gw_pid=
+start_gateway() {
+	bin/caddy run --config "$work/$1.Caddyfile" --adapter caddyfile >>"$work/caddy-$1.log" 2>&1 &
+	gw_pid=$!
+	pids+=("$gw_pid")
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[[ $(curl -s -o /dev/null -w '%{http_code}' "$base/" || true) != 000 ]] && return 0
+		kill -0 "$gw_pid" 2>/dev/null || die "caddy ($1) exited:$(printf '\n')$(tail -20 "$work/caddy-$1.log")"
+		sleep 0.1
+	done
+	die "caddy ($1) did not answer within 60s"
+}
+
+stop_gateway() {
+	kill -INT "$gw_pid" 2>/dev/null || true
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$gw_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$gw_pid" 2>/dev/null || true
+	wait "$gw_pid" 2>/dev/null || true
+}
+
+# ---- clients, policies, configurations ----
+
+bin/caddy oauth client add --clients "$work/clients.json" --name bench --lifetime 12h >"$work/client.txt"
+client_id=$(awk '/^client_id:/ {print $2}' "$work/client.txt")
+client_secret=$(awk '/^client_secret:/ {print $2}' "$work/client.txt")
+chosen_secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+printf '%s' "$chosen_secret" | bin/caddy oauth client add --clients "$work/clients.json" \
+	--name bench-argon2id --lifetime 12h --secret-stdin >"$work/client-argon2id.txt"
+argon2id_id=$(awk '/^client_id:/ {print $2}' "$work/client-argon2id.txt")
+[[ -n $client_id && -n $client_secret && -n $argon2id_id ]] || die "could not register the bench clients"
+
+grants=oauth_client_$client_id,oauth_client_$argon2id_id
+bin/benchtool policy -rules 10 -subjects 10 -grant "$grants" -out "$work/policy-10.yaml"
+bin/benchtool policy -rules 10000 -subjects 100000 -grant "$grants" -out "$work/policy-10k.yaml"
+
+global() { # storage name, oauth block
+	printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s\n%s\n}\n' \
+		"$admin_port" "$work/storage-$1" "${2:-}"
+}
+oauth_block() { # algorithm, policy file
+	printf '\toauth {\n\t\tissuer %s\n\t\tclients %s\n\t\tpolicy %s\n\t\tsigning_algorithm %s\n\t}\n' \
+		"$issuer" "$work/clients.json" "$2" "$1"
+}
+guard_config() { # name, algorithm, policy file
+	{
+		global "${2,,}" "$(oauth_block "$2" "$3")"
+		printf '%s {\n\tbind 127.0.0.1\n\toauth_server\n\toauth_guard /http/*\n\treverse_proxy /http/* 127.0.0.1:%s\n}\n' \
+			"$base" "$backend_port"
+	} >"$work/$1.Caddyfile"
+}
+guard_config guard-rs256 RS256 "$work/policy-10.yaml"
+guard_config guard-rs256-10k RS256 "$work/policy-10k.yaml"
+guard_config guard-es256 ES256 "$work/policy-10.yaml"
+guard_config guard-eddsa EdDSA "$work/policy-10.yaml"
+{
+	global ref
+	printf '%s {\n\tbind 127.0.0.1\n\treverse_proxy /http/* 127.0.0.1:%s\n}\n' "$base" "$backend_port"
+} >"$work/ref-proxy.Caddyfile"
+# ref-respond is written once a real token response is known (below).
+
+# ---- tokens ----
+
+fetch() { # algorithm, count, file
+	BENCH_CLIENT_SECRET=$client_secret bin/benchtool fetch -url "$base/oauth2/api/v1/token" \
+		-id "$client_id" -n "$2" -c "$conns" -out "$3" >&2
+}
+for alg in rs256 es256 eddsa; do
+	start_gateway "guard-$alg" # the first start makes the signing key
+	fetch "$alg" 1 "$work/same-$alg.txt"
+	if [[ $alg != eddsa ]] && selected "guard-distinct-$alg"; then
+		log "fetching $distinct distinct $alg tokens"
+		fetch "$alg" "$distinct" "$work/distinct-$alg.txt"
+	fi
+	stop_gateway
+done
+same_rs256=$(cat "$work/same-rs256.txt")
+same_es256=$(cat "$work/same-es256.txt")
+# A forged token: one character of the RS256 signature changed. The
+# header and claims are intact, so the guard pays for the signature check.
+i=$((${#same_rs256} - 10))
+c=A
+[[ ${same_rs256:i:1} == A ]] && c=B
+forged=${same_rs256:0:i}$c${same_rs256:i+1}
+
+# The static reference answers what the token endpoint answers, byte for
+# byte as long: a real response, with the token endpoint's headers.
+{
+	global ref
+	printf '%s {\n\tbind 127.0.0.1\n' "$base"
+	printf '\theader /oauth2/api/v1/token Content-Type application/json\n'
+	printf '\theader /oauth2/api/v1/token Cache-Control no-store\n'
+	# shellcheck disable=SC2016 # the backquotes are Caddyfile quotes
+	printf '\trespond /oauth2/api/v1/token `{"access_token":"%s","token_type":"Bearer","expires_in":43200,"scope":"ESBMessaging.send"}` 200\n}\n' "$same_es256"
+} >"$work/ref-respond.Caddyfile"
+
+# request sets what one case sends, for wrk (through scripts/bench/wrk.lua)
+# and for the curl probe, and the status every answer must have.
+request() {
+	r_path=/http/flow r_method=GET r_body='' r_ctype='' r_auth='' r_tokens='' r_status=200
+	case $1 in
+	same-rs256) r_auth="Bearer $same_rs256" ;;
+	same-es256) r_auth="Bearer $same_es256" ;;
+	distinct-*)
+		r_tokens=$work/$1.txt
+		# The probe's token is the file's last, which wrk sends last.
+		r_auth="Bearer $(tail -1 "$r_tokens")"
+		;;
+	missing) r_status=401 ;;
+	invalid-rs256) r_auth="Bearer $forged" r_status=401 ;;
+	token-*)
+		local id=$client_id secret=$client_secret
+		[[ $1 == token-argon2id ]] && id=$argon2id_id secret=$chosen_secret
+		r_path=/oauth2/api/v1/token r_method=POST r_ctype=application/x-www-form-urlencoded
+		r_body="grant_type=client_credentials&token_format=jwt"
+		r_auth="Basic $(printf '%s:%s' "$id" "$secret" | base64 -w0)"
+		;;
+	*) die "unknown request $1" ;;
+	esac
+}
+
+probe() {
+	local args=(-s -o /dev/null -w '%{http_code}' -X "$r_method")
+	[[ -n $r_auth ]] && args+=(-H "Authorization: $r_auth")
+	[[ -n $r_body ]] && args+=(-H "Content-Type: $r_ctype" --data-raw "$r_body")
+	curl "${args[@]}" "$base$r_path" || true
+}
+
+wrk_run() { # seconds; prints the BENCH line
+	BENCH_METHOD=$r_method BENCH_BODY=$r_body BENCH_CONTENT_TYPE=$r_ctype BENCH_AUTH=$r_auth \
+		BENCH_TOKEN_FILE=$r_tokens BENCH_THREADS=$threads \
+		wrk -t "$threads" -c "$conns" -d "${1}s" --timeout 10s -s scripts/bench/wrk.lua "$base$r_path" |
+		grep '^BENCH ' || die "wrk printed no result"
+}
+
+num() { sed -E "s/.*\"$1\":([0-9]+).*/\1/" <<<"$2"; }
+
+# ---- the load cases ----
+
+runs=$work/runs.tsv
+: >"$runs"
+profiles=()
+
+run_case() {
+	local name=$1 config kind
+	config=$(field "$name" 2)
+	kind=$(field "$name" 3)
+	start_gateway "$config"
+	request "$kind"
+	local got
+	got=$(probe)
+	[[ $got == "$r_status" ]] || die "$name: the probe got $got, want $r_status; see $work/caddy-$config.log (BENCH_KEEP=1 keeps it)"
+	local upstream_before
+	upstream_before=$(wc -l <"$work/iflow.log")
+
+	# A distinct-token case warms up with one repeated token, so that
+	# none of its distinct tokens has been seen before it is measured.
+	request "${kind/distinct-/same-}"
+	wrk_run "$warmup" >/dev/null
+	request "$kind"
+
+	# The profile is taken during the measured run: it costs little, and
+	# the distinct tokens are spent once measured.
+	local prof='' curl_pid=''
+	if [[ " $profile_cases " == *" $name "* ]] && ((duration > 2)); then
+		prof=bench-results/$stamp-$name.cpu.pprof
+		(sleep 1 && curl -sf -o "$prof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 2))") &
+		curl_pid=$!
+		pids+=("$curl_pid")
+	fi
+	local line requests rps non2xx
+	line=$(wrk_run "$duration")
+	if [[ -n $curl_pid ]]; then
+		wait "$curl_pid" || die "$name: could not fetch the CPU profile from the admin API"
+		profiles+=("$name")
+	fi
+	requests=$(num requests "$line")
+	rps=$(awk -v n="$requests" -v us="$(num duration_us "$line")" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
+	non2xx=$(num non2xx "$line")
+	if [[ $r_status == 200 ]]; then
+		((non2xx == 0)) || die "$name: $non2xx of $requests answers were not 2xx; see $work/caddy-$config.log"
+	else
+		((non2xx == requests)) || die "$name: only $non2xx of $requests answers were refused"
+		(($(wc -l <"$work/iflow.log") == upstream_before)) || die "$name: refused requests reached the backend"
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")" \
+		"$requests" "$(num socket_errors "$line")" "$(num reused "$line")" >>"$runs"
+	log "$(printf '%-22s %8s req/s  p50 %6s us  p99 %6s us' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")")"
+	stop_gateway
+}
+
+# Not `selected && run_case`: set -e does not apply inside a function
+# called on the left of && or ||.
+for name in $order; do
+	if selected "$name"; then
+		run_case "$name"
+	fi
+done
+
+# ---- memory: RSS before and after many distinct valid tokens ----
+
+memory_line=
+if ((memory_tokens > 0)) && selected memory; then
+	rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$gw_pid/status"; }
+	start_gateway guard-es256
+	request same-es256
+	wrk_run "$warmup" >/dev/null
+	before=$(rss VmRSS)
+	log "memory: sending $memory_tokens distinct ES256 tokens"
+	t0=$(date +%s)
+	bin/benchtool flood -url "$base/http/flow" -storage "$work/storage-es256" -issuer "$issuer" \
+		-client-id "$client_id" -n "$memory_tokens" -c "$conns" >&2
+	took=$(($(date +%s) - t0))
+	after=$(rss VmRSS)
+	peak=$(rss VmHWM)
+	stop_gateway
+	memory_line=$(awk -v b="$before" -v a="$after" -v p="$peak" -v n="$memory_tokens" -v bound="$cache_bound_mb" -v t="$took" 'BEGIN {
+		grow = (a - b) / 1024; limit = bound + 50
+		printf "memory-es256: RSS %.1f MB after warm-up, %.1f MB after %d distinct valid tokens (%+.1f MB; peak %.1f MB), sent in %ds.\n", b / 1024, a / 1024, n, grow, p / 1024, t
+		printf "  target: growth <= cache bound %d MB + 50 MB: %s\n", bound, (grow <= limit ? "met" : sprintf("NOT MET (%.1f MB over)", grow - limit))
+	}')
+fi
+
+# ---- the report ----
+
+report() {
+	awk -F'\t' -v cases="$cases" '
+	BEGIN {
+		n = split(cases, lines, "\n")
+		for (i = 1; i <= n; i++) {
+			if (split(lines[i], f, " ") < 6) continue
+			ref[f[1]] = f[4]; minr[f[1]] = f[5]; p99r[f[1]] = f[6]
+		}
+	}
+	{
+		if (!($1 in runs)) order[++k] = $1
+		runs[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; errs[$1] += $6
+		sent[$1] += $5; reused[$1] += $7
+		list[$1] = list[$1] (list[$1] == "" ? "" : ", ") $2
+		if (runs[$1] == 1 || $2 < lo[$1]) lo[$1] = $2
+		if ($2 > hi[$1]) hi[$1] = $2
+	}
+	END {
+		printf "%-22s %9s %9s %9s  %-17s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "reference", "ratio", "p99 x", "target", "result"
+		for (j = 1; j <= k; j++) {
+			c = order[j]; m = runs[c]
+			R = rps[c] / m; P50 = p50[c] / m / 1000; P99 = p99[c] / m / 1000
+			r = ref[c]
+			if (r == "-" || !(r in runs)) {
+				note = r == "-" ? "reference" : "no reference run"
+				if (m > 1) note = note sprintf(" (runs %s; spread %.1f%%)", list[c], 100 * (hi[c] - lo[c]) / R)
+				printf "%-22s %9.0f %9.2f %9.2f  %-17s %6s %6s  %-22s %s\n", c, R, P50, P99, "-", "-", "-", "-", note
+				continue
+			}
+			ratio = R / (rps[r] / runs[r]); pr = (p99[c] / m) / (p99[r] / runs[r])
+			target = ">= " minr[c]; ok = ratio >= minr[c]; why = ""
+			if (!ok) why = sprintf("%.1f%% short", 100 * (minr[c] - ratio) / minr[c])
+			if (p99r[c] != "-") {
+				target = target ", p99 <= " p99r[c] "x"
+				if (pr > p99r[c]) { ok = 0; why = why (why == "" ? "" : ", ") sprintf("p99 %.2fx", pr) }
+			}
+			if (errs[c] > 0) why = why (why == "" ? "" : ", ") errs[c] " socket errors"
+			if (reused[c] > 0) why = why (why == "" ? "" : ", ") sprintf("%.0f%% of requests repeated a token", 100 * reused[c] / sent[c])
+			printf "%-22s %9.0f %9.2f %9.2f  %-17s %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, r, ratio, pr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
+		}
+	}' "$runs"
+}
+
+go_rc=0
+go_out=$work/go-bench.txt
+if [[ ${BENCH_GO:-1} != 0 ]]; then
+	log "Go benchmarks (-benchtime $go_time)"
+	go test -run '^$' -bench . -benchmem -benchtime "$go_time" ./caddymodule/... >"$go_out" 2>&1 || go_rc=$?
+	grep -v 'no test files' "$go_out" >&2 || true
+fi
+
+summary=$(
+	echo "oauthgate make bench, $stamp (took $(($(date +%s) - start_time))s)"
+	echo "machine: nproc=$cpus cpu=\"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\" go=$(go env GOVERSION) kernel=$(uname -r) wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "settings: duration=$duration warmup=$warmup threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb"
+	echo
+	report
+	if [[ -n $memory_line ]]; then printf '\n%s\n' "$memory_line"; fi
+)
+{
+	echo "$summary"
+	for name in "${profiles[@]}"; do
+		printf '\nCPU profile of %s, %ss of its measured run (go tool pprof -top -cum bin/caddy bench-results/%s-%s.cpu.pprof):\n' \
+			"$name" "$((duration - 2))" "$stamp" "$name"
+		go tool pprof -top -cum -nodecount=30 bin/caddy "bench-results/$stamp-$name.cpu.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+	done
+	if [[ ${BENCH_GO:-1} != 0 ]]; then
+		printf '\nGo benchmarks: go test -run '"'"'^$'"'"' -bench . -benchmem -benchtime %s ./caddymodule/...\n' "$go_time"
+		grep -v 'no test files' "$go_out" || true
+	fi
+} >"$results"
+
+printf '\n%s\nresults: %s\n' "$summary" "$results"
+if ((go_rc != 0)); then
+	die "the Go benchmarks failed (exit $go_rc); see $results"
+fi
