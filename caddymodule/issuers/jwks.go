@@ -257,7 +257,11 @@ func parseKey(raw json.RawMessage, algs []jwa.SignatureAlgorithm) (*keys.Key, st
 	if err := pub.Set(jwk.AlgorithmKey, alg); err != nil {
 		return nil, kid, err
 	}
-	return &keys.Key{ID: kid, Algorithm: alg, Public: pub}, kid, nil
+	k, err := keys.NewPublic(kid, alg, pub)
+	if err != nil {
+		return nil, kid, err
+	}
+	return k, kid, nil
 }
 
 // fits reports whether pub is the kind of key alg is defined for (RFC 7518

@@ -25,6 +25,8 @@ type Key struct {
 	// Private signs; Public verifies and is published.
 	Private jwk.Key
 	Public  jwk.Key
+
+	rawPublic, rawPrivate any // see exportRaw
 }
 
 // RSABits is the size of generated RSA keys. 2048 bits is NIST's minimum
@@ -126,7 +128,51 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 	if _, err := jws.Verify(sig, jws.WithKey(alg, pub)); err != nil {
 		return nil, errors.New("key's public half does not verify its own signature")
 	}
-	return &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub}, nil
+	k := &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub}
+	if err := k.exportRaw(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// NewPublic is a verification-only key, such as another issuer's.
+func NewPublic(kid string, alg jwa.SignatureAlgorithm, pub jwk.Key) (*Key, error) {
+	k := &Key{ID: kid, Algorithm: alg, Public: pub}
+	if err := k.exportRaw(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// exportRaw keeps the crypto/* form of the key next to the JWK: given a
+// JWK, jwx rebuilds it on every signature and every check (an RSA modulus,
+// an Ed25519 key from its seed), a cost paid per request.
+func (k *Key) exportRaw() error {
+	if err := jwk.Export(k.Public, &k.rawPublic); err != nil {
+		return fmt.Errorf("exporting public key: %w", err)
+	}
+	if k.Private != nil {
+		if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
+			return fmt.Errorf("exporting private key: %w", err)
+		}
+	}
+	return nil
+}
+
+// VerifyKey is what checks this key's signatures.
+func (k *Key) VerifyKey() any {
+	if k.rawPublic != nil {
+		return k.rawPublic
+	}
+	return k.Public
+}
+
+// SignKey is what makes this key's signatures.
+func (k *Key) SignKey() any {
+	if k.rawPrivate != nil {
+		return k.rawPrivate
+	}
+	return k.Private
 }
 
 // fits checks that priv is the kind of key alg is defined for. jwx would

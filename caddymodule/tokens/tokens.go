@@ -92,7 +92,7 @@ func Mint(k *keys.Key, c *Claims) (string, error) {
 			return "", err
 		}
 	}
-	tok, err := jws.Sign(payload, jws.WithKey(k.Algorithm, k.Private, jws.WithProtectedHeaders(h)))
+	tok, err := jws.Sign(payload, jws.WithKey(k.Algorithm, k.SignKey(), jws.WithProtectedHeaders(h)))
 	if err != nil {
 		return "", fmt.Errorf("signing access token: %w", err)
 	}
@@ -230,7 +230,7 @@ func (v *Verifier) verify(token string) (*Claims, error) {
 	if h.Alg != k.Algorithm.String() {
 		return nil, fail("token algorithm %q is not allowed for its key", h.Alg)
 	}
-	if _, err := jws.VerifyCompactFast(k.Public, []byte(token), k.Algorithm); err != nil {
+	if _, err := jws.VerifyCompactFast(k.VerifyKey(), []byte(token), k.Algorithm); err != nil {
 		return nil, fail("token signature is invalid")
 	}
 	var c *Claims
