@@ -86,9 +86,9 @@ type Guard struct {
 
 	// TokenCache is how many verified tokens the guard remembers, so that a
 	// token sent again skips the signature check until it expires (about
-	// 500 bytes each). Revocation, disabled clients and the policy are
-	// still checked on every request. -1 turns the cache off. Default:
-	// 100000 (about 50 MB).
+	// 1.6 KB of memory each). Revocation, disabled clients and the policy
+	// are still checked on every request. -1 turns the cache off. Default:
+	// 30000 (about 50 MB).
 	TokenCache int `json:"token_cache,omitempty"`
 
 	// ReportOnly runs the guard in shadow mode: every decision is made and

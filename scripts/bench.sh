@@ -15,7 +15,7 @@
 #                          80000: more than such a case sends here, so none repeats)
 #   BENCH_MEMORY_TOKENS    distinct tokens sent in the memory case (default 1000000; 0 skips it)
 #   BENCH_CACHE_BOUND_MB   the bound of the guard's verified-token cache, in MB
-#                          (default 50: its default of 100,000 tokens, by its own estimate)
+#                          (default 50: its default of 30,000 tokens, by its own estimate)
 #   BENCH_PROFILE_CASES    cases whose CPU profile is taken during their
 #                          measured run (default: the guard with one token and
 #                          with distinct tokens, the large policy, the invalid
