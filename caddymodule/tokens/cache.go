@@ -40,6 +40,11 @@ type Cache struct {
 	perShard int
 
 	hits, misses atomic.Uint64
+
+	// refused remembers tokens whose refusal is final, apart from the
+	// tokens that passed, so that a flood of bad tokens cannot evict good
+	// ones. nil in a refused cache itself.
+	refused *Cache
 }
 
 type shard struct {
@@ -58,6 +63,8 @@ type cacheEntry struct {
 	// Until is when the entry ends: the token's expiry plus the leeway
 	// its verification allowed.
 	Until time.Time
+	// Err, in a refused cache, is the refusal.
+	Err error
 }
 
 // NewCache returns an empty cache of at most size entries (DefaultCacheSize if
@@ -66,6 +73,12 @@ func NewCache(size int) *Cache {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
+	c := newCache(size)
+	c.refused = newCache(max(shards, size/4))
+	return c
+}
+
+func newCache(size int) *Cache {
 	c := &Cache{perShard: max(1, size/shards)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[[sha256.Size]byte]*cacheEntry)

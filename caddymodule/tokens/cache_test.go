@@ -166,6 +166,14 @@ func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
 		t.Error("a token with a changed signature was accepted next to its cached original")
 	}
 
+	// Once the key that verified it is withdrawn, a cached token counts
+	// for nothing.
+	src.dropped = true
+	if _, err := v.Verify(tok); err == nil || !strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("after its key was withdrawn: %v, want unknown key", err)
+	}
+	src.dropped = false
+
 	// Up to the end of the leeway the entry holds; then the token is
 	// verified again, and is expired.
 	clock = validClaims().Expiry.Add(v.Leeway - time.Second)
@@ -176,35 +184,69 @@ func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
 	if _, err := v.Verify(tok); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("at exp + leeway: %v, want expired", err)
 	}
-
-	// Once the key that verified it is withdrawn, a cached token counts
-	// for nothing.
-	clock = now
-	if _, err := v.Verify(tok); err != nil {
-		t.Fatal(err)
-	}
-	src.dropped = true
-	if _, err := v.Verify(tok); err == nil || !strings.Contains(err.Error(), "unknown key") {
-		t.Errorf("after its key was withdrawn: %v, want unknown key", err)
-	}
 }
 
-func TestVerify_FailuresAreNotCached(t *testing.T) {
+func TestVerify_OnlyFinalRefusalsAreRemembered(t *testing.T) {
 	set := keystest.NewSet(t)
+	src := &droppableKeys{set: set}
+	clock := now
 	v := verifier(set)
-	v.Cache = NewCache(0)
-	c := validClaims()
-	c.Audience = []string{"https://elsewhere.example"}
-	tok, err := Mint(set.Signing(), c)
-	if err != nil {
-		t.Fatal(err)
+	v.Keys, v.Cache = src, NewCache(0)
+	v.Now = func() time.Time { return clock }
+	mint := func(edit func(*Claims)) string {
+		c := validClaims()
+		edit(c)
+		tok, err := Mint(set.Signing(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
 	}
-	for range 2 {
-		if _, err := v.Verify(tok); err == nil {
-			t.Fatal("a token for another audience was accepted")
+	refusedHits := func() uint64 { h, _ := v.Cache.refused.Stats(); return h }
+
+	// Final: another audience, a wrong signature. The second refusal
+	// comes from the cache, and no refusal ever reaches the good tokens'.
+	for _, tok := range []string{
+		mint(func(c *Claims) { c.Audience = []string{"https://elsewhere.example"} }),
+		swapSignature(mint(func(*Claims) {}), mint(func(c *Claims) { c.Subject = "oauth_client_other" })),
+	} {
+		before := refusedHits()
+		_, err1 := v.Verify(tok)
+		_, err2 := v.Verify(tok)
+		if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
+			t.Errorf("refusals %v, %v; want the same refusal twice", err1, err2)
+		}
+		if refusedHits() != before+1 {
+			t.Errorf("the second refusal of %q was not remembered", err1)
 		}
 	}
 	if n := v.Cache.Len(); n != 0 {
-		t.Errorf("cache holds %d entries after failures, want 0", n)
+		t.Errorf("the good tokens' cache holds %d entries after refusals, want 0", n)
 	}
+
+	// Not final: a key we do not know yet, a token not valid yet. Each
+	// passes once its time has come.
+	src.dropped = true
+	tok := mint(func(*Claims) {})
+	if _, err := v.Verify(tok); err == nil {
+		t.Fatal("a token of an unknown key was accepted")
+	}
+	src.dropped = false
+	if _, err := v.Verify(tok); err != nil {
+		t.Errorf("once its key is known: %v", err)
+	}
+	early := mint(func(c *Claims) { c.NotBefore = now.Add(time.Hour) })
+	if _, err := v.Verify(early); err == nil {
+		t.Fatal("a token not valid yet was accepted")
+	}
+	clock = now.Add(time.Hour)
+	if _, err := v.Verify(early); err != nil {
+		t.Errorf("once it is valid: %v", err)
+	}
+}
+
+// swapSignature is a's header and payload with b's signature: well formed,
+// by a key we know, and wrong.
+func swapSignature(a, b string) string {
+	return a[:strings.LastIndexByte(a, '.')] + b[strings.LastIndexByte(b, '.'):]
 }

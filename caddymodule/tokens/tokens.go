@@ -155,7 +155,10 @@ type Verifier struct {
 
 // Error says which check a token failed. Its text is safe to return to
 // the client: it never contains the token or key material.
-type Error struct{ Reason string }
+type Error struct {
+	Reason string
+	early  bool // the token may pass later: not yet valid
+}
 
 func (e *Error) Error() string { return e.Reason }
 
@@ -183,7 +186,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
 	if v.Cache == nil {
-		return v.verify(token)
+		c, err, _ := v.verify(token)
+		return c, err
 	}
 	now := v.now()
 	if e, ok := v.Cache.get(token, now); ok {
@@ -192,12 +196,23 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		}
 		v.Cache.remove(token)
 	}
-	c, err := v.verify(token)
-	if err == nil {
+	if e, ok := v.Cache.refused.get(token, now); ok {
+		return nil, e.Err
+	}
+	c, err, final := v.verify(token)
+	switch {
+	case err == nil:
 		v.Cache.put(token, &cacheEntry{Claims: c, KeyID: c.KeyID, Until: c.Expiry.Add(v.Leeway)})
+	case final:
+		v.Cache.refused.put(token, &cacheEntry{Err: err, Until: now.Add(refusalTTL)})
 	}
 	return c, err
 }
+
+// refusalTTL bounds how long a refusal is remembered; it could be
+// forever (see verify), but the memory is better spent on tokens that
+// are still sent.
+const refusalTTL = 10 * time.Minute
 
 func (v *Verifier) now() time.Time {
 	if v.Now != nil {
@@ -206,7 +221,23 @@ func (v *Verifier) now() time.Time {
 	return time.Now()
 }
 
-func (v *Verifier) verify(token string) (*Claims, error) {
+// verify checks token. A refusal is final when the token will never pass
+// this verifier: its signature, made by a key we know, is wrong (a kid is
+// the key's thumbprint, so that key never changes), or a claim fails for
+// good (issuer, audience, expiry, a missing member). Failures before the
+// signature check are cheap and may change (an unknown kid may be
+// published later), and "not valid yet" ends by itself; those are not
+// final.
+func (v *Verifier) verify(token string) (c *Claims, err error, final bool) {
+	c, err = v.check1(token, &final)
+	var e *Error
+	if err != nil && errors.As(err, &e) && e.early {
+		final = false
+	}
+	return c, err, final
+}
+
+func (v *Verifier) check1(token string, signed *bool) (*Claims, error) {
 	rawHeader, rawPayload, ok := splitCompact(token)
 	if !ok {
 		return nil, fail("token is not a compact JWS (three base64url segments)")
@@ -230,6 +261,7 @@ func (v *Verifier) verify(token string) (*Claims, error) {
 	if h.Alg != k.Algorithm.String() {
 		return nil, fail("token algorithm %q is not allowed for its key", h.Alg)
 	}
+	*signed = true // from here on, a refusal is for good (see verify)
 	if _, err := jws.VerifyCompactFast(k.VerifyKey(), []byte(token), k.Algorithm); err != nil {
 		return nil, fail("token signature is invalid")
 	}
@@ -372,9 +404,9 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 	case !now.Before(w.Expiry.time().Add(v.Leeway)):
 		return nil, fail("token is expired")
 	case w.IssuedAt != nil && w.IssuedAt.time().After(now.Add(v.Leeway)):
-		return nil, fail("token is issued in the future")
+		return nil, &Error{Reason: "token is issued in the future", early: true}
 	case w.NotBefore != nil && w.NotBefore.time().After(now.Add(v.Leeway)):
-		return nil, fail("token is not valid yet")
+		return nil, &Error{Reason: "token is not valid yet", early: true}
 	}
 	c := &Claims{
 		Issuer:   w.Issuer,
