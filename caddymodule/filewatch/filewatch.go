@@ -39,12 +39,13 @@ type Watcher[T any] struct {
 	current atomic.Pointer[T]
 
 	// Run's goroutine alone uses these.
-	stat    os.FileInfo // when the content below was read; nil: look again
-	sum     [32]byte    // of the content last parsed, good or bad
-	readAt  time.Time
-	missing string // the unreadable-file error last reported
-	now     func() time.Time
-	tick    <-chan time.Time // replaces the ticker in tests
+	stat     os.FileInfo // when the content below was read; nil: look again
+	settling os.FileInfo // a changed file's stat, waiting to stay so
+	sum      [32]byte    // of the content last parsed, good or bad
+	readAt   time.Time
+	missing  string // the unreadable-file error last reported
+	now      func() time.Time
+	tick     <-chan time.Time // replaces the ticker in tests
 }
 
 // New reads the file at path, of at most maxSize bytes, and parses it.
@@ -91,14 +92,26 @@ func (w *Watcher[T]) Run(ctx context.Context) {
 	}
 }
 
-// poll reloads the file if it changed. A stat is all it costs while the
-// file stays the same; the content is read when the stat differs, or
-// while the file is recent enough for the stat to miss a change.
+// poll reloads the file if it changed and has since stayed the same for
+// an interval. A stat is all it costs while the file stays the same; the
+// content is read when the stat differs, or while the file is recent
+// enough for the stat to miss a change.
 func (w *Watcher[T]) poll() {
 	st, err := os.Stat(w.path)
 	if err == nil && w.stat != nil && sameFile(w.stat, st) && w.readAt.Sub(st.ModTime()) > racyWindow {
 		return
 	}
+	if err == nil && (w.stat == nil || !sameFile(w.stat, st)) {
+		// Changed since the last read: wait until it has stayed so for a
+		// whole interval. An editor that writes in place could otherwise
+		// be caught halfway, and a truncated policy can still parse,
+		// without the stricter rules further down.
+		if w.settling == nil || !sameFile(w.settling, st) {
+			w.settling = st
+			return
+		}
+	}
+	w.settling = nil
 	readAt := w.now()
 	var data []byte
 	if err == nil {

@@ -64,6 +64,9 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// settle polls twice: once to see the change, once to see it stayed.
+func (x *watched) settle() { x.poll(); x.poll() }
+
 // roles is what the file in force says.
 func (x *watched) roles() string { return x.Current().roles }
 
@@ -75,6 +78,10 @@ func TestWatcher_ReloadsAChangedFile(t *testing.T) {
 	}
 	old := x.Current()
 	writeFile(t, x.path, fileB)
+	x.poll()
+	if x.reloads != 0 {
+		t.Fatalf("a file just changed: %d reloads, want 0 until it has stayed so for an interval", x.reloads)
+	}
 	x.poll()
 	if x.reloads != 1 || x.roles() != "A,B" {
 		t.Errorf("changed file: %d reloads, roles %s; want 1, A,B", x.reloads, x.roles())
@@ -91,7 +98,7 @@ func TestWatcher_ReloadsAFileReplacedByRename(t *testing.T) {
 	if err := os.Rename(tmp, x.path); err != nil {
 		t.Fatal(err)
 	}
-	x.poll()
+	x.settle()
 	if x.reloads != 1 || x.roles() != "A,B" {
 		t.Errorf("%d reloads, roles %s; want 1, A,B", x.reloads, x.roles())
 	}
@@ -100,7 +107,7 @@ func TestWatcher_ReloadsAFileReplacedByRename(t *testing.T) {
 func TestWatcher_BrokenFileKeepsTheLastGoodValue(t *testing.T) {
 	x := newWatched(t, fileA)
 	writeFile(t, x.path, "A\nB\n!\n")
-	x.poll()
+	x.settle()
 	x.poll()
 	if x.roles() != "A" || x.reloads != 0 {
 		t.Errorf("after a broken file: roles %s, %d reloads; want A, 0", x.roles(), x.reloads)
@@ -109,7 +116,7 @@ func TestWatcher_BrokenFileKeepsTheLastGoodValue(t *testing.T) {
 		t.Errorf("refusals = %v, want one naming %s:3", x.refusals, x.path)
 	}
 	writeFile(t, x.path, fileB)
-	x.poll()
+	x.settle()
 	if x.roles() != "A,B" || x.reloads != 1 {
 		t.Errorf("after the fix: roles %s, %d reloads; want A,B, 1", x.roles(), x.reloads)
 	}
@@ -129,7 +136,7 @@ func TestWatcher_DeletedFileKeepsTheLastGoodValueAndIsReportedOnce(t *testing.T)
 		t.Errorf("refusals = %v, want one not-exist error", x.refusals)
 	}
 	writeFile(t, x.path, fileB)
-	x.poll()
+	x.settle()
 	if x.roles() != "A,B" || x.reloads != 1 {
 		t.Errorf("after the file came back: roles %s, %d reloads; want A,B, 1", x.roles(), x.reloads)
 	}
@@ -207,6 +214,7 @@ func TestWatcher_RunPollsOnEachTickAndStops(t *testing.T) {
 
 	writeFile(t, x.path, fileB)
 	tick <- time.Now()
+	tick <- time.Now() // the file has stayed the same for an interval
 	select {
 	case p := <-reloaded:
 		if p != x.Current() {
