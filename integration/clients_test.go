@@ -92,6 +92,7 @@ type openidClientResult struct {
 	Scope       string `json:"scope"`
 	ExpiresIn   int    `json:"expires_in"`
 	TokenLength int    `json:"token_length"`
+	AccessToken string `json:"access_token"`
 	Status      int    `json:"status"`
 	Body        struct {
 		Status string `json:"status"`
@@ -141,6 +142,7 @@ func TestClients_NodeOpenIDClientDiscoversGatewayAndCallsFlow(t *testing.T) {
 					t.Errorf("token request sent Basic auth %v, client_secret in the body %v; want exactly one of them, per %s",
 						tr.BasicAuth, tr.BodyClientSecret, res.Method)
 				}
+				sensitive.add(kindToken, res.AccessToken)
 				if !strings.EqualFold(res.TokenType, "Bearer") || res.Scope != roleMessaging || res.ExpiresIn <= 0 || res.TokenLength == 0 {
 					t.Errorf("token: type %q, scope %q, expires_in %d, %d characters; want a Bearer token with scope %q",
 						res.TokenType, res.Scope, res.ExpiresIn, res.TokenLength, roleMessaging)
@@ -166,6 +168,10 @@ type newmanReport struct {
 			} `json:"item"`
 			Response struct {
 				Code int `json:"code"`
+				// Stream is the body, as Node serializes a Buffer.
+				Stream struct {
+					Data []int `json:"data"`
+				} `json:"stream"`
 			} `json:"response"`
 			Assertions []struct {
 				Assertion string `json:"assertion"`
@@ -216,6 +222,24 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 		t.Fatalf("newman report: %v", err)
 	}
 	run := rep.Run
+	// The token newman fetched, for the log-hygiene check.
+	tokens := 0
+	for _, x := range run.Executions {
+		body := make([]byte, len(x.Response.Stream.Data))
+		for i, b := range x.Response.Stream.Data {
+			body[i] = byte(b)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		if json.Unmarshal(body, &tok) == nil && tok.AccessToken != "" {
+			sensitive.add(kindToken, tok.AccessToken)
+			tokens++
+		}
+	}
+	if tokens != 1 {
+		t.Errorf("newman's report holds %d token responses, want 1", tokens)
+	}
 	var names []string
 	for _, x := range run.Executions {
 		names = append(names, x.Item.Name)

@@ -98,6 +98,8 @@ try {
   out.expires_in = tok.expires_in;
   out.scope = tok.scope;
   out.token_length = tok.access_token?.length ?? 0;
+  // For the Go test's log-hygiene check, which searches every log for it.
+  out.access_token = tok.access_token;
 
   const res = await fetch(resourceURL, {
     headers: { Authorization: `Bearer ${tok.access_token}` },
