@@ -11,14 +11,12 @@
 package tokens
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -516,16 +514,64 @@ var errNotJSON = errors.New("not JSON")
 
 // checkObject verifies that data is one JSON object with no duplicate
 // member names at any level and no nesting deeper than maxDepth.
+//
+// json.Valid vouches for the syntax first, so the walk below only has to
+// find where strings, containers and member names are; it allocates a
+// string per member name and nothing else (json.Decoder's token stream
+// cost as much as the RSA check).
 func checkObject(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return errors.New("not a JSON object")
+	if !json.Valid(data) {
+		return errNotJSON
 	}
-	if err := checkContainer(dec, '{', 1); err != nil {
-		return err
+	type frame struct {
+		object  bool
+		wantKey bool
+		names   []string // lower-cased: encoding/json matches names without case
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON object")
+	var stack []frame
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) == 0 && c != '{' {
+				return errors.New("not a JSON object")
+			}
+			if len(stack) == maxDepth {
+				return errors.New("JSON nested too deeply")
+			}
+			stack = append(stack, frame{object: c == '{', wantKey: c == '{'})
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			if top := &stack[len(stack)-1]; top.object {
+				top.wantKey = true
+			}
+		case '"':
+			start := i
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if len(stack) == 0 {
+				return errors.New("not a JSON object")
+			}
+			top := &stack[len(stack)-1]
+			if !top.wantKey {
+				continue
+			}
+			top.wantKey = false
+			name := string(data[start+1 : i])
+			if strings.IndexByte(name, '\\') >= 0 {
+				_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
+			}
+			if err := checkName(name, len(stack), &top.names); err != nil {
+				return err
+			}
+		default:
+			if len(stack) == 0 && c > ' ' {
+				return errors.New("not a JSON object")
+			}
+		}
 	}
 	return nil
 }
@@ -535,51 +581,25 @@ func checkObject(data []byte) error {
 var decodedNames = []string{"alg", "kid", "typ", "crit", "b64",
 	"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cid", "azp"}
 
-// checkContainer reads the rest of an object or array whose opening
-// delimiter was just read, recursing into nested containers.
-func checkContainer(dec *json.Decoder, open json.Delim, depth int) error {
-	if depth > maxDepth {
-		return errors.New("JSON nested too deeply")
-	}
-	names := map[string]bool{}
-	for dec.More() {
-		if open == '{' {
-			t, err := dec.Token()
-			if err != nil {
-				return errNotJSON
-			}
-			// encoding/json matches member names to struct fields with
-			// Unicode case folding, so to it "sub", "SUB" and "ſub" are
-			// one name: a top-level member that folds to a name we read
-			// must be spelled exactly so, or another JWT library would
-			// read a different claim than we do.
-			name, _ := t.(string)
-			if depth == 1 {
-				for _, k := range decodedNames {
-					if name != k && strings.EqualFold(name, k) {
-						return fmt.Errorf("member %q is not %q: names are case-sensitive", name, k)
-					}
-				}
-			}
-			folded := strings.ToLower(name)
-			if names[folded] {
-				return fmt.Errorf("duplicate member %q", name)
-			}
-			names[folded] = true
-		}
-		t, err := dec.Token()
-		if err != nil {
-			return errNotJSON
-		}
-		if d, ok := t.(json.Delim); ok {
-			if err := checkContainer(dec, d, depth+1); err != nil {
-				return err
+// checkName refuses a member name that another of its object already
+// has, ignoring case. encoding/json also matches names to struct fields
+// with Unicode case folding, so to it "sub", "SUB" and "ſub" are one
+// name: a top-level member that folds to a name we read must be spelled
+// exactly so, or another JWT library would read a different claim than
+// we do.
+func checkName(name string, depth int, seen *[]string) error {
+	if depth == 1 {
+		for _, k := range decodedNames {
+			if name != k && strings.EqualFold(name, k) {
+				return fmt.Errorf("member %q is not %q: names are case-sensitive", name, k)
 			}
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing delimiter
-		return errNotJSON
+	folded := strings.ToLower(name)
+	if slices.Contains(*seen, folded) {
+		return fmt.Errorf("duplicate member %q", name)
 	}
+	*seen = append(*seen, folded)
 	return nil
 }
 
