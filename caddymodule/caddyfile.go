@@ -62,39 +62,43 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.TrustedIssuers = append(app.TrustedIssuers, t)
 			continue
 		}
-		var val string
-		if !d.Args(&val) || d.NextArg() {
-			return nil, d.Errf("%s takes exactly one argument", key)
+		known, err := setOption(d, key,
+			map[string]*string{"issuer": &app.Issuer, "audience": &app.Audience, "clients": &app.ClientsFile,
+				"policy": &app.PolicyFile, "signing_algorithm": &app.SigningAlgorithm},
+			map[string]*caddy.Duration{"leeway": &app.Leeway, "max_token_lifetime": &app.MaxTokenLifetime,
+				"key_rotation": &app.KeyRotation})
+		if err != nil {
+			return nil, err
 		}
-		switch key {
-		case "issuer":
-			app.Issuer = val
-		case "audience":
-			app.Audience = val
-		case "clients":
-			app.ClientsFile = val
-		case "policy":
-			app.PolicyFile = val
-		case "signing_algorithm":
-			app.SigningAlgorithm = val
-		case "leeway", "max_token_lifetime", "key_rotation":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return nil, d.Errf("%s: %v", key, err)
-			}
-			switch key {
-			case "leeway":
-				app.Leeway = caddy.Duration(dur)
-			case "max_token_lifetime":
-				app.MaxTokenLifetime = caddy.Duration(dur)
-			default:
-				app.KeyRotation = caddy.Duration(dur)
-			}
-		default:
+		if !known {
 			return nil, d.Errf("unknown oauth option %q", key)
 		}
 	}
 	return httpcaddyfile.App{Name: "oauth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// setOption sets the option key, which takes exactly one argument, if
+// strs or durs name it; it reports whether one did.
+func setOption(d *caddyfile.Dispenser, key string, strs map[string]*string, durs map[string]*caddy.Duration) (bool, error) {
+	s, isStr := strs[key]
+	dur, isDur := durs[key]
+	if !isStr && !isDur {
+		return false, nil
+	}
+	var val string
+	if !d.Args(&val) || d.NextArg() {
+		return true, d.Errf("%s takes exactly one argument", key)
+	}
+	if isStr {
+		*s = val
+		return true, nil
+	}
+	v, err := caddy.ParseDuration(val)
+	if err != nil {
+		return true, d.Errf("%s: %v", key, err)
+	}
+	*dur = caddy.Duration(v)
+	return true, nil
 }
 
 // parseTrust reads one "trust <issuer> { … }" block.
@@ -124,30 +128,14 @@ func parseTrust(d *caddyfile.Dispenser) (TrustedIssuer, error) {
 			}
 			continue
 		}
-		var val string
-		if !d.Args(&val) || d.NextArg() {
-			return t, d.Errf("trust: %s takes exactly one argument", key)
+		known, err := setOption(d, key,
+			map[string]*string{"jwks_url": &t.JWKSURL, "audience": &t.Audience, "roles_claim": &t.RolesClaim,
+				"role_match": &t.RoleMatch},
+			map[string]*caddy.Duration{"leeway": &t.Leeway, "refresh_interval": &t.RefreshInterval})
+		if err != nil {
+			return t, err
 		}
-		switch key {
-		case "jwks_url":
-			t.JWKSURL = val
-		case "audience":
-			t.Audience = val
-		case "roles_claim":
-			t.RolesClaim = val
-		case "role_match":
-			t.RoleMatch = val
-		case "leeway", "refresh_interval":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return t, d.Errf("%s: %v", key, err)
-			}
-			if key == "leeway" {
-				t.Leeway = caddy.Duration(dur)
-			} else {
-				t.RefreshInterval = caddy.Duration(dur)
-			}
-		default:
+		if !known {
 			return t, d.Errf("unknown trust option %q", key)
 		}
 	}
