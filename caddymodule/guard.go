@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -185,6 +187,9 @@ func (g *Guard) Validate() error {
 		}
 		if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
 			return errors.New("oauth_guard: identity_headers: " + name + " cannot carry the identity")
+		}
+		if name != "" && !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("oauth_guard: identity_headers: %q is not a header name", name)
 		}
 	}
 	return nil
