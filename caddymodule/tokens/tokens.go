@@ -517,7 +517,8 @@ var errNotJSON = errors.New("not JSON")
 //
 // json.Valid vouches for the syntax first, so the walk below only has to
 // find where strings, containers and member names are; it allocates a
-// string per member name and nothing else (json.Decoder's token stream
+// string per member name and a set per object, so that a token of
+// many members costs linear time (json.Decoder's token stream
 // cost as much as the RSA check).
 func checkObject(data []byte) error {
 	if !json.Valid(data) {
@@ -526,7 +527,7 @@ func checkObject(data []byte) error {
 	type frame struct {
 		object  bool
 		wantKey bool
-		names   []string // lower-cased: encoding/json matches names without case
+		names   map[string]struct{} // lower-cased: encoding/json matches names without case
 	}
 	var stack []frame
 	for i := 0; i < len(data); i++ {
@@ -587,7 +588,7 @@ var decodedNames = []string{"alg", "kid", "typ", "crit", "b64",
 // name: a top-level member that folds to a name we read must be spelled
 // exactly so, or another JWT library would read a different claim than
 // we do.
-func checkName(name string, depth int, seen *[]string) error {
+func checkName(name string, depth int, seen *map[string]struct{}) error {
 	if depth == 1 {
 		for _, k := range decodedNames {
 			if name != k && strings.EqualFold(name, k) {
@@ -596,10 +597,13 @@ func checkName(name string, depth int, seen *[]string) error {
 		}
 	}
 	folded := strings.ToLower(name)
-	if slices.Contains(*seen, folded) {
+	if _, dup := (*seen)[folded]; dup {
 		return fmt.Errorf("duplicate member %q", name)
 	}
-	*seen = append(*seen, folded)
+	if *seen == nil {
+		*seen = make(map[string]struct{})
+	}
+	(*seen)[folded] = struct{}{}
 	return nil
 }
 
