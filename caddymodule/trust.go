@@ -54,8 +54,9 @@ type TrustedIssuer struct {
 
 	// RolesClaim is the claim whose values are the caller's roles, a
 	// space-separated string or an array of strings; a dotted path reaches
-	// into objects (realm_access.roles). The subject's roles in the policy
-	// are added to these. Default: scope.
+	// into objects (realm_access.roles). The roles the policy grants the
+	// subject, named "<issuer>#<sub>" under subjects, are added to these.
+	// Default: scope.
 	RolesClaim string `json:"roles_claim,omitempty"`
 
 	// RoleMatch says how a claim value names a role of the policy:

@@ -115,7 +115,15 @@ func (g *Guard) Check(r *http.Request) *Decision {
 		return d
 	}
 	d.Claims = claims
-	if pol.Disabled(claims.Subject) {
+	// An external issuer's subjects live in their own namespace in the
+	// policy, "<iss>#<sub>": its "sub" is its own to choose, and must not
+	// borrow the roles of a local client (or of another issuer's subject)
+	// of the same name.
+	subject := claims.Subject
+	if ext != nil {
+		subject = claims.Issuer + "#" + claims.Subject
+	}
+	if pol.Disabled(subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
 		return d
 	}
@@ -126,7 +134,7 @@ func (g *Guard) Check(r *http.Request) *Decision {
 	if ext != nil {
 		// An external issuer's token carries its roles; the policy's
 		// subjects mapping adds to them.
-		d.Roles = union(pol.Roles(claims.Subject), pol.RolesFromClaim(claims.Roles, ext.SuffixRoles))
+		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.SuffixRoles))
 	} else {
 		// Our own token: the policy grants, the scope it was issued with
 		// narrows.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,12 +65,16 @@ func TestCheck_ExternalIssuerTokensCarryTheirRoles(t *testing.T) {
 			"POST", "/http/orders/1", nil},
 		{"an exact claim value is a role either way", false, "sb-sender", []string{"Orders.send"},
 			"POST", "/http/orders/1", []string{"Orders.send"}},
-		{"the policy's subjects add their roles", true, reader, []string{"it-rt-tenant!b196.Invoices.send"},
+		{"the policy's subjects add their roles, under the issuer's name", true, "sb-reader", []string{"it-rt-tenant!b196.Invoices.send"},
 			"GET", "/http/reports", []string{"Orders.read", "Invoices.send"}},
+		{"a sub named like a local client gets none of its roles", true, sender, nil,
+			"POST", "/http/orders/1", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
+			f.state.policy = mustPolicy(t, strings.Replace(testPolicy, "subjects:\n",
+				"subjects:\n  \""+xsuaa+"#sb-reader\": [Orders.read]\n", 1))
 			mint := f.withXSUAA(t, tc.suffix)
 			o := f.check(tc.method, tc.path, "Bearer "+mint(tc.sub, tc.scope...))
 			if tc.wantRoles == nil {
