@@ -227,7 +227,10 @@ func (i *Issuer) Issuer() string { return i.cfg.Issuer }
 // key has ever been obtained, the error is ErrUnavailable.
 func (i *Issuer) Verify(ctx context.Context, token string) (*tokens.Claims, error) {
 	c, missed, err := i.verify(token)
-	if !missed {
+	// A wrong signature by a known kid may mean the issuer has put a new
+	// key under an old kid: its kids are labels, not thumbprints as ours
+	// are. Refetch for that too, under the same rate limit.
+	if !missed && !isBadSignature(err) {
 		return c, err
 	}
 	i.refetch(ctx)
@@ -235,6 +238,12 @@ func (i *Issuer) Verify(ctx context.Context, token string) (*tokens.Claims, erro
 		return nil, fmt.Errorf("issuer %q: %w: none was ever obtained", i.cfg.Issuer, ErrUnavailable)
 	}
 	return c, err
+}
+
+// isBadSignature reports whether err is a signature that did not verify.
+func isBadSignature(err error) bool {
+	var te *tokens.Error
+	return errors.As(err, &te) && te.Reason == tokens.ReasonBadSignature
 }
 
 // verify checks token against the current keys and says whether it named

@@ -682,3 +682,29 @@ func TestFetched_IsToldEveryFetchAndItsOutcome(t *testing.T) {
 		t.Errorf("Fetched saw %v, want a success, then a failure", got)
 	}
 }
+
+func TestVerify_ANewKeyUnderAnOldKidIsFetchedAndTheOldOneForgotten(t *testing.T) {
+	k := testKeys()
+	p := newIDP(t, publicJWK(t, k.rsa1, map[string]any{"kid": "main", "alg": "RS256"}))
+	clock := keystest.NewClock(start)
+	iss, _ := newIssuer(t, p, clock, func(c *Config) { c.Cache = tokens.NewCache(0) })
+	mustFetch(t, iss)
+	old := sign(t, jwa.RS256(), k.rsa1, map[string]any{"kid": "main", "typ": "JWT"}, xsuaaClaims(p.URL, clock.Now()))
+	if _, err := iss.Verify(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+
+	// The issuer replaces its key (say, after a compromise) and keeps the kid.
+	clock.Advance(DefaultMinRefetchInterval)
+	p.setKeys(t, publicJWK(t, k.rsa2, map[string]any{"kid": "main", "alg": "RS256"}))
+	fresh := sign(t, jwa.RS256(), k.rsa2, map[string]any{"kid": "main", "typ": "JWT"}, xsuaaClaims(p.URL, clock.Now()))
+	if _, err := iss.Verify(context.Background(), fresh); err != nil {
+		t.Fatalf("a token of the new key: %v, want the keys fetched again", err)
+	}
+	if _, err := iss.Verify(context.Background(), old); err == nil || err.Error() != tokens.ReasonBadSignature {
+		t.Errorf("a cached token of the replaced key: %v, want refused", err)
+	}
+	if n := p.fetches.Load(); n != 2 {
+		t.Errorf("JWKS fetched %d times, want 2", n)
+	}
+}

@@ -26,8 +26,13 @@ type Key struct {
 	Private jwk.Key
 	Public  jwk.Key
 
-	rawPublic, rawPrivate any // see exportRaw
+	rawPublic, rawPrivate any    // see exportRaw
+	thumbprint            string // RFC 7638, of Public
 }
+
+// Thumbprint is the RFC 7638 thumbprint of the public key: what the key
+// is, whatever its kid says. For the gateway's own keys it is the kid.
+func (k *Key) Thumbprint() string { return k.thumbprint }
 
 // RSABits is the size of generated RSA keys. 2048 bits is NIST's minimum
 // through 2030 (SP 800-57 Part 1 Rev. 5), and a signing key only has to
@@ -128,7 +133,7 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 	if _, err := jws.Verify(sig, jws.WithKey(alg, pub)); err != nil {
 		return nil, errors.New("key's public half does not verify its own signature")
 	}
-	k := &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub}
+	k := &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub, thumbprint: kid}
 	if err := k.exportRaw(); err != nil {
 		return nil, err
 	}
@@ -137,7 +142,11 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 
 // NewPublic is a verification-only key, such as another issuer's.
 func NewPublic(kid string, alg jwa.SignatureAlgorithm, pub jwk.Key) (*Key, error) {
-	k := &Key{ID: kid, Algorithm: alg, Public: pub}
+	tp, err := thumbprint(pub)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{ID: kid, Algorithm: alg, Public: pub, thumbprint: tp}
 	if err := k.exportRaw(); err != nil {
 		return nil, err
 	}

@@ -57,9 +57,11 @@ type cacheEntry struct {
 	// Claims are shared by every request that presents the token: read
 	// them, never change them.
 	Claims *Claims
-	// KeyID names the key that verified the token; the entry is good only
-	// while that key is still trusted.
-	KeyID string
+	// KeyID names the key that verified (or refused) the token, and
+	// KeyPrint is what that key was: the entry is good only while the
+	// kid still names the same key. An external issuer may put a new key
+	// under an old kid.
+	KeyID, KeyPrint string
 	// Until is when the entry ends: the token's expiry plus the leeway
 	// its verification allowed.
 	Until time.Time

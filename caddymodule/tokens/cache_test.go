@@ -250,3 +250,42 @@ func TestVerify_OnlyFinalRefusalsAreRemembered(t *testing.T) {
 func swapSignature(a, b string) string {
 	return a[:strings.LastIndexByte(a, '.')] + b[strings.LastIndexByte(b, '.'):]
 }
+
+// relabelledKeys answers for kid with whatever key it is told to: an
+// external issuer may publish a new key under an old kid.
+type relabelledKeys struct {
+	kid string
+	key *keys.Key
+}
+
+func (r *relabelledKeys) Lookup(kid string) *keys.Key {
+	if kid == r.kid {
+		return r.key
+	}
+	return nil
+}
+
+func TestVerify_CacheEntriesHoldOnlyWhileTheirKidNamesTheSameKey(t *testing.T) {
+	set, other := keystest.NewSet(t), keystest.NewSet(t)
+	good := set.Signing()
+	impostor := *other.Signing() // another key, published under good's kid
+	impostor.ID = good.ID
+	src := &relabelledKeys{kid: good.ID, key: good}
+	v := verifier(set)
+	v.Keys, v.Cache = src, NewCache(0)
+	tok, err := Mint(good, validClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	src.key = &impostor
+	if _, err := v.Verify(tok); err == nil || err.Error() != ReasonBadSignature {
+		t.Errorf("after the kid changed keys: %v, want the signature checked again, and refused", err)
+	}
+	src.key = good
+	if _, err := v.Verify(tok); err != nil {
+		t.Errorf("with its key back, the remembered refusal must not hold: %v", err)
+	}
+}

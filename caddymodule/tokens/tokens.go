@@ -151,6 +151,9 @@ type Verifier struct {
 	RolesClaim string
 }
 
+// ReasonBadSignature is the Reason of a signature that does not verify.
+const ReasonBadSignature = "token signature is invalid"
+
 // Error says which check a token failed. Its text is safe to return to
 // the client: it never contains the token or key material.
 type Error struct {
@@ -184,27 +187,37 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
 	if v.Cache == nil {
-		c, err, _ := v.verify(token)
+		c, _, err, _ := v.verify(token)
 		return c, err
 	}
 	now := v.now()
 	if e, ok := v.Cache.get(token, now); ok {
-		if v.Keys.Lookup(e.KeyID) != nil {
+		if v.sameKey(e) {
 			return e.Claims, nil
 		}
 		v.Cache.remove(token)
 	}
 	if e, ok := v.Cache.refused.get(token, now); ok {
-		return nil, e.Err
+		if v.sameKey(e) {
+			return nil, e.Err
+		}
+		v.Cache.refused.remove(token)
 	}
-	c, err, final := v.verify(token)
+	c, k, err, final := v.verify(token)
 	switch {
 	case err == nil:
-		v.Cache.put(token, &cacheEntry{Claims: c, KeyID: c.KeyID, Until: c.Expiry.Add(v.Leeway)})
+		v.Cache.put(token, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
 	case final:
-		v.Cache.refused.put(token, &cacheEntry{Err: err, Until: now.Add(refusalTTL)})
+		v.Cache.refused.put(token, &cacheEntry{Err: err, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: now.Add(refusalTTL)})
 	}
 	return c, err
+}
+
+// sameKey reports whether the key that decided a cached entry is still
+// the one its kid names.
+func (v *Verifier) sameKey(e *cacheEntry) bool {
+	k := v.Keys.Lookup(e.KeyID)
+	return k != nil && k.Thumbprint() == e.KeyPrint
 }
 
 // refusalTTL bounds how long a refusal is remembered; it could be
@@ -226,42 +239,43 @@ func (v *Verifier) now() time.Time {
 // signature check are cheap and may change (an unknown kid may be
 // published later), and "not valid yet" ends by itself; those are not
 // final.
-func (v *Verifier) verify(token string) (c *Claims, err error, final bool) {
-	c, err = v.check1(token, &final)
+// It returns the key that decided, once one was found.
+func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, err error, final bool) {
+	c, k, err = v.check1(token, &final)
 	var e *Error
 	if err != nil && errors.As(err, &e) && e.early {
 		final = false
 	}
-	return c, err, final
+	return c, k, err, final
 }
 
-func (v *Verifier) check1(token string, signed *bool) (*Claims, error) {
+func (v *Verifier) check1(token string, signed *bool) (*Claims, *keys.Key, error) {
 	rawHeader, rawPayload, ok := splitCompact(token)
 	if !ok {
-		return nil, fail("token is not a compact JWS (three base64url segments)")
+		return nil, nil, fail("token is not a compact JWS (three base64url segments)")
 	}
 	var h header
 	if err := decodeSegment(rawHeader, &h); err != nil {
-		return nil, fail("token header is malformed: %v", err)
+		return nil, nil, fail("token header is malformed: %v", err)
 	}
 	if h.Crit != nil || h.B64 != nil {
-		return nil, fail("token header has critical extensions, which are not supported")
+		return nil, nil, fail("token header has critical extensions, which are not supported")
 	}
 	if !v.typeAccepted(h.Typ) {
-		return nil, v.typeError()
+		return nil, nil, v.typeError()
 	}
 	k := v.Keys.Lookup(h.Kid)
 	if k == nil {
-		return nil, fail("token is signed by an unknown key")
+		return nil, nil, fail("token is signed by an unknown key")
 	}
 	// The algorithm is the key's; a header that claims another one is
 	// refused, never obeyed.
 	if h.Alg != k.Algorithm.String() {
-		return nil, fail("token algorithm %q is not allowed for its key", h.Alg)
+		return nil, k, fail("token algorithm %q is not allowed for its key", h.Alg)
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
 	if _, err := jws.VerifyCompactFast(k.VerifyKey(), []byte(token), k.Algorithm); err != nil {
-		return nil, fail("token signature is invalid")
+		return nil, k, &Error{Reason: ReasonBadSignature}
 	}
 	var c *Claims
 	var err error
@@ -270,17 +284,17 @@ func (v *Verifier) check1(token string, signed *bool) (*Claims, error) {
 	} else {
 		var w wireClaims
 		if err := decodeSegment(rawPayload, &w); err != nil {
-			return nil, fail("token claims are malformed: %v", err)
+			return nil, k, fail("token claims are malformed: %v", err)
 		}
 		if c, err = v.check(&w); err == nil {
 			c.Scope = strings.Fields(w.Scope)
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, k, err
 	}
 	c.KeyID = k.ID
-	return c, nil
+	return c, k, nil
 }
 
 func (v *Verifier) typeAccepted(typ string) bool {
