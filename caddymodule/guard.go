@@ -104,6 +104,7 @@ type Guard struct {
 	app     *App
 	guard   *guard.Guard
 	headers [4]string // canonical names of the identity headers, by identityFields
+	aliases [4]string // the same, with "_" read as "-"
 	cache   *tokens.Cache
 	logger  *zap.Logger
 }
@@ -149,6 +150,11 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		g.IdentityHeaders = defaultIdentityHeaders
 	}
 	g.headers = resolveHeaders(g.IdentityHeaders)
+	for i, name := range g.headers {
+		if name != "" {
+			g.aliases[i] = dashed(name)
+		}
+	}
 	if g.TokenCache >= 0 {
 		g.cache = tokens.NewCache(g.TokenCache)
 		tokenCaches.add(g.cache)
@@ -242,13 +248,45 @@ func (g *Guard) stripIdentityHeaders(h http.Header) {
 		}
 	}
 	for k := range h {
-		if strings.IndexByte(k, '_') < 0 {
-			continue
-		}
-		alias := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
-		if slices.Contains(g.headers[:], alias) {
+		if slices.Contains(g.aliases[:], dashed(k)) {
 			delete(h, k)
 		}
+	}
+}
+
+// dashed is a header name with "_" read as "-", canonical.
+func dashed(name string) string {
+	if strings.IndexByte(name, '_') < 0 {
+		return name
+	}
+	return textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(name, "_", "-"))
+}
+
+// listable drops the values that a comma- or space-separated list could
+// not carry as one: an external issuer's scope array may hold "a,admin",
+// which a backend would read as two scopes.
+func listable(values []string) []string {
+	out := values[:0:0]
+	for _, v := range values {
+		if !strings.ContainsAny(v, ", \t\r\n") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// dropCookie removes the cookie name from the request: a token sent as a
+// cookie goes no further than one sent in Authorization.
+func dropCookie(r *http.Request, name string) {
+	var keep []string
+	for _, c := range r.Cookies() {
+		if c.Name != name {
+			keep = append(keep, c.Name+"="+c.Value)
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(keep) > 0 {
+		r.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
 }
 
@@ -256,6 +294,9 @@ func (g *Guard) stripIdentityHeaders(h http.Header) {
 func (g *Guard) pass(r *http.Request, d *guard.Decision) {
 	if !g.KeepAuthorization {
 		r.Header.Del("Authorization")
+		if g.TokenCookie != "" {
+			dropCookie(r, g.TokenCookie)
+		}
 	}
 	if g.TokenQuery != "" {
 		if q := r.URL.Query(); q.Has(g.TokenQuery) {
@@ -269,7 +310,7 @@ func (g *Guard) pass(r *http.Request, d *guard.Decision) {
 	var subject, clientID string
 	var scope []string
 	if c := d.Claims; c != nil {
-		subject, clientID, scope = c.Subject, c.ClientID, c.Scope
+		subject, clientID, scope = c.Subject, c.ClientID, listable(c.Scope)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", subject)

@@ -73,6 +73,7 @@ type Server struct {
 	// ClientIP, if set, names the caller's address (behind a trusted
 	// proxy, the client's, not the proxy's) for the per-address failure
 	// limit and the audit lines; "" falls back to the connection's peer.
+	// Caddy's answer is only as good as its trusted_proxies_strict.
 	ClientIP func(*http.Request) string
 }
 
