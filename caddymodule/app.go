@@ -20,6 +20,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -175,25 +176,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.clients, err = clients.NewWatcher(a.ClientsFile, secretCache); err != nil {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
-	a.clients.OnReload = func(r *clients.Registry) {
-		metrics.fileReloads.WithLabelValues("clients", "ok").Inc()
-		a.logger.Info("clients file reloaded", zap.String("file", a.ClientsFile), zap.Int("clients", r.Len()))
-	}
-	a.clients.OnRefuse = func(err error) {
-		metrics.fileReloads.WithLabelValues("clients", "error").Inc()
-		a.logger.Error("clients file refused; the last good one stays in force", zap.Error(err))
-	}
+	observe(a.clients, a.logger, "clients", a.ClientsFile)
 	if a.policy, err = policy.NewWatcher(a.PolicyFile); err != nil {
 		return fmt.Errorf("oauth: policy: %w", err)
 	}
-	a.policy.OnReload = func(*policy.Policy) {
-		metrics.fileReloads.WithLabelValues("policy", "ok").Inc()
-		a.logger.Info("policy reloaded", zap.String("file", a.PolicyFile))
-	}
-	a.policy.OnRefuse = func(err error) {
-		metrics.fileReloads.WithLabelValues("policy", "error").Inc()
-		a.logger.Error("policy file refused; the last good policy stays in force", zap.Error(err))
-	}
+	observe(a.policy, a.logger, "policy", a.PolicyFile)
 	if err := a.provisionIssuers(); err != nil {
 		return err
 	}
@@ -317,7 +304,6 @@ func (a *App) Stop() error {
 		a.stop()
 		<-a.done
 	}
-
 	return nil
 }
 
@@ -359,6 +345,19 @@ func (a *App) verifier(audience string, cache *tokens.Cache) *tokenstate.Verifie
 func (a *App) clientActive(id string) bool {
 	c := a.Clients().Lookup(id)
 	return c != nil && !c.Disabled
+}
+
+// observe logs and counts the reloads of a watched file: what is
+// "policy" or "clients".
+func observe[T any](w *filewatch.Watcher[T], log *zap.Logger, what, file string) {
+	w.OnReload = func(*T) {
+		metrics.fileReloads.WithLabelValues(what, "ok").Inc()
+		log.Info(what+" reloaded", zap.String("file", file))
+	}
+	w.OnRefuse = func(err error) {
+		metrics.fileReloads.WithLabelValues(what, "error").Inc()
+		log.Error(what+" file refused; the last good one stays in force", zap.Error(err))
+	}
 }
 
 // Cleanup lets go of the trusted issuers this config held; an issuer that

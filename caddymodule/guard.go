@@ -149,12 +149,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.IdentityHeaders == nil {
 		g.IdentityHeaders = defaultIdentityHeaders
 	}
-	g.headers = resolveHeaders(g.IdentityHeaders)
-	for i, name := range g.headers {
-		if name != "" {
-			g.aliases[i] = dashed(name)
-		}
-	}
+	g.headers, g.aliases = resolveHeaders(g.IdentityHeaders)
 	if g.TokenCache >= 0 {
 		g.cache = tokens.NewCache(g.TokenCache)
 		tokenCaches.add(g.cache)
@@ -226,27 +221,22 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 }
 
 // resolveHeaders lists the canonical header names of m by
-// identityFields, once, so that the request path neither walks a map nor
-// canonicalizes a name.
-func resolveHeaders(m map[string]string) [4]string {
-	var out [4]string
+// identityFields, and the same with "_" read as "-", once, so that the
+// request path neither walks a map nor canonicalizes a name.
+func resolveHeaders(m map[string]string) (names, aliases [4]string) {
 	for i, what := range identityFields {
 		if name := m[what]; name != "" {
-			out[i] = textproto.CanonicalMIMEHeaderKey(name)
+			names[i] = textproto.CanonicalMIMEHeaderKey(name)
+			aliases[i] = dashed(names[i])
 		}
 	}
-	return out
+	return names, aliases
 }
 
 // stripIdentityHeaders removes client-sent copies of the identity
 // headers, including spellings with "_" for "-", which CGI, PHP and some
 // proxies read as the same header.
 func (g *Guard) stripIdentityHeaders(h http.Header) {
-	for _, name := range g.headers {
-		if name != "" {
-			delete(h, name)
-		}
-	}
 	for k := range h {
 		if slices.Contains(g.aliases[:], dashed(k)) {
 			delete(h, k)
@@ -276,12 +266,16 @@ func listable(values []string) []string {
 }
 
 // dropCookie removes the cookie name from the request: a token sent as a
-// cookie goes no further than one sent in Authorization.
+// cookie goes no further than one sent in Authorization. The other
+// cookies are kept as sent, byte for byte.
 func dropCookie(r *http.Request, name string) {
 	var keep []string
-	for _, c := range r.Cookies() {
-		if c.Name != name {
-			keep = append(keep, c.Name+"="+c.Value)
+	for _, line := range r.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			n, _, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(n) != name {
+				keep = append(keep, strings.TrimSpace(part))
+			}
 		}
 	}
 	r.Header.Del("Cookie")

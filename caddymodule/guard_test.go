@@ -8,10 +8,8 @@ import (
 )
 
 func TestGuard_ClientCopiesOfIdentityHeadersAreRemovedInEverySpelling(t *testing.T) {
-	g := &Guard{headers: resolveHeaders(map[string]string{"client_id": "x-client", "subject": "X-OAuth-Subject", "roles": "", "scope": "X_Scope"})}
-	for i, name := range g.headers {
-		g.aliases[i] = dashed(name)
-	}
+	g := new(Guard)
+	g.headers, g.aliases = resolveHeaders(map[string]string{"client_id": "x-client", "subject": "X-OAuth-Subject", "roles": "", "scope": "X_Scope"})
 	h := http.Header{
 		"X-Client":        {"spoofed"},
 		"X-Oauth-Subject": {"spoofed"},
@@ -65,8 +63,14 @@ func TestGuard_TokenCookieGoesNoFurther(t *testing.T) {
 	if got := r.Header.Get("Cookie"); got != "lang=de; theme=dark" {
 		t.Errorf("Cookie = %q, want the others only", got)
 	}
+	r.Header.Add("Cookie", `pref="a b"; session=again`)
+	dropCookie(r, "session")
+	if got := r.Header.Get("Cookie"); got != `lang=de; theme=dark; pref="a b"` {
+		t.Errorf("Cookie = %q, want the others as they were sent", got)
+	}
 	dropCookie(r, "lang")
 	dropCookie(r, "theme")
+	dropCookie(r, "pref")
 	if _, ok := r.Header["Cookie"]; ok {
 		t.Errorf("an empty Cookie header is left: %q", r.Header.Get("Cookie"))
 	}
