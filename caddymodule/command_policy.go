@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oauthgate/oauthgate/caddymodule/atomicfile"
+	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 )
 
@@ -194,7 +195,7 @@ Comments and layout are kept; the file is replaced atomically.
 			if err != nil {
 				return err
 			}
-			data, err := os.ReadFile(path)
+			data, err := filewatch.Read(path, policy.MaxFileSize)
 			if err != nil {
 				return err
 			}

@@ -12,13 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/atomicfile"
+	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 )
 
 // DefaultTokenLifetime applies to a client whose file entry has no
@@ -132,7 +131,7 @@ func validID(id string) bool {
 // an error: a gateway configured with a clients file that is not there is
 // misconfigured, not empty.
 func ReadFile(path string) (*File, error) {
-	data, err := readBounded(path)
+	data, err := filewatch.Read(path, maxFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -151,22 +150,6 @@ func ReadFileOrEmpty(path string) (*File, error) {
 		return &File{}, nil
 	}
 	return f, err
-}
-
-func readBounded(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
 }
 
 // Parse decodes and validates a clients file. Errors name the line and

@@ -153,18 +153,23 @@ func sameFile(a, b os.FileInfo) bool {
 }
 
 // read reads the file, refusing one larger than maxSize.
-func (w *Watcher[T]) read() ([]byte, error) {
-	f, err := os.Open(w.path)
+func (w *Watcher[T]) read() ([]byte, error) { return Read(w.path, w.maxSize) }
+
+// Read reads the file at path, refusing one larger than maxSize: the
+// files people edit are read whole, and a wrong path (a disk image, a
+// device) must fail at once, not fill the memory.
+func Read(path string, maxSize int64) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, w.maxSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", w.path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if int64(len(data)) > w.maxSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", w.path, w.maxSize)
+	if int64(len(data)) > maxSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxSize)
 	}
 	return data, nil
 }

@@ -49,7 +49,7 @@ func Check(p *Policy) []Finding {
 		}
 	}
 	for _, r := range p.rules {
-		for _, role := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(r.Roles), r.AllRoles...)))) {
+		for _, role := range slices.Compact(slices.Sorted(slices.Values(r.RequiredRoles()))) {
 			if !held[role] {
 				add(r.Line, "no subject holds role %s, which this rule requires (fine if an external issuer's tokens carry it)", role)
 			}

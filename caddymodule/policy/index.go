@@ -107,8 +107,8 @@ func conservativeNote(ps pathSpec) string {
 }
 
 func (p *Policy) pathIndexFor(host string) *pathIndex {
-	if host == "" {
-		return &p.anyHost
+	if ix := p.lookupIndex(host); ix != nil {
+		return ix
 	}
 	m, key := &p.byHost, host
 	if name, ok := strings.CutPrefix(host, "*."); ok {
@@ -117,11 +117,8 @@ func (p *Policy) pathIndexFor(host string) *pathIndex {
 	if *m == nil {
 		*m = map[string]*pathIndex{}
 	}
-	ix := (*m)[key]
-	if ix == nil {
-		ix = &pathIndex{}
-		(*m)[key] = ix
-	}
+	ix := &pathIndex{}
+	(*m)[key] = ix
 	return ix
 }
 

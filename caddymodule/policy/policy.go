@@ -71,16 +71,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 )
 
-// maxFileSize bounds the policy file (100,000 subjects fit in ~8 MiB).
-const maxFileSize = 32 << 20
+// MaxFileSize bounds the policy file (100,000 subjects fit in ~8 MiB).
+const MaxFileSize = 32 << 20
 
 // Policy is a parsed policy file. It is immutable; a changed file is a
 // new Policy, so a request decided against one snapshot never sees half
@@ -100,28 +100,11 @@ type subject struct {
 
 // ReadFile reads and parses the policy file at path.
 func ReadFile(path string) (*Policy, error) {
-	data, err := readBounded(path)
+	data, err := filewatch.Read(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(data, path)
-}
-
-// readBounded reads a file of at most maxFileSize bytes.
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
 }
 
 // Parse parses a policy; errors read "name:line: message".

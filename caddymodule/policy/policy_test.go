@@ -437,7 +437,7 @@ func TestReadFile_RefusesOversizedFile(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(path, maxFileSize+1); err != nil {
+	if err := os.Truncate(path, MaxFileSize+1); err != nil {
 		t.Fatal(err)
 	}
 	_, err := ReadFile(path)

@@ -10,5 +10,5 @@ type Watcher = filewatch.Watcher[Policy]
 // NewWatcher reads the policy at path; a file that does not parse is an
 // error, as there is no last good policy yet.
 func NewWatcher(path string) (*Watcher, error) {
-	return filewatch.New(path, maxFileSize, func(data []byte) (*Policy, error) { return Parse(data, path) })
+	return filewatch.New(path, MaxFileSize, func(data []byte) (*Policy, error) { return Parse(data, path) })
 }
