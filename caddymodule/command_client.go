@@ -162,17 +162,14 @@ secret once it has re-read the clients file.
   $ caddy oauth client rotate-secret --clients clients.json --id 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --retire-old-after 168h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, _ := cmd.Flags().GetString("clients")
-			id, _ := cmd.Flags().GetString("id")
+			path, id, err := clientFlags(cmd)
+			if err != nil {
+				return err
+			}
 			fromStdin, _ := cmd.Flags().GetBool("secret-stdin")
 			retireAfter, _ := cmd.Flags().GetDuration("retire-old-after")
 			retire := cmd.Flags().Changed("retire-old-after")
-			switch {
-			case path == "":
-				return usagef("--clients is required")
-			case id == "":
-				return usagef("--id is required (the client ID printed by \"caddy oauth client add\")")
-			case retire && retireAfter < 0:
+			if retire && retireAfter < 0 {
 				return usagef("--retire-old-after must not be negative")
 			}
 			secret, stored, err := newSecret(cmd, fromStdin)
@@ -248,15 +245,12 @@ it has re-read the clients file.
 		Example: `  $ caddy oauth client retire-secret --clients clients.json --id 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --secret-id 1c0ffee5`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, _ := cmd.Flags().GetString("clients")
-			id, _ := cmd.Flags().GetString("id")
+			path, id, err := clientFlags(cmd)
+			if err != nil {
+				return err
+			}
 			sid, _ := cmd.Flags().GetString("secret-id")
-			switch {
-			case path == "":
-				return usagef("--clients is required")
-			case id == "":
-				return usagef("--id is required (the client ID)")
-			case sid == "":
+			if sid == "" {
 				return usagef("--secret-id is required (the ID printed by \"caddy oauth client rotate-secret\")")
 			}
 			f, client, err := loadClient(path, id)
