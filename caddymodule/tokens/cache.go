@@ -49,8 +49,13 @@ type Cache struct {
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[[sha256.Size]byte]*cacheEntry
+	m  map[digest]*cacheEntry
 }
+
+// digest is a token as the caches know it, computed once per Verify.
+type digest = [sha256.Size]byte
+
+func digestOf(token string) digest { return sha256.Sum256([]byte(token)) }
 
 // cacheEntry is one verified token.
 type cacheEntry struct {
@@ -83,15 +88,14 @@ func NewCache(size int) *Cache {
 func newCache(size int) *Cache {
 	c := &Cache{perShard: max(1, size/shards)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[[sha256.Size]byte]*cacheEntry)
+		c.shards[i].m = make(map[digest]*cacheEntry)
 	}
 	return c
 }
 
 // get returns the entry for token if there is one that has not ended at
 // now.
-func (c *Cache) get(token string, now time.Time) (*cacheEntry, bool) {
-	k := sha256.Sum256([]byte(token))
+func (c *Cache) get(k digest, now time.Time) (*cacheEntry, bool) {
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.RLock()
 	e := s.m[k]
@@ -115,8 +119,7 @@ func (c *Cache) get(token string, now time.Time) (*cacheEntry, bool) {
 // shard is full, an arbitrary entry makes room: Go's map iteration starts
 // at a random place, so this is random eviction, which costs nothing to
 // track and cannot be steered by the order in which tokens arrive.
-func (c *Cache) put(token string, e *cacheEntry) {
-	k := sha256.Sum256([]byte(token))
+func (c *Cache) put(k digest, e *cacheEntry) {
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,8 +134,7 @@ func (c *Cache) put(token string, e *cacheEntry) {
 
 // remove forgets token, whose entry turned out to be no longer good (its
 // key is gone).
-func (c *Cache) remove(token string) {
-	k := sha256.Sum256([]byte(token))
+func (c *Cache) remove(k digest) {
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()
 	delete(s.m, k)

@@ -19,7 +19,7 @@ func cacheEntryOf(sub string, until time.Time) *cacheEntry {
 
 func TestCache_GetReturnsTheEntryOfExactlyThatTokenUntilItEnds(t *testing.T) {
 	c := NewCache(0)
-	c.put("aaa.bbb.ccc", cacheEntryOf("one", cacheT0.Add(time.Minute)))
+	c.put(digestOf("aaa.bbb.ccc"), cacheEntryOf("one", cacheT0.Add(time.Minute)))
 
 	for _, tc := range []struct {
 		name  string
@@ -34,7 +34,7 @@ func TestCache_GetReturnsTheEntryOfExactlyThatTokenUntilItEnds(t *testing.T) {
 		{"the same token after it ended (removed by the previous lookup)", "aaa.bbb.ccc", cacheT0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, ok := c.get(tc.token, tc.at)
+			e, ok := c.get(digestOf(tc.token), tc.at)
 			if ok != tc.want {
 				t.Fatalf("Get = %v, want %v", ok, tc.want)
 			}
@@ -55,15 +55,15 @@ func TestCache_PutNeverHoldsMoreThanItsSize(t *testing.T) {
 	const size = 1000
 	c := NewCache(size)
 	for i := range 20 * size {
-		c.put("token-"+strconv.Itoa(i), cacheEntryOf("s", cacheT0.Add(time.Hour)))
+		c.put(digestOf("token-"+strconv.Itoa(i)), cacheEntryOf("s", cacheT0.Add(time.Hour)))
 	}
 	if n := c.Len(); n > size || n < size/2 {
 		t.Errorf("Len after 20× its size in distinct tokens = %d, want between %d and %d", n, size/2, size)
 	}
 	// Replacing an entry of a full shard evicts nothing.
 	before := c.Len()
-	c.put("token-19999", cacheEntryOf("s", cacheT0.Add(time.Hour)))
-	if _, ok := c.get("token-19999", cacheT0); !ok {
+	c.put(digestOf("token-19999"), cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	if _, ok := c.get(digestOf("token-19999"), cacheT0); !ok {
 		t.Fatal("the newest token is not cached")
 	}
 	if c.Len() != before {
@@ -73,9 +73,9 @@ func TestCache_PutNeverHoldsMoreThanItsSize(t *testing.T) {
 
 func TestCache_RemoveForgetsTheToken(t *testing.T) {
 	c := NewCache(0)
-	c.put("a", cacheEntryOf("s", cacheT0.Add(time.Hour)))
-	c.remove("a")
-	if _, ok := c.get("a", cacheT0); ok {
+	c.put(digestOf("a"), cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	c.remove(digestOf("a"))
+	if _, ok := c.get(digestOf("a"), cacheT0); ok {
 		t.Error("a deleted token is still cached")
 	}
 }
@@ -89,11 +89,11 @@ func TestCache_ConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			for i := range 2000 {
 				tok := strconv.Itoa(g*10000 + i%300)
-				if _, ok := c.get(tok, cacheT0); !ok {
-					c.put(tok, cacheEntryOf(tok, cacheT0.Add(time.Hour)))
+				if _, ok := c.get(digestOf(tok), cacheT0); !ok {
+					c.put(digestOf(tok), cacheEntryOf(tok, cacheT0.Add(time.Hour)))
 				}
 				if i%7 == 0 {
-					c.remove(tok)
+					c.remove(digestOf(tok))
 				}
 			}
 		}()
@@ -108,11 +108,11 @@ func BenchmarkCache_Hit(b *testing.B) {
 	c := NewCache(0)
 	tok := "eyJhbGciOiJFUzI1NiIsImtpZCI6IngiLCJ0eXAiOiJhdCtqd3QifQ." +
 		"eyJpc3MiOiJodHRwczovL2dhdGV3YXkuZXhhbXBsZS5jb20iLCJzdWIiOiJvYXV0aF9jbGllbnRfMTIzIn0.sig"
-	c.put(tok, cacheEntryOf("s", cacheT0.Add(time.Hour)))
+	c.put(digestOf(tok), cacheEntryOf("s", cacheT0.Add(time.Hour)))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, ok := c.get(tok, cacheT0); !ok {
+			if _, ok := c.get(digestOf(tok), cacheT0); !ok {
 				b.Fatal("miss")
 			}
 		}

@@ -187,28 +187,28 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
 	if v.Cache == nil {
-		c, _, err, _ := v.verify(token)
+		c, _, _, err := v.verify(token)
 		return c, err
 	}
-	now := v.now()
-	if e, ok := v.Cache.get(token, now); ok {
+	now, key := v.now(), digestOf(token)
+	if e, ok := v.Cache.get(key, now); ok {
 		if v.sameKey(e) {
 			return e.Claims, nil
 		}
-		v.Cache.remove(token)
+		v.Cache.remove(key)
 	}
-	if e, ok := v.Cache.refused.get(token, now); ok {
+	if e, ok := v.Cache.refused.get(key, now); ok {
 		if v.sameKey(e) {
 			return nil, e.Err
 		}
-		v.Cache.refused.remove(token)
+		v.Cache.refused.remove(key)
 	}
-	c, k, err, final := v.verify(token)
+	c, k, final, err := v.verify(token)
 	switch {
 	case err == nil:
-		v.Cache.put(token, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
+		v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
 	case final:
-		v.Cache.refused.put(token, &cacheEntry{Err: err, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: now.Add(refusalTTL)})
+		v.Cache.refused.put(key, &cacheEntry{Err: err, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: now.Add(refusalTTL)})
 	}
 	return c, err
 }
@@ -240,13 +240,13 @@ func (v *Verifier) now() time.Time {
 // published later), and "not valid yet" ends by itself; those are not
 // final.
 // It returns the key that decided, once one was found.
-func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, err error, final bool) {
+func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, final bool, err error) {
 	c, k, err = v.check1(token, &final)
 	var e *Error
 	if err != nil && errors.As(err, &e) && e.early {
 		final = false
 	}
-	return c, k, err, final
+	return c, k, final, err
 }
 
 func (v *Verifier) check1(token string, signed *bool) (*Claims, *keys.Key, error) {
