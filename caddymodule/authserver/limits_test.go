@@ -1,6 +1,7 @@
 package authserver_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
 )
 
 // withClients replaces the fixture's registry, as a reload of the clients
@@ -146,4 +148,20 @@ func TestToken_FailureLimitPerAddressUsesTheClientIPNotTheProxy(t *testing.T) {
 	tokenError(t, f.do(t, request{target: sapQuery, header: from("203.0.113.7")}), 429, "temporarily_unavailable")
 	// Another client behind the same proxy has its own budget.
 	tokenError(t, f.do(t, request{target: sapQuery, header: from("198.51.100.2")}), 401, "invalid_client")
+}
+
+func TestToken_AScopeTooLongForAGuardIsInvalidScopeNotAnUnusableToken(t *testing.T) {
+	f := newFixture(t)
+	var roles []string
+	for i := range 400 {
+		roles = append(roles, fmt.Sprintf("Integration.flow-%03d.send", i))
+	}
+	pol, err := policy.Parse([]byte("subjects:\n  oauth_client_sender: ["+strings.Join(roles, ", ")+"]\n"), "policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.State.(*state).policy = pol
+	tokenError(t, f.do(t, request{target: sapQuery, header: basic(senderID, f.senderSecret)}), 400, "invalid_scope")
+	// A smaller scope gets a token.
+	okToken(t, f.do(t, request{target: sapQuery + "&scope=" + roles[0], header: basic(senderID, f.senderSecret)}))
 }

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"cmp"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -144,6 +145,10 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 	}
 	if err == nil {
 		err = s.Tokens.Issued(r.Context(), client.ID, claims.ID, iat, claims.Expiry, untilNext)
+	}
+	if errors.Is(err, tokens.ErrTooLong) {
+		// A client's answer to this is a smaller scope, not a retry.
+		return nil, nil, oautherr.InvalidScope("the token for all these roles would be longer than a guard accepts; request fewer with scope")
 	}
 	if err != nil {
 		s.Log.Error("issuing access token", zap.String("client_id", client.ID), zap.Error(err))

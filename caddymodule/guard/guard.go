@@ -21,7 +21,7 @@ import (
 
 // DefaultMaxTokenSize bounds a Bearer token. Our tokens are under 1 KiB;
 // 8 KiB leaves room for external issuers with many claims.
-const DefaultMaxTokenSize = 8 << 10
+const DefaultMaxTokenSize = tokens.MaxLength
 
 // Verifier checks a token; *tokenstate.Verifier is one.
 type Verifier interface {

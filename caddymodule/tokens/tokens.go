@@ -65,6 +65,14 @@ type wireClaims struct {
 	Scope     string       `json:"scope"`
 }
 
+// MaxLength is the longest token Mint makes: what a guard accepts by
+// default. A token that long would be refused before it is read.
+const MaxLength = 8 << 10
+
+// ErrTooLong is Mint's refusal of claims whose token would exceed
+// MaxLength, usually a scope of very many roles.
+var ErrTooLong = errors.New("the token would be longer than a guard accepts")
+
 // Mint signs c with k.
 func Mint(k *keys.Key, c *Claims) (string, error) {
 	w := wireClaims{
@@ -93,6 +101,9 @@ func Mint(k *keys.Key, c *Claims) (string, error) {
 	tok, err := jws.Sign(payload, jws.WithKey(k.Algorithm, k.SignKey(), jws.WithProtectedHeaders(h)))
 	if err != nil {
 		return "", fmt.Errorf("signing access token: %w", err)
+	}
+	if len(tok) > MaxLength {
+		return "", fmt.Errorf("%w: %d bytes", ErrTooLong, len(tok))
 	}
 	return string(tok), nil
 }
