@@ -26,8 +26,9 @@ type Key struct {
 	Private jwk.Key
 	Public  jwk.Key
 
-	rawPublic, rawPrivate any    // see exportRaw
-	thumbprint            string // RFC 7638, of Public
+	rawPrivate any                          // see exportRaw
+	verify     func(input, sig []byte) bool // see Verify
+	thumbprint string                       // RFC 7638, of Public
 }
 
 // Thumbprint is the RFC 7638 thumbprint of the public key: what the key
@@ -157,8 +158,13 @@ func NewPublic(kid string, alg jwa.SignatureAlgorithm, pub jwk.Key) (*Key, error
 // JWK, jwx rebuilds it on every signature and every check (an RSA modulus,
 // an Ed25519 key from its seed), a cost paid per request.
 func (k *Key) exportRaw() error {
-	if err := jwk.Export(k.Public, &k.rawPublic); err != nil {
+	var pub any
+	if err := jwk.Export(k.Public, &pub); err != nil {
 		return fmt.Errorf("exporting public key: %w", err)
+	}
+	var err error
+	if k.verify, err = newVerify(k.Algorithm, pub); err != nil {
+		return err
 	}
 	if k.Private != nil {
 		if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
@@ -166,14 +172,6 @@ func (k *Key) exportRaw() error {
 		}
 	}
 	return nil
-}
-
-// VerifyKey is what checks this key's signatures.
-func (k *Key) VerifyKey() any {
-	if k.rawPublic != nil {
-		return k.rawPublic
-	}
-	return k.Public
 }
 
 // SignKey is what makes this key's signatures.

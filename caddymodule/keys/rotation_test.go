@@ -199,12 +199,11 @@ func TestSync_EachAlgorithmMakesAKeyThatSignsVerifiableTokens(t *testing.T) {
 			if k.Algorithm != want {
 				t.Fatalf("Algorithm = %v, want %v", k.Algorithm, want)
 			}
-			// Signing and checking use the crypto/* keys, which jwx would
-			// otherwise rebuild from the JWK on every call.
-			wantRaw := map[string]string{"EC": "*ecdsa.PublicKey *ecdsa.PrivateKey",
-				"OKP": "ed25519.PublicKey ed25519.PrivateKey", "RSA": "*rsa.PublicKey *rsa.PrivateKey"}[tt.kty]
-			if got := fmt.Sprintf("%T %T", k.VerifyKey(), k.SignKey()); got != wantRaw {
-				t.Errorf("raw keys are %s, want %s", got, wantRaw)
+			// Signing uses the crypto/* key, which jwx would otherwise
+			// rebuild from the JWK on every call.
+			wantRaw := map[string]string{"EC": "*ecdsa.PrivateKey", "OKP": "ed25519.PrivateKey", "RSA": "*rsa.PrivateKey"}[tt.kty]
+			if got := fmt.Sprintf("%T", k.SignKey()); got != wantRaw {
+				t.Errorf("raw signing key is %s, want %s", got, wantRaw)
 			}
 			if k.Private.KeyType().String() != tt.kty {
 				t.Errorf("key type = %v, want %s", k.Private.KeyType(), tt.kty)

@@ -83,13 +83,13 @@ func FuzzVerifySigned(f *testing.F) {
 		if json.Unmarshal([]byte(header), &h) != nil || json.Unmarshal([]byte(payload), &p) != nil {
 			t.Fatalf("Verify accepted JSON that encoding/json refuses:\nheader %q\npayload %q", header, payload)
 		}
-		typ, _ := member(t, h, "typ").(string)
-		if member(t, h, "alg") != "ES256" || member(t, h, "kid") != k.ID || member(t, h, "crit") != nil ||
+		typ, _ := memberOf(t, h, "typ").(string)
+		if memberOf(t, h, "alg") != "ES256" || memberOf(t, h, "kid") != k.ID || memberOf(t, h, "crit") != nil ||
 			!(strings.EqualFold(typ, Type) || strings.EqualFold(typ, "application/"+Type)) {
 			t.Fatalf("Verify accepted header %q", header)
 		}
 		for name, got := range map[string]string{"iss": c.Issuer, "sub": c.Subject, "client_id": c.ClientID, "jti": c.ID} {
-			if want := member(t, p, name); want != got {
+			if want := memberOf(t, p, name); want != got {
 				t.Fatalf("claim %s: Verify read %q, encoding/json reads %#v, in payload %q", name, got, want, payload)
 			}
 		}
@@ -190,10 +190,10 @@ func wantValidClaims(t *testing.T, v *Verifier, c *Claims) {
 	}
 }
 
-// member returns the member of a JSON object whose name matches name the
+// memberOf returns the member of a JSON object whose name matches name the
 // way encoding/json matches struct fields (case-insensitively). Two
 // such members are a duplicate that Verify must have refused.
-func member(t *testing.T, obj map[string]any, name string) any {
+func memberOf(t *testing.T, obj map[string]any, name string) any {
 	t.Helper()
 	var found []string
 	for n := range obj {

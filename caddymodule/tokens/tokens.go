@@ -11,8 +11,10 @@
 package tokens
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
 
@@ -181,11 +184,31 @@ func fail(format string, args ...any) error {
 // header is the part of the JOSE header we read. Every other member
 // (jku, x5u, jwk, x5c, …) is ignored: keys only ever come from our set.
 type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	Alg, Kid, Typ string
+	// Critical is set if the header has "crit" or "b64", whatever their
+	// value: extensions we do not implement (RFC 7515 §4.1.11, RFC 7797).
+	Critical bool
+}
+
+func (h *header) decode(seg string) error {
+	var buf [8]member
+	members, err := decodeSegment(seg, buf[:0])
+	for _, m := range members {
+		switch m.name {
+		case "alg":
+			err = str(m, &h.Alg)
+		case "kid":
+			err = str(m, &h.Kid)
+		case "typ":
+			err = str(m, &h.Typ)
+		case "crit", "b64":
+			h.Critical = true
+		}
+		if err != nil {
+			break
+		}
+	}
+	return err
 }
 
 // Verify checks token and returns its claims. Every failure is an *Error.
@@ -197,11 +220,12 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if v.MaxLength > 0 && len(token) > v.MaxLength {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
+	raw := []byte(token) // one copy, for the digest and the signature check
 	if v.Cache == nil {
-		c, _, _, err := v.verify(token)
+		c, _, _, err := v.verify(token, raw)
 		return c, err
 	}
-	now, key := v.now(), digestOf(token)
+	now, key := v.now(), sha256.Sum256(raw)
 	if e, ok := v.Cache.get(key, now); ok {
 		if v.sameKey(e) {
 			return e.Claims, nil
@@ -214,7 +238,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		}
 		v.Cache.refused.remove(key)
 	}
-	c, k, final, err := v.verify(token)
+	c, k, final, err := v.verify(token, raw)
 	switch {
 	case err == nil:
 		v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
@@ -251,8 +275,8 @@ func (v *Verifier) now() time.Time {
 // published later), and "not valid yet" ends by itself; those are not
 // final.
 // It returns the key that decided, once one was found.
-func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, final bool, err error) {
-	c, k, err = v.check1(token, &final)
+func (v *Verifier) verify(token string, raw []byte) (c *Claims, k *keys.Key, final bool, err error) {
+	c, k, err = v.check1(token, raw, &final)
 	var e *Error
 	if err != nil && errors.As(err, &e) && e.early {
 		final = false
@@ -260,16 +284,17 @@ func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, final bool, err
 	return c, k, final, err
 }
 
-func (v *Verifier) check1(token string, signed *bool) (*Claims, *keys.Key, error) {
+// check1 is verify; raw is token's bytes.
+func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
 	rawHeader, rawPayload, ok := splitCompact(token)
 	if !ok {
 		return nil, nil, fail("token is not a compact JWS (three base64url segments)")
 	}
 	var h header
-	if err := decodeSegment(rawHeader, &h); err != nil {
+	if err := h.decode(rawHeader); err != nil {
 		return nil, nil, fail("token header is malformed: %v", err)
 	}
-	if h.Crit != nil || h.B64 != nil {
+	if h.Critical {
 		return nil, nil, fail("token header has critical extensions, which are not supported")
 	}
 	if !v.typeAccepted(h.Typ) {
@@ -285,22 +310,12 @@ func (v *Verifier) check1(token string, signed *bool) (*Claims, *keys.Key, error
 		return nil, k, fail("token algorithm %q is not allowed for its key", h.Alg)
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
-	if _, err := jws.VerifyCompactFast(k.VerifyKey(), []byte(token), k.Algorithm); err != nil {
+	dot := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(token[dot+1:])
+	if err != nil || !k.Verify(raw[:dot], sig) {
 		return nil, k, &Error{Reason: ReasonBadSignature}
 	}
-	var c *Claims
-	var err error
-	if v.External {
-		c, err = v.checkExternal(rawPayload)
-	} else {
-		var w wireClaims
-		if err := decodeSegment(rawPayload, &w); err != nil {
-			return nil, k, fail("token claims are malformed: %v", err)
-		}
-		if c, err = v.check(&w); err == nil {
-			c.Scope = strings.Fields(w.Scope)
-		}
-	}
+	c, err := v.checkClaims(rawPayload)
 	if err != nil {
 		return nil, k, err
 	}
@@ -344,33 +359,83 @@ func (v *Verifier) typeError() error {
 	return fail("token type must be %s", strings.Join(names, " or "))
 }
 
-// externalClaims are the claims of another issuer's token: ours, a scope
-// that may be an array, and the client ID's other names.
-type externalClaims struct {
+// claimsJSON are the claims as decoded: ours, and for an external
+// issuer's token a scope that may be an array and the client ID's other
+// names.
+type claimsJSON struct {
 	wireClaims
-	Scope    stringList `json:"scope"` // shadows wireClaims.Scope
-	CID      string     `json:"cid"`
-	AuthzPty string     `json:"azp"`
+	Scope    stringList // decoded from a string only, unless External
+	CID, AZP string     // External only
 }
 
-func (v *Verifier) checkExternal(rawPayload string) (*Claims, error) {
+func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
+	w := new(claimsJSON)
+	var err error
+	for _, m := range members {
+		switch m.name {
+		case "iss":
+			err = str(m, &w.Issuer)
+		case "sub":
+			err = str(m, &w.Subject)
+		case "client_id":
+			err = str(m, &w.ClientID)
+		case "jti":
+			err = str(m, &w.ID)
+		case "aud":
+			err = w.Audience.decode(m)
+		case "exp":
+			w.Expiry, err = date(m)
+		case "iat":
+			w.IssuedAt, err = date(m)
+		case "nbf":
+			w.NotBefore, err = date(m)
+		case "scope":
+			if v.External {
+				err = w.Scope.decode(m)
+			} else if err = str(m, &w.wireClaims.Scope); err == nil {
+				w.Scope = strings.Fields(w.wireClaims.Scope)
+			}
+		case "cid":
+			if v.External {
+				err = str(m, &w.CID)
+			}
+		case "azp":
+			if v.External {
+				err = str(m, &w.AZP)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (v *Verifier) checkClaims(rawPayload string) (*Claims, error) {
 	data, err := base64.RawURLEncoding.Strict().DecodeString(rawPayload)
 	if err != nil {
 		return nil, fail("token claims are malformed: not base64url")
 	}
-	var w externalClaims
-	if err := decodeJSON(data, &w); err != nil {
+	var buf [16]member
+	members, err := checkObject(data, buf[:0])
+	var w *claimsJSON
+	if err == nil {
+		w, err = v.decodeClaims(members)
+	}
+	if err != nil {
 		return nil, fail("token claims are malformed: %v", err)
 	}
-	w.ClientID = cmp.Or(w.ClientID, w.CID, w.AuthzPty)
+	if v.External {
+		w.ClientID = cmp.Or(w.ClientID, w.CID, w.AZP)
+	}
 	c, err := v.check(&w.wireClaims)
 	if err != nil {
 		return nil, err
 	}
 	c.Scope = w.Scope
-	switch v.RolesClaim {
-	case "":
-	case "scope": // the usual case, already decoded
+	switch {
+	case !v.External || v.RolesClaim == "":
+	case v.RolesClaim == "scope": // the usual case, already decoded
 		c.Roles = slices.Clone(c.Scope)
 	default:
 		if c.Roles, err = roles(data, v.RolesClaim); err != nil {
@@ -401,7 +466,7 @@ func roles(data []byte, path string) ([]string, error) {
 		raw, ok = obj[rest]
 	}
 	var l stringList
-	if ok && json.Unmarshal(raw, &l) != nil {
+	if ok && l.decode(member{name: path, value: bytes.TrimSpace(raw)}) != nil {
 		return nil, fail("token claim %q must be a string or an array of strings", path)
 	}
 	return l, nil
@@ -453,27 +518,31 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 // Anything else (JSON serialization, JWE's five segments, padding,
 // whitespace) is refused here, before any decoder sees it.
 func splitCompact(token string) (hdr, payload string, ok bool) {
-	dots := 0
+	var dots [2]int
+	n := 0
 	for i := 0; i < len(token); i++ {
-		c := token[i]
-		switch {
-		case c == '.':
-			dots++
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
+		switch c := token[i]; {
+		case c == '.' && n < len(dots):
+			dots[n] = i
+			n++
+		case !base64url[c]:
 			return "", "", false
 		}
 	}
-	if dots != 2 {
+	if n != 2 || dots[0] == 0 || dots[1] == dots[0]+1 || dots[1] == len(token)-1 {
 		return "", "", false
 	}
-	hdr, rest, _ := strings.Cut(token, ".")
-	payload, sig, _ := strings.Cut(rest, ".")
-	if hdr == "" || payload == "" || sig == "" {
-		return "", "", false
-	}
-	return hdr, payload, true
+	return token[:dots[0]], token[dots[0]+1 : dots[1]], true
 }
+
+// base64url marks the bytes of the base64url alphabet (RFC 4648 §5); a
+// table makes splitCompact's scan of every byte of every token cheap.
+var base64url = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = true
+	}
+	return t
+}()
 
 // maxPeekLength bounds the tokens PeekIssuer reads; the guard's own bound
 // (8 KiB by default) is normally far lower.
@@ -492,13 +561,14 @@ func PeekIssuer(token string) (iss string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	var c struct {
-		Issuer string `json:"iss"`
+	var buf [16]member
+	members, err := decodeSegment(payload, buf[:0])
+	for _, m := range members {
+		if m.name == "iss" && err == nil {
+			err = str(m, &iss)
+		}
 	}
-	if decodeSegment(payload, &c) != nil || c.Issuer == "" {
-		return "", false
-	}
-	return c.Issuer, true
+	return iss, err == nil && iss != ""
 }
 
 // maxDepth bounds nesting in a token's JSON. Our tokens have depth 2 (an
@@ -506,70 +576,79 @@ func PeekIssuer(token string) (iss string, ok bool) {
 const maxDepth = 8
 
 // decodeSegment base64url-decodes seg and strictly decodes the JSON
-// object into v: duplicate member names and deep nesting are refused, so
-// no two parsers can read the same token differently.
-func decodeSegment(seg string, v any) error {
+// object in it (see checkObject).
+func decodeSegment(seg string, dst []member) ([]member, error) {
 	data, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
-		return errors.New("not base64url")
+		return nil, errors.New("not base64url")
 	}
-	return decodeJSON(data, v)
-}
-
-// decodeJSON is decodeSegment after base64url.
-func decodeJSON(data []byte, v any) error {
-	if err := checkObject(data); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		var te *json.UnmarshalTypeError
-		var de *dateError
-		switch {
-		case errors.As(err, &te):
-			return fmt.Errorf("%q has the wrong type", te.Field)
-		case errors.As(err, &de):
-			return de
-		}
-		return errNotJSON
-	}
-	return nil
+	return checkObject(data, dst)
 }
 
 var errNotJSON = errors.New("not JSON")
 
+// member is a top-level member of a JSON object: its name, decoded, and
+// its value as it is in the JSON, valid and without surrounding space.
+type member struct {
+	name  string
+	value []byte
+}
+
 // checkObject verifies that data is one JSON object with no duplicate
-// member names at any level and no nesting deeper than maxDepth.
+// member names at any level and no nesting deeper than maxDepth, and
+// returns its top-level members.
 //
 // json.Valid vouches for the syntax first, so the walk below only has to
-// find where strings, containers and member names are; it allocates a
-// string per member name and a set per object, so that a token of
-// many members costs linear time (json.Decoder's token stream
-// cost as much as the RSA check).
-func checkObject(data []byte) error {
+// find where strings, containers and member names are, in one pass of
+// linear cost; the members' values are then decoded by the few functions
+// below rather than by reflection, which cost more than the rest of the
+// guard's work on a token apart from its signature.
+//
+// The members are appended to dst, whose room the caller may provide.
+func checkObject(data []byte, dst []member) ([]member, error) {
 	if !json.Valid(data) {
-		return errNotJSON
+		return nil, errNotJSON
 	}
 	type frame struct {
 		object  bool
 		wantKey bool
-		names   map[string]struct{} // lower-cased: encoding/json matches names without case
+		id      int // of the object, in seen
 	}
 	var stack []frame
+	members, objects := dst, 0
+	var seen nameSet
+	valueStart := 0
+	endMember := func(end int) {
+		if n := len(members); n > 0 && members[n-1].value == nil {
+			members[n-1].value = bytes.TrimSpace(data[valueStart:end])
+		}
+	}
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; c {
 		case '{', '[':
 			if len(stack) == 0 && c != '{' {
-				return errors.New("not a JSON object")
+				return nil, errors.New("not a JSON object")
 			}
 			if len(stack) == maxDepth {
-				return errors.New("JSON nested too deeply")
+				return nil, errors.New("JSON nested too deeply")
 			}
-			stack = append(stack, frame{object: c == '{', wantKey: c == '{'})
+			objects++
+			stack = append(stack, frame{object: c == '{', wantKey: c == '{', id: objects})
 		case '}', ']':
+			if len(stack) == 1 {
+				endMember(i)
+			}
 			stack = stack[:len(stack)-1]
 		case ',':
+			if len(stack) == 1 {
+				endMember(i)
+			}
 			if top := &stack[len(stack)-1]; top.object {
 				top.wantKey = true
+			}
+		case ':':
+			if len(stack) == 1 {
+				valueStart = i + 1
 			}
 		case '"':
 			start := i
@@ -579,7 +658,7 @@ func checkObject(data []byte) error {
 				}
 			}
 			if len(stack) == 0 {
-				return errors.New("not a JSON object")
+				return nil, errors.New("not a JSON object")
 			}
 			top := &stack[len(stack)-1]
 			if !top.wantKey {
@@ -590,46 +669,127 @@ func checkObject(data []byte) error {
 			if strings.IndexByte(name, '\\') >= 0 {
 				_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
 			}
-			if err := checkName(name, len(stack), &top.names); err != nil {
-				return err
+			if err := checkName(name, len(stack) == 1, objectName{top.id, strings.ToLower(name)}, &seen); err != nil {
+				return nil, err
+			}
+			if len(stack) == 1 {
+				members = append(members, member{name: name})
 			}
 		default:
 			if len(stack) == 0 && c > ' ' {
-				return errors.New("not a JSON object")
+				return nil, errors.New("not a JSON object")
 			}
 		}
+	}
+	return members, nil
+}
+
+// A member whose value is null is absent, as encoding/json has it.
+func (m member) null() bool { return string(m.value) == "null" }
+
+func (m member) wrongType() error { return fmt.Errorf("%q has the wrong type", m.name) }
+
+// str decodes a string member into dst.
+func str(m member, dst *string) error {
+	v := m.value
+	switch {
+	case m.null():
+		return nil
+	case v[0] != '"':
+		return m.wrongType()
+	case bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v):
+		*dst = string(v[1 : len(v)-1])
+		return nil
+	}
+	// Escapes, or bytes that are not UTF-8 (which encoding/json turns
+	// into U+FFFD, as every JSON decoder of Go does).
+	return json.Unmarshal(v, dst)
+}
+
+// stringArray decodes an array of strings into dst.
+func stringArray(m member, dst *[]string) error {
+	if m.null() {
+		return nil
+	}
+	if m.value[0] != '[' || json.Unmarshal(m.value, dst) != nil {
+		return m.wrongType()
 	}
 	return nil
 }
 
-// decodedNames are the header and claim names decoded into struct
-// fields: header, wireClaims and externalClaims.
+// decodedNames are the header and claim names we read: those
+// header.decode and decodeClaims look for.
 var decodedNames = []string{"alg", "kid", "typ", "crit", "b64",
 	"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cid", "azp"}
 
+// objectName is a member name, lower-cased, in the object numbered id.
+type objectName struct {
+	id   int
+	name string
+}
+
+// nameSet is the names checkName has seen: a short list, which costs
+// less than a map for the usual few members, then a map, so that a token
+// of very many members costs linear time, not quadratic.
+type nameSet struct {
+	list [32]objectName
+	n    int
+	m    map[objectName]struct{}
+}
+
+// add reports whether k was in the set already, and adds it.
+func (s *nameSet) add(k objectName) (dup bool) {
+	if s.m == nil {
+		if slices.Contains(s.list[:s.n], k) {
+			return true
+		}
+		if s.n < len(s.list) {
+			s.list[s.n] = k
+			s.n++
+			return false
+		}
+		s.m = make(map[objectName]struct{}, 2*len(s.list))
+		for _, n := range s.list {
+			s.m[n] = struct{}{}
+		}
+	}
+	if _, dup := s.m[k]; dup {
+		return true
+	}
+	s.m[k] = struct{}{}
+	return false
+}
+
 // checkName refuses a member name that another of its object already
-// has, ignoring case. encoding/json also matches names to struct fields
-// with Unicode case folding, so to it "sub", "SUB" and "ſub" are one
-// name: a top-level member that folds to a name we read must be spelled
-// exactly so, or another JWT library would read a different claim than
-// we do.
-func checkName(name string, depth int, seen *map[string]struct{}) error {
-	if depth == 1 {
+// has, ignoring case. JWT libraries built on encoding/json match names to
+// struct fields with Unicode case folding, so to them "sub", "SUB" and
+// "ſub" are one name: a top-level member that folds to a name we read
+// must be spelled exactly so, or such a library would read a different
+// claim than we do.
+func checkName(name string, topLevel bool, key objectName, seen *nameSet) error {
+	if topLevel {
+		ascii := isASCII(name)
 		for _, k := range decodedNames {
-			if name != k && strings.EqualFold(name, k) {
+			// Folding keeps the length of ASCII: only "ſ" (U+017F) and the
+			// Kelvin sign fold into ASCII from longer encodings.
+			if (!ascii || len(name) == len(k)) && name != k && strings.EqualFold(name, k) {
 				return fmt.Errorf("member %q is not %q: names are case-sensitive", name, k)
 			}
 		}
 	}
-	folded := strings.ToLower(name)
-	if _, dup := (*seen)[folded]; dup {
+	if seen.add(key) {
 		return fmt.Errorf("duplicate member %q", name)
 	}
-	if *seen == nil {
-		*seen = make(map[string]struct{})
-	}
-	(*seen)[folded] = struct{}{}
 	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // audience is "aud": a string or an array of strings (RFC 7519 §4.1.3).
@@ -642,16 +802,12 @@ func (a audience) MarshalJSON() ([]byte, error) {
 	return json.Marshal([]string(a))
 }
 
-func (a *audience) UnmarshalJSON(data []byte) error {
-	if len(data) > 0 && data[0] == '"' {
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return err
-		}
-		*a = audience{s}
-		return nil
+func (a *audience) decode(m member) error {
+	if m.value[0] == '"' {
+		*a = audience{""}
+		return str(m, &(*a)[0])
 	}
-	return json.Unmarshal(data, (*[]string)(a))
+	return stringArray(m, (*[]string)(a))
 }
 
 // stringList is an external issuer's "scope" or roles claim: a
@@ -659,16 +815,14 @@ func (a *audience) UnmarshalJSON(data []byte) error {
 // XSUAA, Keycloak, Entra ID).
 type stringList []string
 
-func (l *stringList) UnmarshalJSON(data []byte) error {
-	if len(data) > 0 && data[0] == '"' {
+func (l *stringList) decode(m member) error {
+	if m.value[0] == '"' {
 		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return err
-		}
+		err := str(m, &s)
 		*l = strings.Fields(s)
-		return nil
+		return err
 	}
-	return json.Unmarshal(data, (*[]string)(l))
+	return stringArray(m, (*[]string)(l))
 }
 
 // numericDate is RFC 7519's NumericDate: seconds since the epoch, a JSON
@@ -688,17 +842,22 @@ func (d *numericDate) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
 }
 
-func (d *numericDate) UnmarshalJSON(data []byte) error {
-	// A JSON string would unmarshal into float64 with an error too, but
-	// say why: issuers that quote dates exist and are refused on purpose.
-	var f float64
-	if len(data) == 0 || data[0] == '"' || json.Unmarshal(data, &f) != nil {
-		return &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
+// date decodes a NumericDate member; null is absent (nil).
+func date(m member) (*numericDate, error) {
+	// A string would fail to parse too, but say why: issuers that quote
+	// dates exist and are refused on purpose. json.Valid has vouched for
+	// the syntax, so ParseFloat sees a JSON number or a literal.
+	if m.null() {
+		return nil, nil
+	}
+	f, err := strconv.ParseFloat(string(m.value), 64)
+	if m.value[0] == '"' || err != nil {
+		return nil, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
 	}
 	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return &dateError{"a date (exp, nbf, iat) is out of range"}
+		return nil, &dateError{"a date (exp, nbf, iat) is out of range"}
 	}
 	sec, frac := math.Modf(f)
-	*d = numericDate(time.Unix(int64(sec), int64(frac*1e9)))
-	return nil
+	d := numericDate(time.Unix(int64(sec), int64(frac*1e9)))
+	return &d, nil
 }

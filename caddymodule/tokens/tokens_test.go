@@ -241,7 +241,7 @@ func BenchmarkCheckObject_ManyMembers(b *testing.B) {
 	data := []byte(sb.String())
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := checkObject(data); err != nil {
+		if _, err := checkObject(data, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
