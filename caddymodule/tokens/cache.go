@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"crypto/sha256"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,14 +49,14 @@ type Cache struct {
 }
 
 type shard struct {
-	mu sync.RWMutex
-	m  map[digest]*cacheEntry
+	mu   sync.RWMutex
+	m    map[digest]*cacheEntry
+	keys []digest // m's keys, in no order: eviction picks one at random
 }
 
-// digest is a token as the caches know it, computed once per Verify.
+// digest is a token as the caches know it: its SHA-256, computed once
+// per Verify.
 type digest = [sha256.Size]byte
-
-func digestOf(token string) digest { return sha256.Sum256([]byte(token)) }
 
 // cacheEntry is one verified token.
 type cacheEntry struct {
@@ -72,6 +73,8 @@ type cacheEntry struct {
 	Until time.Time
 	// Err, in a refused cache, is the refusal.
 	Err error
+
+	slot int // index of the key in its shard's keys, under the shard's lock
 }
 
 // NewCache returns an empty cache of at most size entries (DefaultCacheSize if
@@ -104,7 +107,7 @@ func (c *Cache) get(k digest, now time.Time) (*cacheEntry, bool) {
 		if e != nil {
 			s.mu.Lock()
 			if s.m[k] == e {
-				delete(s.m, k)
+				s.delete(k, e)
 			}
 			s.mu.Unlock()
 		}
@@ -116,18 +119,22 @@ func (c *Cache) get(k digest, now time.Time) (*cacheEntry, bool) {
 }
 
 // put remembers a token that has just been verified. When the token's
-// shard is full, an arbitrary entry makes room: Go's map iteration starts
-// at a random place, so this is random eviction, which costs nothing to
-// track and cannot be steered by the order in which tokens arrive.
+// shard is full, an entry chosen at random makes room: random eviction
+// costs nothing to track and cannot be steered by the order in which
+// tokens arrive.
 func (c *Cache) put(k digest, e *cacheEntry) {
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
-		for old := range s.m {
-			delete(s.m, old)
-			break
-		}
+	if old, ok := s.m[k]; ok {
+		e.slot = old.slot
+	} else if len(s.keys) >= c.perShard {
+		e.slot = rand.IntN(len(s.keys))
+		delete(s.m, s.keys[e.slot])
+		s.keys[e.slot] = k
+	} else {
+		e.slot = len(s.keys)
+		s.keys = append(s.keys, k)
 	}
 	s.m[k] = e
 }
@@ -137,8 +144,21 @@ func (c *Cache) put(k digest, e *cacheEntry) {
 func (c *Cache) remove(k digest) {
 	s := &c.shards[k[0]&(shards-1)]
 	s.mu.Lock()
-	delete(s.m, k)
+	if e := s.m[k]; e != nil {
+		s.delete(k, e)
+	}
 	s.mu.Unlock()
+}
+
+// delete removes k, whose entry is e; the caller holds the lock.
+func (s *shard) delete(k digest, e *cacheEntry) {
+	last := len(s.keys) - 1
+	if moved := s.keys[last]; e.slot != last {
+		s.keys[e.slot] = moved
+		s.m[moved].slot = e.slot
+	}
+	s.keys = s.keys[:last]
+	delete(s.m, k)
 }
 
 // Len is the number of entries.

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"crypto/sha256"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,48 @@ func TestCache_ConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if n := c.Len(); n > 128 {
 		t.Errorf("Len = %d, want at most 128", n)
+	}
+}
+
+// Every way an entry leaves (eviction, expiry, removal) must leave the
+// others findable and the bound exact.
+func TestCache_EveryEntryStaysFindableWhileOthersLeave(t *testing.T) {
+	c := NewCache(shards * 4)
+	want := map[digest]bool{}
+	for i := range 5000 {
+		k := digestOf(strconv.Itoa(i % 700))
+		switch i % 5 {
+		case 0:
+			c.remove(k)
+			delete(want, k)
+		case 1: // an entry that has ended: get drops it
+			c.put(k, cacheEntryOf("s", cacheT0))
+			c.get(k, cacheT0)
+			delete(want, k)
+		default:
+			c.put(k, cacheEntryOf("s", cacheT0.Add(time.Hour)))
+			want[k] = true
+		}
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		if len(s.keys) != len(s.m) || len(s.m) > c.perShard {
+			t.Fatalf("shard %d: %d keys for %d entries, at most %d", i, len(s.keys), len(s.m), c.perShard)
+		}
+		for slot, k := range s.keys {
+			if e := s.m[k]; e == nil || e.slot != slot {
+				t.Fatalf("shard %d: key %d does not lead to its entry", i, slot)
+			}
+		}
+	}
+	evicted := 0
+	for k := range want {
+		if _, ok := c.get(k, cacheT0); !ok {
+			evicted++
+		}
+	}
+	if kept := len(want) - evicted; kept != c.Len() {
+		t.Errorf("%d of the tokens put last are found, but the cache holds %d", kept, c.Len())
 	}
 }
 
@@ -289,3 +332,5 @@ func TestVerify_CacheEntriesHoldOnlyWhileTheirKidNamesTheSameKey(t *testing.T) {
 		t.Errorf("with its key back, the remembered refusal must not hold: %v", err)
 	}
 }
+
+func digestOf(token string) digest { return sha256.Sum256([]byte(token)) }
