@@ -55,11 +55,13 @@ die() {
 # p99 latency ratio ("-": none). References have no reference.
 cases="
 proxy                 ref-proxy        same-rs256       -                 -    -
+proxy-distinct-rs256  ref-proxy        distinct-rs256   -                 -    -
+proxy-distinct-es256  ref-proxy        distinct-es256   -                 -    -
 respond               ref-respond      token-generated  -                 -    -
 guard-same-rs256      guard-rs256      same-rs256       proxy             0.95 1.10
 guard-same-es256      guard-es256      same-es256       proxy             0.95 1.10
-guard-distinct-rs256  guard-rs256      distinct-rs256   proxy             0.75 -
-guard-distinct-es256  guard-es256      distinct-es256   proxy             0.60 -
+guard-distinct-rs256  guard-rs256      distinct-rs256   proxy-distinct-rs256 0.75 -
+guard-distinct-es256  guard-es256      distinct-es256   proxy-distinct-es256 0.60 -
 guard-missing-token   guard-rs256      missing          proxy             1.50 -
 guard-invalid-token   guard-rs256      invalid-rs256    proxy             1.50 -
 guard-policy-10k      guard-rs256-10k  same-rs256       guard-same-rs256  0.95 -
@@ -69,8 +71,10 @@ token-argon2id        guard-es256      token-argon2id   respond           0.35 -
 "
 # The order of the runs: each group between two runs of its reference;
 # the 10,000-rule guard right after the 10-rule guard it is compared with.
-order="proxy guard-same-rs256 guard-policy-10k guard-same-es256 guard-distinct-rs256
-guard-distinct-es256 guard-missing-token guard-invalid-token proxy
+order="proxy guard-same-rs256 guard-policy-10k guard-same-es256 guard-missing-token
+guard-invalid-token proxy
+proxy-distinct-rs256 guard-distinct-rs256 proxy-distinct-rs256
+proxy-distinct-es256 guard-distinct-es256 proxy-distinct-es256
 respond token-es256 token-eddsa token-argon2id respond"
 
 field() { awk -v n="$2" '$1 == c { print $n }' c="$1" <<<"$cases"; }
@@ -220,7 +224,7 @@ fetch() { # algorithm, count, file
 for alg in rs256 es256 eddsa; do
 	start_gateway "guard-$alg" # the first start makes the signing key
 	fetch "$alg" 1 "$work/same-$alg.txt"
-	if [[ $alg != eddsa ]] && selected "guard-distinct-$alg"; then
+	if [[ $alg != eddsa ]] && { selected "guard-distinct-$alg" || selected "proxy-distinct-$alg"; }; then
 		log "fetching $distinct distinct $alg tokens"
 		fetch "$alg" "$distinct" "$work/distinct-$alg.txt"
 	fi
@@ -393,7 +397,7 @@ report() {
 		if ($2 > hi[$1]) hi[$1] = $2
 	}
 	END {
-		printf "%-22s %9s %9s %9s  %-17s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "reference", "ratio", "p99 x", "target", "result"
+		printf "%-22s %9s %9s %9s  %-20s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "reference", "ratio", "p99 x", "target", "result"
 		for (j = 1; j <= k; j++) {
 			c = order[j]; m = runs[c]
 			R = rps[c] / m; P50 = p50[c] / m / 1000; P99 = p99[c] / m / 1000
@@ -401,7 +405,7 @@ report() {
 			if (r == "-" || !(r in runs)) {
 				note = r == "-" ? "reference" : "no reference run"
 				if (m > 1) note = note sprintf(" (runs %s; spread %.1f%%)", list[c], 100 * (hi[c] - lo[c]) / R)
-				printf "%-22s %9.0f %9.2f %9.2f  %-17s %6s %6s  %-22s %s\n", c, R, P50, P99, "-", "-", "-", "-", note
+				printf "%-22s %9.0f %9.2f %9.2f  %-20s %6s %6s  %-22s %s\n", c, R, P50, P99, "-", "-", "-", "-", note
 				continue
 			}
 			ratio = R / (rps[r] / runs[r]); pr = (p99[c] / m) / (p99[r] / runs[r])
@@ -413,7 +417,7 @@ report() {
 			}
 			if (errs[c] > 0) why = why (why == "" ? "" : ", ") errs[c] " socket errors"
 			if (reused[c] > 0) why = why (why == "" ? "" : ", ") sprintf("%.0f%% of requests repeated a token", 100 * reused[c] / sent[c])
-			printf "%-22s %9.0f %9.2f %9.2f  %-17s %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, r, ratio, pr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
+			printf "%-22s %9.0f %9.2f %9.2f  %-20s %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, r, ratio, pr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
 		}
 	}' "$runs"
 }
