@@ -466,7 +466,7 @@ func roles(data []byte, path string) ([]string, error) {
 		raw, ok = obj[rest]
 	}
 	var l stringList
-	if ok && l.decode(member{name: path, value: bytes.TrimSpace(raw)}) != nil {
+	if ok && l.decode(member{name: path, value: string(bytes.TrimSpace(raw))}) != nil {
 		return nil, fail("token claim %q must be a string or an array of strings", path)
 	}
 	return l, nil
@@ -591,7 +591,7 @@ var errNotJSON = errors.New("not JSON")
 // its value as it is in the JSON, valid and without surrounding space.
 type member struct {
 	name  string
-	value []byte
+	value string
 }
 
 // checkObject verifies that data is one JSON object with no duplicate
@@ -609,6 +609,10 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 	if !json.Valid(data) {
 		return nil, errNotJSON
 	}
+	// One copy of the whole object: names and string values are slices
+	// of it, not an allocation each (a cached token's claims are then
+	// one object for the garbage collector, not a dozen).
+	text := string(data)
 	type frame struct {
 		object  bool
 		wantKey bool
@@ -619,12 +623,12 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 	var seen nameSet
 	valueStart := 0
 	endMember := func(end int) {
-		if n := len(members); n > 0 && members[n-1].value == nil {
-			members[n-1].value = bytes.TrimSpace(data[valueStart:end])
+		if n := len(members); n > 0 && members[n-1].value == "" {
+			members[n-1].value = strings.TrimSpace(text[valueStart:end])
 		}
 	}
-	for i := 0; i < len(data); i++ {
-		switch c := data[i]; c {
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; c {
 		case '{', '[':
 			if len(stack) == 0 && c != '{' {
 				return nil, errors.New("not a JSON object")
@@ -652,8 +656,8 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 			}
 		case '"':
 			start := i
-			for i++; data[i] != '"'; i++ {
-				if data[i] == '\\' {
+			for i++; text[i] != '"'; i++ {
+				if text[i] == '\\' {
 					i++
 				}
 			}
@@ -665,7 +669,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 				continue
 			}
 			top.wantKey = false
-			name := string(data[start+1 : i])
+			name := text[start+1 : i]
 			if strings.IndexByte(name, '\\') >= 0 {
 				_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
 			}
@@ -685,7 +689,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 }
 
 // A member whose value is null is absent, as encoding/json has it.
-func (m member) null() bool { return string(m.value) == "null" }
+func (m member) null() bool { return m.value == "null" }
 
 func (m member) wrongType() error { return fmt.Errorf("%q has the wrong type", m.name) }
 
@@ -697,13 +701,13 @@ func str(m member, dst *string) error {
 		return nil
 	case v[0] != '"':
 		return m.wrongType()
-	case bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v):
+	case strings.IndexByte(v, '\\') < 0 && utf8.ValidString(v):
 		*dst = string(v[1 : len(v)-1])
 		return nil
 	}
 	// Escapes, or bytes that are not UTF-8 (which encoding/json turns
 	// into U+FFFD, as every JSON decoder of Go does).
-	return json.Unmarshal(v, dst)
+	return json.Unmarshal([]byte(v), dst)
 }
 
 // stringArray decodes an array of strings into dst.
@@ -711,7 +715,7 @@ func stringArray(m member, dst *[]string) error {
 	if m.null() {
 		return nil
 	}
-	if m.value[0] != '[' || json.Unmarshal(m.value, dst) != nil {
+	if m.value[0] != '[' || json.Unmarshal([]byte(m.value), dst) != nil {
 		return m.wrongType()
 	}
 	return nil
@@ -850,7 +854,7 @@ func date(m member) (*numericDate, error) {
 	if m.null() {
 		return nil, nil
 	}
-	f, err := strconv.ParseFloat(string(m.value), 64)
+	f, err := strconv.ParseFloat(m.value, 64)
 	if m.value[0] == '"' || err != nil {
 		return nil, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
 	}
