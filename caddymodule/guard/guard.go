@@ -186,7 +186,7 @@ func (g *Guard) token(r *http.Request) (string, *oautherr.Error) {
 		found = append(found, header)
 	}
 	param := cmp.Or(g.QueryParam, "access_token")
-	if vs := r.URL.Query()[param]; len(vs) > 0 {
+	if vs := queryValues(r, param); len(vs) > 0 {
 		if g.QueryParam == "" {
 			return "", oautherr.InvalidRequest("tokens in the query string are not accepted; send Authorization: Bearer")
 		}
@@ -208,6 +208,15 @@ func (g *Guard) token(r *http.Request) (string, *oautherr.Error) {
 		return "", oautherr.InvalidRequest("the Bearer token is too long")
 	}
 	return found[0], nil
+}
+
+// queryValues is r.URL.Query()[name], without parsing (and allocating
+// for) the query of every request that has none.
+func queryValues(r *http.Request, name string) []string {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return r.URL.Query()[name]
 }
 
 // bearer extracts the token from the one Authorization header; "" when

@@ -168,8 +168,11 @@ func (s *Store) Revoke(ctx context.Context, jti string, exp time.Time) error {
 // Revoked reports whether the JWT with this jti was revoked.
 func (s *Store) Revoked(jti string) bool {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.revoked) == 0 { // the usual case: spare every request a hash
+		return false
+	}
 	_, ok := s.revoked[hash(jti)]
-	s.mu.RUnlock()
 	return ok
 }
 
