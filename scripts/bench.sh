@@ -294,6 +294,13 @@ wrk_run() { # seconds; prints the BENCH line
 
 num() { sed -E "s/.*\"$1\":([0-9]+).*/\1/" <<<"$2"; }
 
+# cpu_ticks is the CPU time a process has used (user + system), in clock
+# ticks. Caddy's CPU per request says what the gateway costs whatever the
+# machine's other tenants do to throughput, which on a shared machine
+# moves by more than the gaps the targets are about.
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # ---- the load cases ----
 
 runs=$work/runs.tsv
@@ -318,8 +325,10 @@ run_case() {
 	wrk_run "$warmup" >/dev/null
 	request "$kind"
 
-	local line requests rps non2xx
+	local line requests rps non2xx ticks
+	ticks=$(cpu_ticks "$gw_pid")
 	line=$(wrk_run "$duration")
+	ticks=$(($(cpu_ticks "$gw_pid") - ticks))
 	requests=$(num requests "$line")
 	rps=$(awk -v n="$requests" -v us="$(num duration_us "$line")" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
 	non2xx=$(num non2xx "$line")
@@ -329,8 +338,9 @@ run_case() {
 		((non2xx == requests)) || die "$name: only $non2xx of $requests answers were refused"
 		(($(wc -l <"$work/iflow.log") == upstream_before)) || die "$name: refused requests reached the backend"
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")" \
-		"$requests" "$(num socket_errors "$line")" "$(num reused "$line")" >>"$runs"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")" \
+		"$requests" "$(num socket_errors "$line")" "$(num reused "$line")" \
+		"$(awk -v t="$ticks" -v hz="$clk_tck" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')" >>"$runs"
 	log "$(printf '%-22s %8s req/s  p50 %6s us  p99 %6s us' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")")"
 	stop_gateway
 
@@ -401,25 +411,25 @@ report() {
 	}
 	{
 		if (!($1 in runs)) order[++k] = $1
-		runs[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; errs[$1] += $6
+		runs[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; errs[$1] += $6; cpu[$1] += $8
 		sent[$1] += $5; reused[$1] += $7
 		list[$1] = list[$1] (list[$1] == "" ? "" : ", ") $2
 		if (runs[$1] == 1 || $2 < lo[$1]) lo[$1] = $2
 		if ($2 > hi[$1]) hi[$1] = $2
 	}
 	END {
-		printf "%-22s %9s %9s %9s  %-20s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "reference", "ratio", "p99 x", "target", "result"
+		printf "%-22s %9s %9s %9s %8s  %-20s %6s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "CPU us", "reference", "ratio", "p99 x", "CPU x", "target", "result"
 		for (j = 1; j <= k; j++) {
 			c = order[j]; m = runs[c]
-			R = rps[c] / m; P50 = p50[c] / m / 1000; P99 = p99[c] / m / 1000
+			R = rps[c] / m; P50 = p50[c] / m / 1000; P99 = p99[c] / m / 1000; C = cpu[c] / m
 			r = ref[c]
 			if (r == "-" || !(r in runs)) {
 				note = r == "-" ? "reference" : "no reference run"
 				if (m > 1) note = note sprintf(" (runs %s; spread %.1f%%)", list[c], 100 * (hi[c] - lo[c]) / R)
-				printf "%-22s %9.0f %9.2f %9.2f  %-20s %6s %6s  %-22s %s\n", c, R, P50, P99, "-", "-", "-", "-", note
+				printf "%-22s %9.0f %9.2f %9.2f %8.1f  %-20s %6s %6s %6s  %-22s %s\n", c, R, P50, P99, C, "-", "-", "-", "-", "-", note
 				continue
 			}
-			ratio = R / (rps[r] / runs[r]); pr = (p99[c] / m) / (p99[r] / runs[r])
+			ratio = R / (rps[r] / runs[r]); pr = (p99[c] / m) / (p99[r] / runs[r]); cr = C / (cpu[r] / runs[r])
 			target = ">= " minr[c]; ok = ratio >= minr[c]; why = ""
 			if (m > 1) why = sprintf("runs %s", list[c])
 			if (!ok) why = sprintf("%.1f%% short", 100 * (minr[c] - ratio) / minr[c]) (why == "" ? "" : ", ") why
@@ -429,7 +439,7 @@ report() {
 			}
 			if (errs[c] > 0) why = why (why == "" ? "" : ", ") errs[c] " socket errors"
 			if (reused[c] > 0) why = why (why == "" ? "" : ", ") sprintf("%.0f%% of requests repeated a token", 100 * reused[c] / sent[c])
-			printf "%-22s %9.0f %9.2f %9.2f  %-20s %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, r, ratio, pr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
+			printf "%-22s %9.0f %9.2f %9.2f %8.1f  %-20s %6.2f %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, C, r, ratio, pr, cr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
 		}
 	}' "$runs"
 }
