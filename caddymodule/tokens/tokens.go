@@ -618,8 +618,8 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 		wantKey bool
 		id      int // of the object, in seen
 	}
-	var stack []frame
-	members, objects := dst, 0
+	var room [maxDepth]frame
+	stack, members, objects := room[:0], dst, 0
 	var seen nameSet
 	valueStart := 0
 	endMember := func(end int) {
@@ -702,7 +702,7 @@ func str(m member, dst *string) error {
 	case v[0] != '"':
 		return m.wrongType()
 	case strings.IndexByte(v, '\\') < 0 && utf8.ValidString(v):
-		*dst = string(v[1 : len(v)-1])
+		*dst = v[1 : len(v)-1]
 		return nil
 	}
 	// Escapes, or bytes that are not UTF-8 (which encoding/json turns
