@@ -286,7 +286,7 @@ func (v *Verifier) verify(token string, raw []byte) (c *Claims, k *keys.Key, fin
 
 // check1 is verify; raw is token's bytes.
 func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
-	rawHeader, rawPayload, ok := splitCompact(token)
+	rawHeader, rawPayload, rawSig, ok := splitCompact(token)
 	if !ok {
 		return nil, nil, fail("token is not a compact JWS (three base64url segments)")
 	}
@@ -310,9 +310,8 @@ func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *key
 		return nil, k, fail("token algorithm %q is not allowed for its key", h.Alg)
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
-	dot := strings.LastIndexByte(token, '.')
-	sig, err := base64.RawURLEncoding.Strict().DecodeString(token[dot+1:])
-	if err != nil || !k.Verify(raw[:dot], sig) {
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(rawSig)
+	if err != nil || !k.Verify(raw[:len(raw)-len(rawSig)-1], sig) {
 		return nil, k, &Error{Reason: ReasonBadSignature}
 	}
 	c, err := v.checkClaims(rawPayload)
@@ -513,11 +512,11 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 	return c, nil
 }
 
-// splitCompact returns the header and payload segments of a compact JWS
+// splitCompact returns the three segments of a compact JWS
 // if token has exactly three non-empty segments of base64url characters.
 // Anything else (JSON serialization, JWE's five segments, padding,
 // whitespace) is refused here, before any decoder sees it.
-func splitCompact(token string) (hdr, payload string, ok bool) {
+func splitCompact(token string) (hdr, payload, sig string, ok bool) {
 	var dots [2]int
 	n := 0
 	for i := 0; i < len(token); i++ {
@@ -526,13 +525,13 @@ func splitCompact(token string) (hdr, payload string, ok bool) {
 			dots[n] = i
 			n++
 		case !base64url[c]:
-			return "", "", false
+			return "", "", "", false
 		}
 	}
 	if n != 2 || dots[0] == 0 || dots[1] == dots[0]+1 || dots[1] == len(token)-1 {
-		return "", "", false
+		return "", "", "", false
 	}
-	return token[:dots[0]], token[dots[0]+1 : dots[1]], true
+	return token[:dots[0]], token[dots[0]+1 : dots[1]], token[dots[1]+1:], true
 }
 
 // base64url marks the bytes of the base64url alphabet (RFC 4648 §5); a
@@ -557,7 +556,7 @@ func PeekIssuer(token string) (iss string, ok bool) {
 	if len(token) > maxPeekLength {
 		return "", false
 	}
-	_, payload, ok := splitCompact(token)
+	_, payload, _, ok := splitCompact(token)
 	if !ok {
 		return "", false
 	}
