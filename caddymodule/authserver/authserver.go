@@ -131,23 +131,26 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 	if len(creds) == 0 {
 		return nil, oautherr.InvalidClient("client authentication failed")
 	}
-	now := s.now()
-	claimed := creds[0].id
+	now, ip := s.now(), s.remoteIP(r)
+	// The last candidate is the decoded one, the only form a registered
+	// ID can have: every percent-encoding of an ID counts against it.
+	claimed := creds[len(creds)-1].id
 	var wait time.Duration
 	if s.Limiter != nil {
-		wait = s.Limiter.Check(claimed, s.remoteIP(r), now)
+		wait = s.Limiter.Take(claimed, ip, now)
 	}
 	reg := s.State.Clients()
 	opt := clients.AuthOptions{Now: now, NoSlowHash: wait > 0}
 	for _, c := range creds {
 		if client, err := reg.Authenticate(c.id, c.secret, opt); err == nil {
+			if s.Limiter != nil && wait == 0 {
+				s.Limiter.Refund(claimed, ip)
+			}
 			return client, nil
 		}
 	}
-	if s.Limiter != nil {
-		s.Limiter.Fail(claimed, s.remoteIP(r), now)
-	}
 	if wait > 0 {
+		s.Limiter.Fail(claimed, ip, now)
 		return nil, oautherr.TooManyFailures(wait)
 	}
 	// One answer for unknown client, wrong secret and disabled client:

@@ -165,3 +165,23 @@ func TestToken_AScopeTooLongForAGuardIsInvalidScopeNotAnUnusableToken(t *testing
 	// A smaller scope gets a token.
 	okToken(t, f.do(t, request{target: sapQuery + "&scope=" + roles[0], header: basic(senderID, f.senderSecret)}))
 }
+
+// A client ID has many percent-encodings in HTTP Basic, all of which
+// reach the same client: they must all count against its one budget.
+func TestToken_EncodedSpellingsOfAClientIDShareItsFailureBudget(t *testing.T) {
+	f := newFixture(t)
+	slow, err := clients.HashChosenSecret("a secret chosen by a person")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.withClients(t, clients.NewCache(0), clients.Client{ID: "human", Name: "Human", Secrets: []clients.Secret{slow}})
+	f.srv.Limiter = bruteforce.New(bruteforce.Config{
+		PerClient:  bruteforce.Rate{Failures: 3, Per: time.Minute},
+		PerAddress: bruteforce.Rate{Failures: 1000, Per: time.Minute},
+	})
+	for _, id := range []string{"%68uman", "h%75man", "hu%6Dan"} {
+		tokenError(t, f.do(t, request{target: sapQuery, header: basic(id, "guess")}), 401, "invalid_client")
+	}
+	tokenError(t, f.do(t, request{target: sapQuery, header: basic("hum%61n", "guess")}), http.StatusTooManyRequests, "temporarily_unavailable")
+	tokenError(t, f.do(t, request{target: sapQuery, header: basic("human", "guess")}), http.StatusTooManyRequests, "temporarily_unavailable")
+}

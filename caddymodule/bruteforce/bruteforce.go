@@ -1,18 +1,22 @@
 // Package bruteforce rate-limits failed client authentication on the token
 // endpoint, per client ID and per remote address.
 //
-// Only failures consume budget. A client that presents the right secret is
-// never counted, however often it asks for tokens, so it keeps getting them
+// Only failures consume budget. (Take holds one failure while an
+// authentication runs, so that concurrent guesses are counted before they
+// finish; Refund returns it when the secret was right.) A client that
+// presents the right secret is never counted in the end, however often it asks for tokens, so it keeps getting them
 // even while an attacker is guessing its secret (the endpoint still
 // verifies fast and cached secrets when over the limit; it only refuses
 // uncached argon2id work). The endpoint does, per request:
 //
-//	wait := lim.Check(clientID, remoteAddr, now) // > 0: over the limit
+//	wait := lim.Take(clientID, remoteAddr, now) // > 0: over the limit; else one failure taken
 //	... authenticate (no uncached argon2id if wait > 0) ...
-//	if failed {
-//		lim.Fail(clientID, remoteAddr, now)
-//		// if wait > 0: 429 with Retry-After: ceil(wait seconds), else 401
-//	}
+//	switch {
+//	case ok && wait == 0:
+//		lim.Refund(clientID, remoteAddr)
+//	case !ok && wait > 0:
+//		lim.Fail(clientID, remoteAddr, now) // 429 with Retry-After: ceil(wait seconds)
+//	}                                           // !ok && wait == 0: 401, the failure already taken
 //
 // Each tracked key is a token bucket holding Rate.Failures tokens that
 // refills at Rate.Failures per Rate.Per; a failure takes one token. A
@@ -99,6 +103,30 @@ func withDefaults(r Rate, failures int) Rate {
 func (l *Limiter) Check(clientID, addr string, now time.Time) time.Duration {
 	t := now.UnixNano()
 	return time.Duration(max(l.clients.wait(clientKey(clientID), t), l.addrs.wait(addrKey(addr), t)))
+}
+
+// Take is Check that, when it allows one more failure, also takes it, in
+// the same critical section: concurrent guesses cannot all pass a Check
+// before the first of them fails. The caller gives the failure back with
+// Refund when the authentication succeeds.
+func (l *Limiter) Take(clientID, addr string, now time.Time) time.Duration {
+	t, ck, ak := now.UnixNano(), clientKey(clientID), addrKey(addr)
+	l.clients.mu.Lock() // always clients first, then addrs
+	defer l.clients.mu.Unlock()
+	l.addrs.mu.Lock()
+	defer l.addrs.mu.Unlock()
+	wait := max(l.clients.waitLocked(ck, t), l.addrs.waitLocked(ak, t))
+	if wait == 0 {
+		l.clients.failLocked(ck, t)
+		l.addrs.failLocked(ak, t)
+	}
+	return time.Duration(wait)
+}
+
+// Refund gives back the failure a Take of clientID from addr took.
+func (l *Limiter) Refund(clientID, addr string) {
+	l.clients.refund(clientKey(clientID))
+	l.addrs.refund(addrKey(addr))
 }
 
 // Fail records one failed authentication of clientID from addr.

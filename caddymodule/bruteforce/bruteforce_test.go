@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -415,4 +416,31 @@ func BenchmarkCheckFail(b *testing.B) {
 			}
 		})
 	})
+}
+
+// Guesses that arrive together must be counted before any of them has
+// finished its (slow) verification: Take allows exactly the budget.
+func TestLimiter_TakeCountsConcurrentAttemptsBeforeTheyFinish(t *testing.T) {
+	l := New(Config{PerClient: Rate{Failures: 3, Per: time.Hour}})
+	now := time.Unix(1_800_000_000, 0)
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if l.Take("victim", fmt.Sprintf("192.0.2.%d", i), now) == 0 {
+				allowed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 3 {
+		t.Fatalf("%d of 40 concurrent attempts were allowed, want the budget of 3", n)
+	}
+	// A success gives its failure back: the next attempt is allowed again.
+	l.Refund("victim", "192.0.2.1")
+	if wait := l.Take("victim", "192.0.2.1", now); wait != 0 {
+		t.Errorf("after a refund, Take waits %v, want 0", wait)
+	}
 }

@@ -50,23 +50,37 @@ func (t *table) debt(full, now int64) int64 {
 // wait returns how long (ns) until k may fail once more.
 func (t *table) wait(k key, now int64) int64 {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.waitLocked(k, now)
+}
+
+func (t *table) waitLocked(k key, now int64) int64 {
 	e := t.entries[k]
-	var full int64
-	if e != nil {
-		full = e.full
-	}
-	t.mu.Unlock()
 	if e == nil {
 		return 0
 	}
 	// One more failure is allowed while the debt is at most burst-interval.
-	return max(t.debt(full, now)-(t.burst-t.interval), 0)
+	return max(t.debt(e.full, now)-(t.burst-t.interval), 0)
 }
 
 // fail takes one failure from k's bucket.
 func (t *table) fail(k key, now int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failLocked(k, now)
+}
+
+// refund gives back one failure taken from k's bucket.
+func (t *table) refund(k key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.entries[k]; e != nil {
+		e.full -= t.interval
+		t.fix(e.i)
+	}
+}
+
+func (t *table) failLocked(k key, now int64) {
 	// Recovered entries sit at the top of the heap and hold nothing:
 	// drop them first, so eviction below only happens when none is left.
 	for n := 0; n < pruneAtMost && len(t.heap) > 0 && t.heap[0].full <= now; n++ {
