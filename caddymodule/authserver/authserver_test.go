@@ -235,6 +235,8 @@ func TestToken_RefusesMalformedRequests(t *testing.T) {
 			request{body: "grant_type=password&username=u&password=p", header: withAuth}, 400, "unsupported_grant_type"},
 		{"token_format saml",
 			request{target: authserver.TokenPath + "?grant_type=client_credentials&token_format=saml", header: withAuth}, 400, "invalid_request"},
+		{"query string longer than a body may be",
+			request{target: sapQuery + "&x=" + strings.Repeat("a", 20<<10), header: withAuth}, 400, "invalid_request"},
 		{"grant_type twice in the body",
 			request{body: "grant_type=client_credentials&grant_type=client_credentials", header: withAuth}, 400, "invalid_request"},
 		{"grant_type twice in the body with different values",

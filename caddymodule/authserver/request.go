@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -66,6 +67,11 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (*request, *oautherr.E
 // as absent. A parameter may appear once (RFC 6749 §3.2), or in both the
 // query and the body with the same value.
 func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, *oautherr.Error) {
+	// The query is bounded like the body: Caddy's header limit (1 MiB by
+	// default) is far more than any token request needs.
+	if len(r.URL.RawQuery) > maxBodySize {
+		return nil, oautherr.InvalidRequest("the query string is too long")
+	}
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, oautherr.InvalidRequest("the query string is not properly encoded")
@@ -87,7 +93,7 @@ func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, *oauther
 				switch {
 				case val == "":
 				case v != "":
-					return nil, oautherr.InvalidRequest("parameter " + name + " is repeated")
+					return nil, oautherr.InvalidRequest("parameter " + paramName(name) + " is repeated")
 				default:
 					v = val
 				}
@@ -96,12 +102,22 @@ func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, *oauther
 				continue
 			}
 			if prev := merged.Get(name); prev != "" && prev != v {
-				return nil, oautherr.InvalidRequest("parameter " + name + " has different values in the query and the body")
+				return nil, oautherr.InvalidRequest("parameter " + paramName(name) + " has different values in the query and the body")
 			}
 			merged.Set(name, v)
 		}
 	}
 	return merged, nil
+}
+
+// paramName is a parameter name the caller chose, fit to be echoed in an
+// error (and so logged): quoted, and cut short.
+func paramName(name string) string {
+	const max = 64
+	if len(name) > max {
+		name = name[:max] + "…"
+	}
+	return strconv.Quote(name)
 }
 
 func formBody(w http.ResponseWriter, r *http.Request) (url.Values, *oautherr.Error) {
