@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oauthgate/oauthgate/caddymodule/atomicfile"
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 )
@@ -119,12 +120,12 @@ cannot be read, 2 when the command is called wrongly.
 				return usagef("--method and --path are required")
 			}
 			if clientID != "" {
-				subject = "oauth_client_" + clientID
+				subject = clients.SubjectPrefix + clientID
 			}
 			var scope []string
 			if fl.Changed("scope") {
 				s, _ := fl.GetString("scope")
-				scope = append(strings.Fields(s), []string{}...) // empty, not nil: a token with no roles
+				scope = append([]string{}, strings.Fields(s)...) // empty, not nil: a token with no roles
 			}
 			p, err := policy.ReadFile(path)
 			if err != nil {

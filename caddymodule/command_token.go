@@ -250,7 +250,13 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&tok); err != nil {
-		return nil, fmt.Errorf("%s answered %s but not with a token response (%v): %s", endpoint, status, err, snippet(body))
+		msg := fmt.Sprintf("%s answered %s but not with a token response (%v)", endpoint, status, err)
+		if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			// A login page or the like is worth showing; a JSON object
+			// that answered 200 may hold a usable token, so is not.
+			msg += ": " + snippet(body)
+		}
+		return nil, errors.New(msg)
 	}
 	if tok.AccessToken == "" {
 		return nil, fmt.Errorf("%s answered %s without an access_token: %s", endpoint, status, snippet(body))
