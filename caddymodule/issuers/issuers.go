@@ -233,9 +233,13 @@ func (i *Issuer) Verify(ctx context.Context, token string) (*tokens.Claims, erro
 	if !missed && !isBadSignature(err) {
 		return c, err
 	}
+	before := i.keys.Load()
 	i.refetch(ctx)
-	if c, missed, err = i.verify(token); missed && i.keys.Load() == nil {
+	switch after := i.keys.Load(); {
+	case after == nil:
 		return nil, fmt.Errorf("issuer %q: %w: none was ever obtained", i.cfg.Issuer, ErrUnavailable)
+	case after != before: // new keys: they may verify it
+		c, _, err = i.verify(token)
 	}
 	return c, err
 }
