@@ -307,7 +307,7 @@ func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *key
 	// The algorithm is the key's; a header that claims another one is
 	// refused, never obeyed.
 	if h.Alg != k.Algorithm.String() {
-		return nil, k, fail("token algorithm %q is not allowed for its key", h.Alg)
+		return nil, k, fail("token algorithm %.32q is not allowed for its key", h.Alg)
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
 	sig, err := base64.RawURLEncoding.Strict().DecodeString(rawSig)
@@ -605,7 +605,10 @@ type member struct {
 //
 // The members are appended to dst, whose room the caller may provide.
 func checkObject(data []byte, dst []member) ([]member, error) {
-	if !json.Valid(data) {
+	// RFC 8259 §8.1: JSON is UTF-8. encoding/json would read names that
+	// are not as U+FFFD, so two such names could be one to it and two to
+	// the duplicate check below.
+	if !json.Valid(data) || !utf8.Valid(data) {
 		return nil, errNotJSON
 	}
 	// One copy of the whole object: names and string values are slices
@@ -690,7 +693,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 // A member whose value is null is absent, as encoding/json has it.
 func (m member) null() bool { return m.value == "null" }
 
-func (m member) wrongType() error { return fmt.Errorf("%q has the wrong type", m.name) }
+func (m member) wrongType() error { return fmt.Errorf("%.32q has the wrong type", m.name) }
 
 // str decodes a string member into dst.
 func str(m member, dst *string) error {
@@ -700,13 +703,11 @@ func str(m member, dst *string) error {
 		return nil
 	case v[0] != '"':
 		return m.wrongType()
-	case strings.IndexByte(v, '\\') < 0 && utf8.ValidString(v):
+	case strings.IndexByte(v, '\\') < 0:
 		*dst = v[1 : len(v)-1]
 		return nil
 	}
-	// Escapes, or bytes that are not UTF-8 (which encoding/json turns
-	// into U+FFFD, as every JSON decoder of Go does).
-	return json.Unmarshal([]byte(v), dst)
+	return json.Unmarshal([]byte(v), dst) // escapes
 }
 
 // stringArray decodes an array of strings into dst.
@@ -776,12 +777,12 @@ func checkName(name string, topLevel bool, key objectName, seen *nameSet) error 
 			// Folding keeps the length of ASCII: only "ſ" (U+017F) and the
 			// Kelvin sign fold into ASCII from longer encodings.
 			if (!ascii || len(name) == len(k)) && name != k && strings.EqualFold(name, k) {
-				return fmt.Errorf("member %q is not %q: names are case-sensitive", name, k)
+				return fmt.Errorf("member %.32q is not %q: names are case-sensitive", name, k)
 			}
 		}
 	}
 	if seen.add(key) {
-		return fmt.Errorf("duplicate member %q", name)
+		return fmt.Errorf("duplicate member %.32q", name)
 	}
 	return nil
 }

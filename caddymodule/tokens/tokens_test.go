@@ -141,6 +141,7 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 		{"duplicate claim spelt with an escape", signRaw(t, k, hdr, payload(`,"s\u0075b":"oauth_client_admin"`)), "duplicate member"},
 		{"duplicate member in a nested object", signRaw(t, k, hdr, payload(`,"x":{"a":1,"b":[{"c":1}],"A":2}`)), "duplicate member"},
 		{"data after the object", signRaw(t, k, hdr, payload("")+` {}`), "not JSON"},
+		{"claim name that is not UTF-8", signRaw(t, k, hdr, payload(`,"r\xff":1,"r\ufffd":2`)), "not JSON"},
 		{"duplicate claim by Unicode case folding", signRaw(t, k, hdr, payload(`,"ſub":"oauth_client_admin"`)), "names are case-sensitive"},
 		{"claim spelt in another case", signRaw(t, k, hdr, strings.Replace(payload(""), `"sub"`, `"Sub"`, 1)), "names are case-sensitive"},
 		{"header member spelt with the Kelvin sign", signRaw(t, k, `{"alg":"ES256","Kid":"`+k.ID+`","typ":"at+jwt"}`, payload("")), "names are case-sensitive"},
