@@ -62,7 +62,8 @@ type TrustedIssuer struct {
 	// RoleMatch says how a claim value names a role of the policy:
 	// "exact", or "suffix" for SAP XSUAA, whose scopes read
 	// "<xsappname>.<role>" and grant <role>, as SAP Cloud Integration
-	// matches them. Default: exact.
+	// matches them, where <xsappname> must be Audience: the scopes of
+	// other apps in the same token grant nothing. Default: exact.
 	RoleMatch string `json:"role_match,omitempty"`
 
 	// RefreshInterval is how often the keys are fetched again; an unknown
@@ -74,8 +75,8 @@ type TrustedIssuer struct {
 // trustedIssuer is a TrustedIssuer in use.
 type trustedIssuer struct {
 	*issuers.Issuer
-	suffixRoles bool
-	cache       *tokens.Cache
+	rolePrefix string // see guard.Issuer
+	cache      *tokens.Cache
 }
 
 // provisionIssuers checks the trusted issuers and takes their verifiers
@@ -165,7 +166,11 @@ func (p *pool) acquire(t TrustedIssuer) (*trustedIssuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &pooled{iss: &trustedIssuer{Issuer: iss, suffixRoles: t.RoleMatch == "suffix", cache: cache}, refs: 1}
+	var prefix string
+	if t.RoleMatch == "suffix" {
+		prefix = t.Audience
+	}
+	e := &pooled{iss: &trustedIssuer{Issuer: iss, rolePrefix: prefix, cache: cache}, refs: 1}
 	p.m[key] = e
 	tokenCaches.add(cache)
 	return e.iss, nil
@@ -206,7 +211,7 @@ func (a *App) runIssuers(ctx context.Context) {
 func (a *App) guardIssuers() map[string]guard.Issuer {
 	m := make(map[string]guard.Issuer, len(a.issuers))
 	for iss, t := range a.issuers {
-		m[iss] = guard.Issuer{Verifier: t.Issuer, SuffixRoles: t.suffixRoles}
+		m[iss] = guard.Issuer{Verifier: t.Issuer, RolePrefix: t.rolePrefix}
 	}
 	return m
 }

@@ -59,10 +59,10 @@ type Guard struct {
 // Issuer verifies the tokens of one external issuer.
 type Issuer struct {
 	Verifier Verifier
-	// SuffixRoles lets a roles-claim value "<prefix>.<role>" grant the
-	// policy's <role>, as SAP XSUAA scopes "<xsappname>.<role>" do in SAP
-	// Cloud Integration.
-	SuffixRoles bool
+	// RolePrefix, if set, lets a roles-claim value "<RolePrefix>.<role>"
+	// grant the policy's <role>, as SAP XSUAA scopes "<xsappname>.<role>"
+	// do in SAP Cloud Integration; it is our own xsappname.
+	RolePrefix string
 }
 
 // UnavailableRetry is the Retry-After of a 503 for an issuer whose keys
@@ -134,7 +134,7 @@ func (g *Guard) Check(r *http.Request) *Decision {
 	if ext != nil {
 		// An external issuer's token carries its roles; the policy's
 		// subjects mapping adds to them.
-		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.SuffixRoles))
+		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.RolePrefix))
 	} else {
 		// Our own token: the policy grants, the scope it was issued with
 		// narrows.

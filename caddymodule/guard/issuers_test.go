@@ -31,8 +31,8 @@ func (f *fixture) withXSUAA(t *testing.T, suffix bool) func(sub string, scope ..
 	v := &tokens.Verifier{Keys: ks, Issuer: xsuaa, Audience: "it-rt-tenant!b196", Leeway: leeway,
 		Now: func() time.Time { return f.now }, External: true, Types: []string{"JWT"}, RolesClaim: "scope"}
 	f.guard.Issuers = map[string]guard.Issuer{xsuaa: {
-		Verifier:    verifierFunc(func(_ context.Context, tok string) (*tokens.Claims, error) { return v.Verify(tok) }),
-		SuffixRoles: suffix,
+		Verifier:   verifierFunc(func(_ context.Context, tok string) (*tokens.Claims, error) { return v.Verify(tok) }),
+		RolePrefix: map[bool]string{true: "it-rt-tenant!b196"}[suffix],
 	}}
 	return func(sub string, scope ...string) string {
 		payload, err := json.Marshal(map[string]any{
@@ -67,6 +67,8 @@ func TestCheck_ExternalIssuerTokensCarryTheirRoles(t *testing.T) {
 			"POST", "/http/orders/1", []string{"Orders.send"}},
 		{"the policy's subjects add their roles, under the issuer's name", true, "sb-reader", []string{"it-rt-tenant!b196.Invoices.send"},
 			"GET", "/http/reports", []string{"Orders.read", "Invoices.send"}},
+		{"another app's scope in the same token grants nothing", true, "sb-sender", []string{"otherapp!t5.Orders.send"},
+			"POST", "/http/orders/1", nil},
 		{"a sub named like a local client gets none of its roles", true, sender, nil,
 			"POST", "/http/orders/1", nil},
 	}
@@ -100,7 +102,7 @@ func TestCheck_EachIssuerVerifiesOnlyWithItsOwnKeys(t *testing.T) {
 	// A token of the external issuer that claims to be ours goes to our
 	// verifier; one of ours that claims the external issuer goes to the
 	// external verifier. Neither knows the other's keys.
-	ext := mint("sb-sender", "x.Orders.send")
+	ext := mint("sb-sender", "it-rt-tenant!b196.Orders.send")
 	forgedAsLocal := relabel(t, ext, issuer)
 	forgedAsExternal := relabel(t, local, xsuaa)
 

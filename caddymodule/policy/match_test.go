@@ -227,23 +227,24 @@ rules:
 `)
 	tests := map[string]struct {
 		values []string
-		suffix bool
+		prefix string
 		want   []string
 	}{
-		"equal values":                      {[]string{"ESBMessaging.send", "Orders.read", "unknown"}, false, []string{"ESBMessaging.send", "Orders.read"}},
-		"without suffix a prefix is no use": {[]string{"app!t1.ESBMessaging.send"}, false, nil},
-		"XSUAA scope by suffix":             {[]string{"app!t1.Orders.read"}, true, []string{"Orders.read"}},
-		"every dot is tried":                {[]string{"app!t1.ESBMessaging.send"}, true, []string{"ESBMessaging.send", "send"}},
-		"an equal value also counts":        {[]string{"send"}, true, []string{"send"}},
-		"no dot before the role":            {[]string{"appsend"}, true, nil},
-		"a role is returned once":           {[]string{"a.send", "b.send", "send"}, true, []string{"send"}},
-		"unknown roles are never returned":  {[]string{"app.Admin", "Admin"}, true, nil},
-		"a trailing dot names nothing":      {[]string{"app."}, true, nil},
+		"equal values": {[]string{"ESBMessaging.send", "Orders.read", "unknown"}, "", []string{"ESBMessaging.send", "Orders.read"}},
+		"without a prefix a prefixed value is no use": {[]string{"app!t1.ESBMessaging.send"}, "", nil},
+		"XSUAA scope of our app":                      {[]string{"app!t1.Orders.read"}, "app!t1", []string{"Orders.read"}},
+		"only our app's prefix is cut, once":          {[]string{"app!t1.ESBMessaging.send"}, "app!t1", []string{"ESBMessaging.send"}},
+		"another app's scope grants nothing":          {[]string{"other!t5.Orders.read", "app!t1x.Orders.read"}, "app!t1", nil},
+		"an equal value also counts":                  {[]string{"send"}, "app", []string{"send"}},
+		"no dot before the role":                      {[]string{"appsend"}, "app", nil},
+		"a role is returned once":                     {[]string{"app.send", "app.send", "send"}, "app", []string{"send"}},
+		"unknown roles are never returned":            {[]string{"app.Admin", "Admin"}, "app", nil},
+		"a trailing dot names nothing":                {[]string{"app."}, "app", nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := p.RolesFromClaim(tc.values, tc.suffix); !slices.Equal(got, tc.want) {
-				t.Errorf("RolesFromClaim(%q, %v) = %q, want %q", tc.values, tc.suffix, got, tc.want)
+			if got := p.RolesFromClaim(tc.values, tc.prefix); !slices.Equal(got, tc.want) {
+				t.Errorf("RolesFromClaim(%q, %q) = %q, want %q", tc.values, tc.prefix, got, tc.want)
 			}
 		})
 	}

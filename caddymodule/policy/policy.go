@@ -375,13 +375,13 @@ func (p *Policy) RolesInScope(subject string, scope []string) []string {
 }
 
 // RolesFromClaim returns the roles named anywhere in the policy that a
-// token claim's values name: a value equal to a role, or with suffix a
-// value ending in "." and the role, as SAP XSUAA writes scopes
-// ("<xsappname>.<role>"). Roles contain dots themselves
-// (ESBMessaging.send), so every dot is tried: "app.ESBMessaging.send"
-// yields ESBMessaging.send and, if the policy names it, send. Only roles
-// the policy knows are returned, so a claim cannot invent one.
-func (p *Policy) RolesFromClaim(values []string, suffix bool) []string {
+// token claim's values name: a value equal to a role, or, with a prefix,
+// the prefix, a dot and the role, as SAP XSUAA writes scopes
+// ("<xsappname>.<role>"). The prefix is exactly our own app's: an XSUAA
+// token also carries the scopes of other apps ("otherapp!t5.Orders.admin"),
+// which must grant nothing here. Only roles the policy knows are
+// returned, so a claim cannot invent one.
+func (p *Policy) RolesFromClaim(values []string, prefix string) []string {
 	var out []string
 	add := func(r string) {
 		if _, ok := p.known[r]; ok && !slices.Contains(out, r) {
@@ -390,13 +390,11 @@ func (p *Policy) RolesFromClaim(values []string, suffix bool) []string {
 	}
 	for _, v := range values {
 		add(v)
-		if !suffix {
+		if prefix == "" {
 			continue
 		}
-		for i := 0; i < len(v); i++ {
-			if v[i] == '.' {
-				add(v[i+1:])
-			}
+		if r, ok := strings.CutPrefix(v, prefix+"."); ok {
+			add(r)
 		}
 	}
 	return out
