@@ -304,7 +304,7 @@ func (g *Guard) pass(r *http.Request, d *guard.Decision) {
 	var subject, clientID string
 	var scope []string
 	if c := d.Claims; c != nil {
-		subject, clientID, scope = c.Subject, c.ClientID, listable(c.Scope)
+		subject, clientID, scope = d.Subject, d.ClientID, listable(c.Scope)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", subject)
@@ -348,7 +348,7 @@ func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 		zap.String("path", r.URL.Path),
 	}
 	if d.Claims != nil {
-		fields = append(fields, zap.String("subject", d.Claims.Subject))
+		fields = append(fields, zap.String("subject", d.Subject))
 	}
 	if d.Rule != nil {
 		fields = append(fields, zap.Int("rule_line", d.Rule.Line))

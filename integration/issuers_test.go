@@ -95,7 +95,9 @@ func TestIssuers_XSUAATokenReachesTheBackendWithItsRoles(t *testing.T) {
 
 	ok := x.token(t, sender, xsappname+".ESBMessaging.send", "uaa.resource")
 	e.call(t, http.MethodGet, "/http/flow", ok, "").wantStatus(t, http.StatusOK)
-	e.backend.wantRequests(t, backendRequest{Method: "GET", Path: "/http/flow", ClientID: sender, Subject: sender, Roles: "ESBMessaging.send"})
+	// Its caller is named as the policy names it, in the issuer's own
+	// namespace: a backend cannot mistake it for a local client.
+	e.backend.wantRequests(t, backendRequest{Method: "GET", Path: "/http/flow", ClientID: x.issuer() + "#" + sender, Subject: x.issuer() + "#" + sender, Roles: "ESBMessaging.send"})
 
 	// The same issuer's token without the role the path needs.
 	orders := x.token(t, sender, xsappname+".ESBMessaging.send")

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -78,6 +80,11 @@ type Decision struct {
 	// Claims are the verified token's; nil when no token was verified
 	// (public rule, preflight, or a refusal before verification).
 	Claims *tokens.Claims
+	// Subject and ClientID are the caller as the backend is told: the
+	// token's, or for an external issuer's token "<iss>#<sub>" and
+	// "<iss>#<client_id>", so that an external issuer cannot name one of
+	// our clients to the backend either.
+	Subject, ClientID string
 	// Roles the caller holds that the policy and the token's scope agree
 	// on.
 	Roles []string
@@ -119,10 +126,20 @@ func (g *Guard) Check(r *http.Request) *Decision {
 	// policy, "<iss>#<sub>": its "sub" is its own to choose, and must not
 	// borrow the roles of a local client (or of another issuer's subject)
 	// of the same name.
-	subject := claims.Subject
+	subject, clientID := claims.Subject, claims.ClientID
 	if ext != nil {
 		subject = claims.Issuer + "#" + claims.Subject
+		if clientID != "" {
+			clientID = claims.Issuer + "#" + clientID
+		}
+		// They go into request headers; a value that cannot would fail
+		// the request at the proxy with a 502.
+		if !httpguts.ValidHeaderFieldValue(subject) || !httpguts.ValidHeaderFieldValue(clientID) {
+			d.Err = oautherr.InvalidToken("the token's sub or client ID has characters a header cannot carry")
+			return d
+		}
 	}
+	d.Subject, d.ClientID = subject, clientID
 	if pol.Disabled(subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
 		return d
