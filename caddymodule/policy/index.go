@@ -59,7 +59,23 @@ type rankKey struct {
 	specific bool   // lists methods
 }
 
+// maxPolicyEntries bounds the host and path combinations of a whole
+// policy, and maxSameRankPatterns the patterns that tie on rank, whose
+// overlap check is quadratic: a policy file within MaxFileSize could
+// otherwise take gigabytes to index or hours to check.
+const (
+	maxPolicyEntries    = 200_000
+	maxSameRankPatterns = 1_000
+)
+
 func (p *Policy) build() error {
+	total := 0
+	for _, r := range p.rules {
+		total += len(r.paths) * len(hostsOrAny(r))
+	}
+	if total > maxPolicyEntries {
+		return fmt.Errorf("the rules have %d host and path combinations, more than %d", total, maxPolicyEntries)
+	}
 	groups := map[rankKey][]*entry{}
 	for _, r := range p.rules {
 		for _, h := range hostsOrAny(r) {
@@ -69,6 +85,9 @@ func (p *Policy) build() error {
 				k := rankKey{host: h, kind: ps.kind, text: ps.text, specific: len(r.Methods) > 0}
 				if ps.kind == kindPattern {
 					k.text, k.literal = "", ps.literal
+					if len(groups[k]) == maxSameRankPatterns {
+						return &lineError{line: r.Line, msg: fmt.Sprintf("more than %d patterns of the same rank as %s", maxSameRankPatterns, e)}
+					}
 				}
 				for _, other := range groups[k] {
 					if other.rule != r && methodsOverlap(other.rule.Methods, r.Methods) && pathsMayOverlap(other.path, ps) {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -507,5 +508,40 @@ func TestParse_RoleNamesAreScopeTokens(t *testing.T) {
 	}
 	if _, err := Parse([]byte("subjects:\n  s: [ESBMessaging.send, xsapp!t1.Orders-read_v2]\n"), "p.yaml"); err != nil {
 		t.Errorf("ordinary role names refused: %v", err)
+	}
+}
+
+// A policy small enough to be read can still describe more than an index
+// should hold, or more same-rank patterns than the overlap check should
+// compare pairwise: both are refused, quickly.
+func TestParse_RefusesPoliciesTooLargeToIndex(t *testing.T) {
+	var combos strings.Builder
+	combos.WriteString("rules:\n")
+	for r := range 21 { // 21 rules of 100 hosts x 100 paths: 210,000
+		combos.WriteString("  - hosts: [")
+		for h := range 100 {
+			fmt.Fprintf(&combos, "h%d-%d.example,", r, h)
+		}
+		combos.WriteString("]\n    paths: [")
+		for p := range 100 {
+			fmt.Fprintf(&combos, "/r%d/p%d,", r, p)
+		}
+		combos.WriteString("]\n    public: true\n")
+	}
+	var patterns strings.Builder
+	patterns.WriteString("rules:\n")
+	for i := range 1001 {
+		fmt.Fprintf(&patterns, "  - {path: \"/x/*/%04d\", public: true}\n", i)
+	}
+	for name, tc := range map[string]struct{ policy, want string }{
+		"too many host and path combinations": {combos.String(), "host and path combinations"},
+		"too many patterns of one rank":       {patterns.String(), "patterns of the same rank"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.policy), "policy.yaml")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want one that says %q", err, tc.want)
+			}
+		})
 	}
 }
