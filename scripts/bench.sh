@@ -122,12 +122,12 @@ chmod 700 "$work"
 
 # ---- processes: every one is stopped on exit, however the script ends ----
 
-pids=()
+# cleanup stops the background jobs still running: only those, never a
+# process that was waited for, whose pid the system may have reused.
 cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
+	local running
+	running=$(jobs -p)
+	[[ -z $running ]] || kill $running 2>/dev/null || true
 	wait 2>/dev/null || true
 	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
 		log "kept $work"
@@ -146,7 +146,6 @@ base=http://127.0.0.1:$gw_port
 issuer=$base # tokens stay valid across the runs: same issuer, same storage
 
 bin/iflow -listen "127.0.0.1:$backend_port" >"$work/iflow.log" 2>"$work/iflow.err" &
-pids+=($!)
 for _ in $(seq 100); do
 	grep -q listening "$work/iflow.err" && break
 	sleep 0.1
@@ -157,10 +156,9 @@ gw_pid=
 start_gateway() {
 	bin/caddy run --config "$work/$1.Caddyfile" --adapter caddyfile >>"$work/caddy-$1.log" 2>&1 &
 	gw_pid=$!
-	pids+=("$gw_pid")
 	local i
 	for ((i = 0; i < 600; i++)); do
-		[[ $(curl -s -o /dev/null -w '%{http_code}' "$base/" || true) != 000 ]] && return 0
+		[[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$base/" || true) != 000 ]] && return 0
 		kill -0 "$gw_pid" 2>/dev/null || die "caddy ($1) exited:$(printf '\n')$(tail -20 "$work/caddy-$1.log")"
 		sleep 0.1
 	done
@@ -279,10 +277,11 @@ request() {
 }
 
 probe() {
-	local args=(-s -o /dev/null -w '%{http_code}' -X "$r_method")
-	[[ -n $r_auth ]] && args+=(-H "Authorization: $r_auth")
+	# The Authorization header goes through stdin, not the command line,
+	# which any local user can read.
+	local args=(-s --max-time 10 -o /dev/null -w '%{http_code}' -X "$r_method" -H @-)
 	[[ -n $r_body ]] && args+=(-H "Content-Type: $r_ctype" --data-raw "$r_body")
-	curl "${args[@]}" "$base$r_path" || true
+	curl "${args[@]}" "$base$r_path" <<<"${r_auth:+Authorization: $r_auth}" || true
 }
 
 wrk_run() { # seconds; prints the BENCH line
@@ -356,7 +355,6 @@ run_case() {
 		request "$kind"
 		(sleep 1 && curl -sf -o "$prof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 2))") &
 		curl_pid=$!
-		pids+=("$curl_pid")
 		wrk_run "$duration" >/dev/null
 		wait "$curl_pid" || die "$name: could not fetch the CPU profile from the admin API"
 		profiles+=("$name")
