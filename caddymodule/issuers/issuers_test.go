@@ -534,6 +534,15 @@ func TestFetch_BoundsWhatItReads(t *testing.T) {
 			p.setDoc(t, "/jwks", padded(jwks))
 			return Config{JWKSURL: p.URL + "/jwks"}
 		}, "larger than"},
+		{"a JWKS of more than 100 keys", func(p *idp) Config {
+			many := []any{publicJWK(t, k.rsa1, map[string]any{"kid": "good", "alg": "RS256"})}
+			for range 100 {
+				many = append(many, map[string]any{})
+			}
+			b, _ := json.Marshal(map[string]any{"keys": many})
+			p.setDoc(t, "/jwks", b)
+			return Config{JWKSURL: p.URL + "/jwks"}
+		}, "more than 100"},
 		{"metadata over 1 MiB", func(p *idp) Config {
 			p.setDoc(t, "/.well-known/openid-configuration", padded(map[string]any{"issuer": p.URL, "jwks_uri": p.URL + "/jwks"}))
 			return Config{Discovery: true}

@@ -154,6 +154,9 @@ func parseAlgorithms(names []string) ([]jwa.SignatureAlgorithm, error) {
 	return algs, nil
 }
 
+// maxKeys bounds the entries of a JWK Set.
+const maxKeys = 100
+
 // parseJWKS returns the usable keys of a JWK Set, and why each other key
 // was skipped. A kid published twice is dropped: which key it means would
 // be a guess. A set without a usable key is an error.
@@ -163,6 +166,11 @@ func parseJWKS(body []byte, algs []jwa.SignatureAlgorithm) (keySet, []error, err
 	}
 	if err := json.Unmarshal(body, &doc); err != nil || doc.Keys == nil {
 		return nil, nil, errors.New(`not a JWK Set (a JSON object with "keys")`)
+	}
+	// An issuer publishes a few keys (current, next, previous); a set of
+	// thousands would cost a parse and a report line each, per fetch.
+	if len(doc.Keys) > maxKeys {
+		return nil, nil, fmt.Errorf("the JWK Set has %d keys, more than %d", len(doc.Keys), maxKeys)
 	}
 	set := keySet{}
 	var skipped []error
