@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -64,9 +65,9 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.Contains(token, ".") {
-		err = s.Tokens.Revoke(r.Context(), c.ID, c.Expiry)
+		err = s.Tokens.Revoke(context.WithoutCancel(r.Context()), c.ID, c.Expiry)
 	} else {
-		err = s.Tokens.RevokeOpaque(r.Context(), token)
+		err = s.Tokens.RevokeOpaque(context.WithoutCancel(r.Context()), token)
 	}
 	if err != nil {
 		s.Log.Error("revoking token", zap.String("client_id", clientID), zap.Error(err))

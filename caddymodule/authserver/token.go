@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -131,12 +132,15 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 		ID:       tokens.NewID(),
 		Scope:    scope,
 	}
+	// A client that hangs up must not cut a write short halfway: the
+	// opaque token stored without its issuance record, say.
+	ctx := context.WithoutCancel(r.Context())
 	var tok string
 	var err error
 	stored := true // err, if any, is a write to the storage that failed
 	if format == "opaque" {
 		tok = s.Tokens.NewOpaque()
-		err = s.Tokens.PutOpaque(r.Context(), tok, &tokenstate.Opaque{
+		err = s.Tokens.PutOpaque(ctx, tok, &tokenstate.Opaque{
 			ClientID: claims.ClientID, Subject: claims.Subject, Audience: claims.Audience,
 			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID})
 	} else {
@@ -144,7 +148,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 		stored = err == nil
 	}
 	if err == nil {
-		err = s.Tokens.Issued(r.Context(), client.ID, claims.ID, iat, claims.Expiry, untilNext)
+		err = s.Tokens.Issued(ctx, client.ID, claims.ID, iat, claims.Expiry, untilNext)
 	}
 	if errors.Is(err, tokens.ErrTooLong) {
 		// A client's answer to this is a smaller scope, not a retry.
