@@ -267,8 +267,12 @@ func listable(values []string) []string {
 
 // dropCookie removes the cookie name from the request: a token sent as a
 // cookie goes no further than one sent in Authorization. The other
-// cookies are kept as sent, byte for byte.
+// cookies are kept as sent, in one Cookie header; a request without the
+// cookie is left alone.
 func dropCookie(r *http.Request, name string) {
+	if !slices.ContainsFunc(r.Header.Values("Cookie"), func(line string) bool { return strings.Contains(line, name) }) {
+		return
+	}
 	var keep []string
 	for _, line := range r.Header.Values("Cookie") {
 		for part := range strings.SplitSeq(line, ";") {
