@@ -9,8 +9,14 @@ import (
 )
 
 // Write replaces path with data, with permissions perm: it writes a
-// temporary file next to path, syncs it, and renames it over path.
+// temporary file next to path, syncs it, and renames it over path. A
+// symlink is followed, so that the file it names is replaced, not the
+// link; the replaced file's owner is kept where the caller may set it
+// (root editing a file the gateway's user owns must not take it away).
 func Write(path string, data []byte, perm os.FileMode) error {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -21,6 +27,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		tmp.Close()
 		return err
 	}
+	keepOwner(tmp, path)
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
