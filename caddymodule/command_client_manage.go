@@ -157,14 +157,14 @@ client that is already %s is left alone, and the file is not written.
 			}
 			out := cmd.OutOrStdout()
 			if c.Disabled == disable {
-				fmt.Fprintf(out, "Client %q (%s) is already %s in %s; nothing changed.\n", printable(c.Name), c.ID, done, path)
+				fmt.Fprintf(out, "Client %q (%s) is already %s in %s; nothing changed.\n", c.Name, c.ID, done, path)
 				return nil
 			}
 			c.Disabled = disable
 			if err := clients.WriteFile(path, f); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "Client %q (%s) %s in %s.\n", printable(c.Name), c.ID, done, path)
+			fmt.Fprintf(out, "Client %q (%s) %s in %s.\n", c.Name, c.ID, done, path)
 			fmt.Fprintf(out, "Once the gateway has re-read the file (within a second or two), %s.\n", effect)
 			return nil
 		},
@@ -203,7 +203,7 @@ The client's subject, oauth_client_<client ID>, may still hold roles under
 			if err != nil {
 				return err
 			}
-			name, subject, secrets := printable(c.Name), c.Subject(), len(c.Secrets)
+			name, subject, secrets := c.Name, c.Subject(), len(c.Secrets) // %q escapes what does not print
 			if !yes {
 				return fmt.Errorf("nothing removed: this would remove client %q (%s) and its %d secret(s) from %s, "+
 					"and the guard would refuse its tokens; run again with --yes to remove it, "+

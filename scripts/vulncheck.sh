@@ -25,10 +25,12 @@ if [[ -z $db ]]; then
 	trap 'rm -rf "$tmp"' EXIT
 	# indexdb is the vulndb module's own tool for turning its OSV files
 	# into the database layout govulncheck reads.
-	GOBIN=$tmp go install "golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION"
-	dir=$(cd "$tmp" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	# One lookup of the version: x/vulndb is published many times a day,
+	# and the tool, the data and the version printed must be the same one.
 	version=$(cd "$tmp" && go list -m -f '{{.Version}}' "golang.org/x/vulndb@$VULNDB_VERSION")
+	GOBIN=$tmp go install "golang.org/x/vulndb/cmd/indexdb@$version"
+	dir=$(cd "$tmp" && go mod download -json "golang.org/x/vulndb@$version" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	"$tmp/indexdb" -vulns "$dir/data/osv" -out "$tmp/db"
 	db=file://$tmp/db
 	echo "vulncheck.sh: database golang.org/x/vulndb@$version ($(ls "$dir/data/osv" | wc -l) reports)"
