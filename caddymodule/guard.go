@@ -52,9 +52,10 @@ type Guard struct {
 	// Default: "oauthgate".
 	Realm string `json:"realm,omitempty"`
 
-	// Audience is what a token's "aud" must name for this guard to accept
-	// it: the resource server it protects. Default: the oauth app's
-	// audience.
+	// Audience is what one of the gateway's own tokens must name in "aud"
+	// for this guard to accept it: the resource server it protects.
+	// Default: the oauth app's audience. A trusted issuer's tokens are
+	// held to its trust block's audience instead, at every guard.
 	Audience string `json:"audience,omitempty"`
 
 	// MaxTokenSize bounds the Bearer token in bytes; a longer one is
