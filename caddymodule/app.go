@@ -21,6 +21,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
+	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -93,8 +94,9 @@ type App struct {
 	// besides the gateway's own, each checked with its own keys and rules.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
 
-	issuers    map[string]*trustedIssuer // by "iss"
+	issuers    map[string]*issuers.Issuer // by "iss"
 	clients    *clients.Watcher
+	limiter    *bruteforce.Limiter // of failed client authentications
 	keyManager *keys.Manager
 	keys       atomic.Pointer[keys.Set]
 	policy     *policy.Watcher
@@ -102,15 +104,8 @@ type App struct {
 	logger     *zap.Logger
 	stop       context.CancelFunc
 	done       chan struct{}
+	held       holds // what it holds in the pool (pool.go)
 }
-
-// The verification cache of slow-hash secrets and the failure limiter
-// belong to the process, not to one config: a reload must neither make
-// every client pay argon2id again nor give an attacker a fresh budget.
-var (
-	secretCache   = clients.NewCache(0)
-	failedClients = bruteforce.New(bruteforce.Config{})
-)
 
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
 const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
@@ -173,7 +168,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth: key_rotation: %w", err)
 	}
 
-	if a.clients, err = clients.NewWatcher(a.ClientsFile, secretCache); err != nil {
+	secrets, err := holdSecretCache(&a.held)
+	if err != nil {
+		return err
+	}
+	if a.limiter, err = holdLimiter(&a.held); err != nil {
+		return err
+	}
+	if a.clients, err = clients.NewWatcher(a.ClientsFile, secrets); err != nil {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
 	observe(a.clients, a.logger, "clients", a.ClientsFile)
@@ -360,10 +362,10 @@ func observe[T any](w *filewatch.Watcher[T], log *zap.Logger, what, file string)
 	}
 }
 
-// Cleanup lets go of the trusted issuers this config held; an issuer that
-// the next config trusts alike stays, with its keys.
+// Cleanup lets go of what this config held in the pool; what the next
+// config holds too stays.
 func (a *App) Cleanup() error {
-	issuerPool.release(a.issuers)
+	a.held.release()
 	return nil
 }
 

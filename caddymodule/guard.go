@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -107,6 +108,7 @@ type Guard struct {
 	headers [4]string // canonical names of the identity headers, by identityFields
 	aliases [4]string // the same, with "_" read as "-"
 	cache   *tokens.Cache
+	held    holds
 	logger  *zap.Logger
 }
 
@@ -152,8 +154,9 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	}
 	g.headers, g.aliases = resolveHeaders(g.IdentityHeaders)
 	if g.TokenCache >= 0 {
-		g.cache = tokens.NewCache(g.TokenCache)
-		tokenCaches.add(g.cache)
+		if g.cache, err = holdTokenCache(&g.held, app.Issuer, g.Audience, time.Duration(app.Leeway), g.TokenCache); err != nil {
+			return err
+		}
 	}
 	g.guard = &guard.Guard{
 		Policy:         app,
@@ -167,11 +170,10 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup retires the guard's token cache with its config.
+// Cleanup lets go of the guard's token cache; a guard of the next config
+// that checks alike keeps it.
 func (g *Guard) Cleanup() error {
-	if g.cache != nil {
-		tokenCaches.retire(g.cache)
-	}
+	g.held.release()
 	return nil
 }
 

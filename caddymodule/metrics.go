@@ -3,11 +3,8 @@ package caddymodule
 import (
 	"errors"
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
 // The gateway's metrics, on Caddy's metrics endpoint (the "metrics"
@@ -45,76 +42,33 @@ var metrics = struct {
 	}, []string{"file", "result"}),
 }
 
-// cacheStats exports the lookups of the process-wide secret cache and of
-// every guard's and trusted issuer's token cache.
-type cacheStats struct{ desc *prometheus.Desc }
+// cacheCollector exports the lookups of the secret cache and of every
+// guard's and trusted issuer's token cache (pool.go).
+type cacheCollector struct{ desc *prometheus.Desc }
 
-var cacheCollector = cacheStats{prometheus.NewDesc(
+var caches = cacheCollector{prometheus.NewDesc(
 	"oauthgate_cache_lookups_total",
 	"Cache lookups by cache (secret: verified argon2id secrets; token: verified access tokens) and result (hit, miss).",
 	[]string{"cache", "result"}, nil)}
 
-func (c cacheStats) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c cacheStats) Collect(ch chan<- prometheus.Metric) {
-	hits, misses := secretCache.Stats()
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(hits), "secret", "hit")
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(misses), "secret", "miss")
-	hits, misses = tokenCaches.stats()
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(hits), "token", "hit")
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(misses), "token", "miss")
-}
-
-// tokenCaches are the token caches in use. A cache is retired with its
-// config, and its counts move to the totals, so the counter never goes
-// back.
-var tokenCaches = &cacheSet{live: map[*tokens.Cache]struct{}{}}
-
-type cacheSet struct {
-	mu                    sync.Mutex
-	live                  map[*tokens.Cache]struct{}
-	retiredHits, retiredM uint64
-}
-
-func (s *cacheSet) add(c *tokens.Cache) {
-	if c == nil {
-		return
-	}
-	s.mu.Lock()
-	s.live[c] = struct{}{}
-	s.mu.Unlock()
-}
-
-func (s *cacheSet) retire(c *tokens.Cache) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.live[c]; ok {
-		h, m := c.Stats()
-		s.retiredHits, s.retiredM = s.retiredHits+h, s.retiredM+m
-		delete(s.live, c)
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := cacheStats()
+	for _, label := range [...]string{"secret", "token"} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(stats[label][0]), label, "hit")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(stats[label][1]), label, "miss")
 	}
 }
 
-func (s *cacheSet) stats() (hits, misses uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	hits, misses = s.retiredHits, s.retiredM
-	for c := range s.live {
-		h, m := c.Stats()
-		hits, misses = hits+h, misses+m
-	}
-	return hits, misses
-}
-
-// registerMetrics adds the gateway's collectors to a config's registry;
-// every handler and the app call it, and only the first registration of
-// a collector in a registry counts.
+// registerMetrics adds the gateway's collectors to a config's registry.
+// The app calls it once per config; a collector already there is fine.
 func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{metrics.decisions, metrics.issued, metrics.refused,
-		metrics.jwksFetches, metrics.fileReloads, cacheCollector} {
+		metrics.jwksFetches, metrics.fileReloads, caches} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

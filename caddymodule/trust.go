@@ -2,10 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -72,76 +70,9 @@ type TrustedIssuer struct {
 	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
 }
 
-// trustedIssuer is a TrustedIssuer in use.
-type trustedIssuer struct {
-	*issuers.Issuer
-	rolePrefix string // see guard.Issuer
-	cache      *tokens.Cache
-}
-
-// provisionIssuers checks the trusted issuers and takes their verifiers
-// from the pool, making those that are new; keys are fetched when the app
-// starts.
-func (a *App) provisionIssuers() error {
-	a.issuers = make(map[string]*trustedIssuer, len(a.TrustedIssuers))
-	for i, t := range a.TrustedIssuers {
-		where := fmt.Sprintf("oauth: trusted_issuers[%d] (%s)", i, t.Issuer)
-		switch {
-		case t.Issuer == a.Issuer:
-			return fmt.Errorf("%s: this is the gateway's own issuer; its tokens are always trusted", where)
-		case a.issuers[t.Issuer] != nil:
-			return fmt.Errorf("%s: trusted twice", where)
-		case t.RoleMatch != "" && t.RoleMatch != "exact" && t.RoleMatch != "suffix":
-			return fmt.Errorf("%s: role_match %q: want exact or suffix", where, t.RoleMatch)
-		}
-		if t.Leeway == 0 {
-			t.Leeway = a.Leeway
-		}
-		iss, err := issuerPool.acquire(t)
-		if err != nil {
-			return fmt.Errorf("%s: %w", where, err)
-		}
-		a.issuers[t.Issuer] = iss
-	}
-	return nil
-}
-
-// issuerPool keeps trusted issuers, with the keys they fetched and the
-// tokens they verified, across config reloads: a reload must not leave an
-// issuer without keys until its next fetch (503s), nor forget its keys
-// while its JWKS endpoint is down. An issuer is shared by the configs
-// that trust it with the same settings, and dropped when the last of them
-// is cleaned up.
-var issuerPool = &pool{m: map[string]*pooled{}}
-
-type pool struct {
-	mu sync.Mutex
-	m  map[string]*pooled // by the issuer's settings, as JSON
-}
-
-type pooled struct {
-	iss  *trustedIssuer
-	refs int
-}
-
-// acquire returns the pooled issuer of t, making it if needed.
-func (p *pool) acquire(t TrustedIssuer) (*trustedIssuer, error) {
-	data, err := json.Marshal(t)
-	if err != nil {
-		return nil, err
-	}
-	key := string(data)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e := p.m[key]; e != nil {
-		e.refs++
-		return e.iss, nil
-	}
-	// The pooled issuer outlives the config that made it, so it logs to
-	// Caddy's default logger, not to that config's.
-	log := caddy.Log().Named("oauth").With(zap.String("trusted_issuer", t.Issuer))
-	cache := tokens.NewCache(0)
-	iss, err := issuers.New(issuers.Config{
+// config is t as package issuers takes it.
+func (t TrustedIssuer) config(cache *tokens.Cache) issuers.Config {
+	return issuers.Config{
 		Issuer:          t.Issuer,
 		JWKSURL:         t.JWKSURL,
 		Discovery:       t.Discovery,
@@ -150,45 +81,35 @@ func (p *pool) acquire(t TrustedIssuer) (*trustedIssuer, error) {
 		Types:           t.TokenTypes,
 		Leeway:          time.Duration(t.Leeway),
 		RolesClaim:      t.RolesClaim,
+		RoleMatch:       t.RoleMatch,
 		RefreshInterval: time.Duration(t.RefreshInterval),
-		Report: func(err error) {
-			log.Warn("trusted issuer", zap.Error(err))
-		},
-		Fetched: func(err error) {
-			result := "ok"
-			if err != nil {
-				result = "error"
-			}
-			metrics.jwksFetches.WithLabelValues(t.Issuer, result).Inc()
-		},
-		Cache: cache,
-	})
-	if err != nil {
-		return nil, err
+		Cache:           cache,
 	}
-	var prefix string
-	if t.RoleMatch == "suffix" {
-		prefix = t.Audience
-	}
-	e := &pooled{iss: &trustedIssuer{Issuer: iss, rolePrefix: prefix, cache: cache}, refs: 1}
-	p.m[key] = e
-	tokenCaches.add(cache)
-	return e.iss, nil
 }
 
-// release drops one config's hold on the issuers it acquired.
-func (p *pool) release(held map[string]*trustedIssuer) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for key, e := range p.m {
-		if held[e.iss.Issuer.Issuer()] != e.iss {
-			continue
+// provisionIssuers checks the trusted issuers and takes their verifiers
+// from the pool, making those that are new; keys are fetched when the app
+// starts.
+func (a *App) provisionIssuers() error {
+	a.issuers = make(map[string]*issuers.Issuer, len(a.TrustedIssuers))
+	for i, t := range a.TrustedIssuers {
+		where := fmt.Sprintf("oauth: trusted_issuers[%d] (%s)", i, t.Issuer)
+		switch {
+		case t.Issuer == a.Issuer:
+			return fmt.Errorf("%s: this is the gateway's own issuer; its tokens are always trusted", where)
+		case a.issuers[t.Issuer] != nil:
+			return fmt.Errorf("%s: trusted twice", where)
 		}
-		if e.refs--; e.refs == 0 {
-			tokenCaches.retire(e.iss.cache)
-			delete(p.m, key)
+		if t.Leeway == 0 {
+			t.Leeway = a.Leeway
 		}
+		iss, err := holdIssuer(&a.held, t)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		a.issuers[t.Issuer] = iss
 	}
+	return nil
 }
 
 // runIssuers fetches every trusted issuer's keys and keeps them fresh
@@ -200,7 +121,7 @@ func (a *App) runIssuers(ctx context.Context) {
 		go func() {
 			if err := iss.Fetch(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				a.logger.Warn("trusted issuer: key fetch at start failed; its last keys, if any, stay in use",
-					zap.String("trusted_issuer", iss.Issuer.Issuer()), zap.Error(err))
+					zap.String("trusted_issuer", iss.Issuer()), zap.Error(err))
 			}
 			iss.Run(ctx)
 		}()
@@ -210,8 +131,8 @@ func (a *App) runIssuers(ctx context.Context) {
 // guardIssuers are the trusted issuers as a guard uses them.
 func (a *App) guardIssuers() map[string]guard.Issuer {
 	m := make(map[string]guard.Issuer, len(a.issuers))
-	for iss, t := range a.issuers {
-		m[iss] = guard.Issuer{Verifier: t.Issuer, RolePrefix: t.rolePrefix}
+	for iss, v := range a.issuers {
+		m[iss] = v
 	}
 	return m
 }

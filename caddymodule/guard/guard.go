@@ -58,13 +58,14 @@ type Guard struct {
 	Issuers map[string]Issuer
 }
 
-// Issuer verifies the tokens of one external issuer.
-type Issuer struct {
-	Verifier Verifier
-	// RolePrefix, if set, lets a roles-claim value "<RolePrefix>.<role>"
+// Issuer verifies the tokens of one external issuer; *issuers.Issuer is
+// one.
+type Issuer interface {
+	Verifier
+	// RolePrefix, if not "", lets a roles-claim value "<RolePrefix>.<role>"
 	// grant the policy's <role>, as SAP XSUAA scopes "<xsappname>.<role>"
 	// do in SAP Cloud Integration; it is our own xsappname.
-	RolePrefix string
+	RolePrefix() string
 }
 
 // UnavailableRetry is the Retry-After of a 503 for an issuer whose keys
@@ -151,7 +152,7 @@ func (g *Guard) Check(r *http.Request) *Decision {
 	if ext != nil {
 		// An external issuer's token carries its roles; the policy's
 		// subjects mapping adds to them.
-		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.RolePrefix))
+		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.RolePrefix()))
 	} else {
 		// Our own token: the policy grants, the scope it was issued with
 		// narrows.
@@ -165,12 +166,12 @@ func (g *Guard) Check(r *http.Request) *Decision {
 
 // verify routes token to the verifier of the issuer it names and returns
 // that issuer, nil for the local one.
-func (g *Guard) verify(ctx context.Context, token string) (*tokens.Claims, *Issuer, error) {
+func (g *Guard) verify(ctx context.Context, token string) (*tokens.Claims, Issuer, error) {
 	if len(g.Issuers) > 0 {
 		if iss, ok := tokens.PeekIssuer(token); ok {
 			if ext, ok := g.Issuers[iss]; ok {
-				c, err := ext.Verifier.Verify(ctx, token)
-				return c, &ext, err
+				c, err := ext.Verify(ctx, token)
+				return c, ext, err
 			}
 		}
 	}

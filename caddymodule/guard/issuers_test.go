@@ -23,6 +23,14 @@ func (f verifierFunc) Verify(ctx context.Context, token string) (*tokens.Claims,
 	return f(ctx, token)
 }
 
+// testIssuer is a guard.Issuer of a verifier and a role prefix.
+type testIssuer struct {
+	verifierFunc
+	prefix string
+}
+
+func (i testIssuer) RolePrefix() string { return i.prefix }
+
 // withXSUAA trusts a second issuer shaped like SAP XSUAA: typ JWT, scope
 // an array of "<xsappname>.<role>". It returns a signer of its tokens.
 func (f *fixture) withXSUAA(t *testing.T, suffix bool) func(sub string, scope ...string) string {
@@ -30,9 +38,9 @@ func (f *fixture) withXSUAA(t *testing.T, suffix bool) func(sub string, scope ..
 	ks := keystest.NewSet(t)
 	v := &tokens.Verifier{Keys: ks, Issuer: xsuaa, Audience: "it-rt-tenant!b196", Leeway: leeway,
 		Now: func() time.Time { return f.now }, External: true, Types: []string{"JWT"}, RolesClaim: "scope"}
-	f.guard.Issuers = map[string]guard.Issuer{xsuaa: {
-		Verifier:   verifierFunc(func(_ context.Context, tok string) (*tokens.Claims, error) { return v.Verify(tok) }),
-		RolePrefix: map[bool]string{true: "it-rt-tenant!b196"}[suffix],
+	f.guard.Issuers = map[string]guard.Issuer{xsuaa: testIssuer{
+		verifierFunc: func(_ context.Context, tok string) (*tokens.Claims, error) { return v.Verify(tok) },
+		prefix:       map[bool]string{true: "it-rt-tenant!b196"}[suffix],
 	}}
 	return func(sub string, scope ...string) string {
 		payload, err := json.Marshal(map[string]any{
@@ -126,9 +134,9 @@ func TestCheck_EachIssuerVerifiesOnlyWithItsOwnKeys(t *testing.T) {
 func TestCheck_IssuerWithoutKeysIs503NotABadToken(t *testing.T) {
 	f := newFixture(t)
 	mint := f.withXSUAA(t, true)
-	f.guard.Issuers[xsuaa] = guard.Issuer{Verifier: verifierFunc(func(context.Context, string) (*tokens.Claims, error) {
+	f.guard.Issuers[xsuaa] = testIssuer{verifierFunc: func(context.Context, string) (*tokens.Claims, error) {
 		return nil, issuers.ErrUnavailable
-	})}
+	}}
 	err := wantErr(t, f.check("POST", "/http/orders/1", "Bearer "+mint("sb-sender", "x.Orders.send")), 503, "temporarily_unavailable")
 	if err.RetryAfter <= 0 {
 		t.Errorf("RetryAfter = %v, want a positive wait", err.RetryAfter)

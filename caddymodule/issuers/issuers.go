@@ -73,6 +73,10 @@ type Config struct {
 	// realm_access.roles) whose string or string-array value becomes the
 	// token's roles, tokens.Claims.Roles. Default "scope".
 	RolesClaim string
+	// RoleMatch says how a roles-claim value names a role of the policy:
+	// "exact" (default), or "suffix" for SAP XSUAA, whose scopes read
+	// "<xsappname>.<role>" where <xsappname> is Audience (see RolePrefix).
+	RoleMatch string
 	// HTTPClient fetches metadata and keys; nil means a new client. Its
 	// CheckRedirect is replaced: at most 3 redirects, each to a URL this
 	// package accepts, never from https to http.
@@ -187,6 +191,8 @@ func defaults(cfg *Config) error {
 		return errors.New("set exactly one of a JWKS URL and discovery")
 	case cfg.Leeway < 0, cfg.RefreshInterval < 0, cfg.MinRefetchInterval < 0:
 		return errors.New("leeway and intervals must not be negative")
+	case cfg.RoleMatch != "" && cfg.RoleMatch != "exact" && cfg.RoleMatch != "suffix":
+		return fmt.Errorf("role_match %q: want exact or suffix", cfg.RoleMatch)
 	case strings.HasPrefix(cfg.RolesClaim, ".") || strings.HasSuffix(cfg.RolesClaim, ".") || strings.Contains(cfg.RolesClaim, ".."):
 		return fmt.Errorf("roles claim %q has an empty name in its path", cfg.RolesClaim)
 	}
@@ -220,6 +226,17 @@ func defaults(cfg *Config) error {
 
 // Issuer returns the configured "iss".
 func (i *Issuer) Issuer() string { return i.cfg.Issuer }
+
+// RolePrefix is "" for exact role matching; with role_match suffix it is
+// the xsappname (the audience) whose "<xsappname>.<role>" scopes grant
+// <role>, as in SAP Cloud Integration. The scopes of other apps in the
+// same token grant nothing.
+func (i *Issuer) RolePrefix() string {
+	if i.cfg.RoleMatch == "suffix" {
+		return i.cfg.Audience
+	}
+	return ""
+}
 
 // Verify checks token, a token of this issuer. A bad token gives a
 // *tokens.Error. A token naming an unknown kid makes us refetch the keys
