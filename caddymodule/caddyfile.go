@@ -143,7 +143,7 @@ func parseTrust(d *caddyfile.Dispenser) (TrustedIssuer, error) {
 }
 
 func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	s := new(Server)
+	s := new(OAuthServer)
 	return s, s.UnmarshalCaddyfile(h.Dispenser)
 }
 
@@ -152,7 +152,7 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	oauth_server [<matcher>] {
 //		realm <name>
 //	}
-func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -304,6 +304,6 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddyfile.Unmarshaler = (*Server)(nil)
+	_ caddyfile.Unmarshaler = (*OAuthServer)(nil)
 	_ caddyfile.Unmarshaler = (*Guard)(nil)
 )

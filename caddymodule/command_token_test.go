@@ -387,11 +387,7 @@ func TestToken_AgainstTheGatewaysOwnTokenEndpoint(t *testing.T) {
 		Verifier:    &tokenstate.Verifier{JWT: &tokens.Verifier{Keys: set, Issuer: issuer, IgnoreAudience: true}, State: store},
 		MaxLifetime: time.Hour, Issuer: issuer, Audience: issuer, Realm: "oauthgate", Log: zap.NewNop(),
 	}
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !srv.ServeHTTP(w, r) {
-			http.NotFound(w, r)
-		}
-	}))
+	gw := httptest.NewServer(srv)
 	defer gw.Close()
 
 	t.Setenv("OAUTH_CLIENT_SECRET", secret)

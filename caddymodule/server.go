@@ -12,12 +12,12 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Server{})
+	caddy.RegisterModule(OAuthServer{})
 }
 
-// Server is the "oauth_server" handler: the OAuth 2.0 authorization
-// server. It answers three paths and hands every other request to the
-// next handler:
+// OAuthServer is the "oauth_server" handler: the OAuth 2.0 authorization
+// server. It answers five paths and hands every other request to the next
+// handler:
 //
 //   - POST /oauth2/api/v1/token: the token endpoint for the
 //     client-credentials grant, with parameters in the form body (RFC
@@ -29,7 +29,7 @@ func init() {
 //   - GET /.well-known/oauth-authorization-server: RFC 8414 metadata.
 //
 // Issuer, clients, policy and keys come from the "oauth" app.
-type Server struct {
+type OAuthServer struct {
 	// Realm names the HTTP Basic challenge sent with invalid_client.
 	// Default: "oauthgate".
 	Realm string `json:"realm,omitempty"`
@@ -38,15 +38,15 @@ type Server struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Server) CaddyModule() caddy.ModuleInfo {
+func (OAuthServer) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.oauth_server",
-		New: func() caddy.Module { return new(Server) },
+		New: func() caddy.Module { return new(OAuthServer) },
 	}
 }
 
 // Provision connects the handler to the oauth app.
-func (s *Server) Provision(ctx caddy.Context) error {
+func (s *OAuthServer) Provision(ctx caddy.Context) error {
 	app, err := oauthApp(ctx)
 	if err != nil {
 		return err
@@ -59,7 +59,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		Tokens:      app.tokens,
 		Verifier:    app.verifier("", nil),
 		MaxLifetime: time.Duration(app.MaxTokenLifetime),
-		Limiter:     failedClients,
+		Limiter:     app.limiter,
 		Issuer:      app.Issuer,
 		Audience:    app.Audience,
 		Realm:       s.Realm,
@@ -92,15 +92,16 @@ func oauthApp(ctx caddy.Context) (*App, error) {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if s.srv.ServeHTTP(w, r) {
-		return nil
+func (s *OAuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !s.srv.Serves(r.URL.Path) {
+		return next.ServeHTTP(w, r)
 	}
-	return next.ServeHTTP(w, r)
+	s.srv.ServeHTTP(w, r)
+	return nil
 }
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Server)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Server)(nil)
+	_ caddy.Provisioner           = (*OAuthServer)(nil)
+	_ caddyhttp.MiddlewareHandler = (*OAuthServer)(nil)
 )

@@ -1,6 +1,7 @@
 // Package authserver is the OAuth 2.0 authorization server of oauthgate:
-// the token endpoint for the client-credentials grant (RFC 6749 §4.4), the
-// JWK Set of its signing keys, and its RFC 8414 metadata.
+// the token endpoint for the client-credentials grant (RFC 6749 §4.4),
+// token introspection (RFC 7662) and revocation (RFC 7009), the JWK Set of
+// its signing keys (RFC 7517), and its RFC 8414 metadata.
 package authserver
 
 import (
@@ -84,9 +85,18 @@ type Recorder interface {
 	TokenRefused(code string)
 }
 
-// ServeHTTP answers the server's own paths. It reports false for any
-// other path, which the caller hands on.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) bool {
+// Serves reports whether path is one of the server's endpoints; a
+// handler in front of other routes hands every other request on.
+func (s *Server) Serves(path string) bool {
+	switch path {
+	case TokenPath, IntrospectPath, RevokePath, JWKSPath, MetadataPath:
+		return true
+	}
+	return false
+}
+
+// ServeHTTP answers the server's endpoints, and any other path with 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case TokenPath:
 		s.serveToken(w, r)
@@ -108,9 +118,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) bool {
 			s.serveMetadata(w)
 		}
 	default:
-		return false
+		http.NotFound(w, r)
 	}
-	return true
 }
 
 func allowGet(w http.ResponseWriter, r *http.Request) bool {
