@@ -9,6 +9,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
 // introspection is an RFC 7662 §2.2 response.
@@ -64,7 +65,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 			Description: "a client may revoke only its own tokens", Status: http.StatusBadRequest})
 		return
 	}
-	if strings.Contains(token, ".") {
+	if tokens.IsJWT(token) {
 		err = s.Tokens.Revoke(context.WithoutCancel(r.Context()), c.ID, c.Expiry)
 	} else {
 		err = s.Tokens.RevokeOpaque(context.WithoutCancel(r.Context()), token)

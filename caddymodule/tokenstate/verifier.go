@@ -3,7 +3,6 @@ package tokenstate
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
@@ -24,7 +23,7 @@ type Verifier struct {
 // *tokens.Error that says which check failed.
 func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, error) {
 	var c *tokens.Claims
-	if strings.Contains(token, ".") {
+	if tokens.IsJWT(token) {
 		var err error
 		if c, err = v.JWT.Verify(token); err != nil {
 			return nil, err
