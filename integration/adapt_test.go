@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,23 @@ func TestAdapt_EveryOptionAdaptsToTheDocumentedJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("caddy adapt printed\n%s\nwant every-option.json", out)
+	}
+}
+
+// TestAdapt_CaddyfileExampleIsFormattedAndAdapts checks the file `make run`
+// starts: caddy warns at every start about a Caddyfile that `caddy fmt`
+// would change, and a demo should start without a warning.
+func TestAdapt_CaddyfileExampleIsFormattedAndAdapts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	example := filepath.Join("..", "Caddyfile.example")
+	cmd := exec.CommandContext(ctx, caddyBin, "adapt", "--config", example)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("caddy adapt Caddyfile.example: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "not formatted") {
+		t.Errorf("caddy adapt warned about Caddyfile.example:\n%s", stderr.String())
 	}
 }
