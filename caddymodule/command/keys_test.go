@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"encoding/json"
@@ -21,7 +21,7 @@ var (
 		Retires: "2030-05-01T08:00:00Z", Expires: "2030-11-01T08:00:00Z"}
 )
 
-// fakeAdmin is Caddy's admin API on 127.0.0.1 as adminapi.go serves it:
+// fakeAdmin is Caddy's admin API on 127.0.0.1 as caddymodule/adminapi.go serves it:
 // GET /oauth/keys lists keys; POST /oauth/keys/rotate answers with after.
 type fakeAdmin struct {
 	*httptest.Server

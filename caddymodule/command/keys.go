@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"cmp"
@@ -151,7 +151,7 @@ func adminAddress(cmd *cobra.Command) (string, error) {
 	return caddycmd.DetermineAdminAPIAddress(addr, nil, "", "")
 }
 
-// adminKeys calls one of the admin API's key endpoints (adminapi.go) and
+// adminKeys calls one of the admin API's key endpoints (caddymodule/adminapi.go) and
 // decodes the keys it answers with.
 func adminKeys(addr, method, uri string) ([]keys.Description, error) {
 	res, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
