@@ -138,3 +138,12 @@ func printable(s string) string {
 	}
 	return s
 }
+
+// snippet is the start of a response body, for an error message.
+func snippet(body []byte) string {
+	const n = 200
+	if len(body) > n {
+		return printable(string(body[:n])) + "…"
+	}
+	return printable(string(body))
+}

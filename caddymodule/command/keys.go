@@ -151,8 +151,8 @@ func adminAddress(cmd *cobra.Command) (string, error) {
 	return caddycmd.DetermineAdminAPIAddress(addr, nil, "", "")
 }
 
-// adminKeys calls one of the admin API's key endpoints (caddymodule/adminapi.go) and
-// decodes the keys it answers with.
+// adminKeys calls one of the admin API's key endpoints (served by
+// caddymodule/adminapi.go) and decodes the keys it answers with.
 func adminKeys(addr, method, uri string) ([]keys.Description, error) {
 	res, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
 	if err != nil {

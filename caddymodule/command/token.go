@@ -270,15 +270,6 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 	return &tok, nil
 }
 
-// snippet is the start of a response body, for an error message.
-func snippet(body []byte) string {
-	const n = 200
-	if len(body) > n {
-		return printable(string(body[:n])) + "…"
-	}
-	return printable(string(body))
-}
-
 // decodeJWT returns the header and claims of a compact JWT as indented
 // JSON, without verifying anything: the command shows what a token says,
 // only the gateway can tell whether that is true.
