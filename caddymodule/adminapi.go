@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -48,16 +47,6 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-type keyInfo struct {
-	ID        string `json:"kid"`
-	Algorithm string `json:"alg"`
-	Created   string `json:"created,omitempty"`
-	Activates string `json:"activates,omitempty"`
-	Retires   string `json:"retires,omitempty"`
-	Expires   string `json:"expires,omitempty"`
-	Signing   bool   `json:"signing"`
-}
-
 func (a *adminAPI) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("GET only")}
@@ -84,23 +73,10 @@ func (a *adminAPI) rotateKeys(w http.ResponseWriter, r *http.Request) error {
 
 var errNoOAuthApp = caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no oauth app")}
 
+// writeKeys answers with the key list that `caddy oauth keys` decodes.
 func writeKeys(w http.ResponseWriter, app *App) error {
-	set := app.Keys()
-	var out []keyInfo
-	for _, k := range set.Keys() {
-		out = append(out, keyInfo{ID: k.ID, Algorithm: k.Algorithm.String(), Created: stamp(k.Created),
-			Activates: stamp(k.Activates), Retires: stamp(k.Retires), Expires: stamp(k.Expires),
-			Signing: k.ID == set.Signing().ID})
-	}
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(out)
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
+	return json.NewEncoder(w).Encode(app.Keys().Describe())
 }
 
 // Interface guards

@@ -10,8 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
+	"github.com/oauthgate/oauthgate/caddymodule/weburl"
 )
 
 func init() {
@@ -215,27 +214,18 @@ func (a *App) validateConfig() error {
 	case a.MaxTokenLifetime < 0:
 		return errors.New("oauth: max_token_lifetime must not be negative")
 	}
-	u, err := url.Parse(a.Issuer)
+	u, err := weburl.Parse(a.Issuer)
 	// No path: the endpoints and RFC 8414 metadata are served at the root
 	// of the host, which is where clients look for an issuer without one.
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 		return fmt.Errorf("oauth: issuer %q: want an absolute http(s) URL of a host, without path, query, fragment or user info", a.Issuer)
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if weburl.Cleartext(u) {
 		// RFC 8414 §2 wants https; plain http is fine on loopback demos,
 		// elsewhere it is a mistake worth a line in the log.
 		a.logger.Warn("issuer is not https; tokens and secrets cross the network in clear", zap.String("issuer", a.Issuer))
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Start runs the background syncs of the token state and the keys.

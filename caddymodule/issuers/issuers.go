@@ -23,6 +23,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/weburl"
 )
 
 // Defaults of Config.
@@ -150,8 +151,11 @@ func New(cfg Config) (*Issuer, error) {
 	if i.algs, err = parseAlgorithms(cfg.Algorithms); err != nil {
 		return nil, fmt.Errorf("issuer %q: %w", cfg.Issuer, err)
 	}
+	// Keys fetched in clear over a network could be anyone's: https, or
+	// http to a loopback host (tests, a sidecar). Redirects are held to
+	// the same rule (checkRedirect).
 	if cfg.Discovery {
-		u, err := checkURL(cfg.Issuer)
+		u, err := weburl.Check(cfg.Issuer)
 		if err == nil && u.RawQuery != "" {
 			err = errors.New("has a query") // RFC 8414 §2
 		}
@@ -159,7 +163,7 @@ func New(cfg Config) (*Issuer, error) {
 			return nil, fmt.Errorf("issuer %q: with discovery, the issuer is a URL: %w", cfg.Issuer, err)
 		}
 		i.discovery = discoveryURLs(u)
-	} else if _, err := checkURL(cfg.JWKSURL); err != nil {
+	} else if _, err := weburl.Check(cfg.JWKSURL); err != nil {
 		return nil, fmt.Errorf("issuer %q: JWKS URL: %w", cfg.Issuer, err)
 	}
 	i.client = &http.Client{CheckRedirect: checkRedirect}

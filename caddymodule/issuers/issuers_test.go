@@ -38,6 +38,7 @@ func TestNew_ValidatesTheConfig(t *testing.T) {
 		{"https JWKS URL", valid(func(*Config) {}), ""},
 		{"http on 127.0.0.1", valid(func(c *Config) { c.JWKSURL = "http://127.0.0.1:8080/jwks" }), ""},
 		{"http on ::1", valid(func(c *Config) { c.JWKSURL = "http://[::1]:8080/jwks" }), ""},
+		{"http on another address of 127.0.0.0/8", valid(func(c *Config) { c.JWKSURL = "http://127.0.0.2:8080/jwks" }), ""},
 		{"http on localhost", valid(func(c *Config) { c.JWKSURL = "http://localhost/jwks" }), ""},
 		{"discovery", valid(func(c *Config) { c.JWKSURL, c.Discovery = "", true }), ""},
 		{"every allowed algorithm", valid(func(c *Config) {

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/weburl"
 )
 
 const (
@@ -27,34 +27,11 @@ const (
 	maxRSABits = 8192
 )
 
-// checkURL accepts an absolute https URL, or http for a loopback host
-// (tests, a sidecar): keys fetched in clear over a network could be anyone's.
-func checkURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || !u.IsAbs() || u.Host == "":
-		return nil, fmt.Errorf("%q is not an absolute URL", raw)
-	case u.User != nil:
-		return nil, errors.New("a URL must not contain credentials")
-	case u.Fragment != "":
-		return nil, fmt.Errorf("%q has a fragment", raw)
-	case u.Scheme == "https":
-		return u, nil
-	case u.Scheme == "http" && loopback(u.Hostname()):
-		return u, nil
-	}
-	return nil, fmt.Errorf("%q must be https (http only for 127.0.0.1, ::1 or localhost)", raw)
-}
-
-func loopback(host string) bool {
-	return host == "127.0.0.1" || host == "::1" || host == "localhost"
-}
-
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > maxRedirects {
 		return fmt.Errorf("more than %d redirects", maxRedirects)
 	}
-	if _, err := checkURL(req.URL.String()); err != nil {
+	if _, err := weburl.Check(req.URL.String()); err != nil {
 		return fmt.Errorf("redirect: %w", err)
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
@@ -121,7 +98,7 @@ func (i *Issuer) discover(ctx context.Context) (string, error) {
 		if doc.Issuer != i.cfg.Issuer {
 			return "", fmt.Errorf("%s names the issuer %.200q, not %q", u, doc.Issuer, i.cfg.Issuer)
 		}
-		if _, err := checkURL(doc.JWKSURI); err != nil {
+		if _, err := weburl.Check(doc.JWKSURI); err != nil {
 			return "", fmt.Errorf("%s: jwks_uri: %w", u, err)
 		}
 		return doc.JWKSURI, nil

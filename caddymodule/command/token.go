@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/weburl"
 )
 
 // maxTokenResponse bounds what the token command reads from a server. A
@@ -53,9 +54,9 @@ Output on standard output, success only:
 so "caddy oauth token ... | head -1" is the token; --quiet prints only
 that line.
 
-The URL must be https, except on a loopback address (localhost, 127.0.0.1,
-::1). Redirects are not followed: the credentials go to the URL given and
-nowhere else.
+The URL must be https, except on a loopback host (localhost, 127.0.0.0/8,
+::1), and hold no user info or fragment. Redirects are not followed: the
+credentials go to the URL given and nowhere else.
 
 Exit status: 0 with a token; 1 when the server refused (the RFC 6749 error
 and its description are printed), answered something that is not a token,
@@ -158,16 +159,14 @@ func runToken(cmd *cobra.Command, _ []string) error {
 // checkTokenURL refuses a URL that would send the secret in clear over a
 // network, or that carries credentials of its own.
 func checkTokenURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
+	u, err := weburl.Check(raw)
 	switch {
-	case err != nil:
-		return "", usagef("--url: %v", err)
-	case u.User != nil:
+	case errors.Is(err, weburl.ErrUserInfo):
 		return "", usagef("--url must not hold credentials: give the client ID with --client-id and the secret in $OAUTH_CLIENT_SECRET or on standard input")
-	case u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		return "", usagef("--url %q: want an absolute https URL of the token endpoint", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+	case errors.Is(err, weburl.ErrCleartext):
 		return "", usagef("--url %q: plain http would send the client secret unencrypted; use https (http is accepted only on a loopback address)", raw)
+	case err != nil:
+		return "", usagef("--url: %v; want an absolute https URL of the token endpoint", err)
 	}
 	return u.String(), nil
 }
@@ -269,15 +268,6 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 		}
 	}
 	return &tok, nil
-}
-
-// snippet is the start of a response body, for an error message.
-func snippet(body []byte) string {
-	const n = 200
-	if len(body) > n {
-		return printable(string(body[:n])) + "…"
-	}
-	return printable(string(body))
 }
 
 // decodeJWT returns the header and claims of a compact JWT as indented

@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"context"
@@ -314,6 +314,7 @@ func TestToken_UsageErrorsSendNothing(t *testing.T) {
 		"credentials in the URL":           {tokenTestSecret, []string{"--url", "https://sender:pw@gw.example/token", "--client-id", "sender"}, "must not hold credentials"},
 		"not a URL of a host":              {tokenTestSecret, []string{"--url", "gw.example/token", "--client-id", "sender"}, "want an absolute https URL"},
 		"another scheme":                   {tokenTestSecret, []string{"--url", "ftp://gw.example/token", "--client-id", "sender"}, "want an absolute https URL"},
+		"a fragment":                       {tokenTestSecret, []string{"--url", "https://gw.example/token#x", "--client-id", "sender"}, "has a fragment"},
 		"an unknown format":                {tokenTestSecret, []string{"--url", te.URL, "--client-id", "sender", "--format", "saml"}, `--format "saml": want jwt or opaque`},
 		"a zero timeout":                   {tokenTestSecret, []string{"--url", te.URL, "--client-id", "sender", "--timeout", "0s"}, "--timeout must be positive"},
 		"--secret-env with --secret-stdin": {tokenTestSecret, []string{"--url", te.URL, "--client-id", "sender", "--secret-env", "X", "--secret-stdin"}, "exclude each other"},

@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"cmp"
@@ -11,6 +11,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
 )
 
 // maxKeysResponse bounds what the keys commands read from the admin API;
@@ -21,7 +23,7 @@ const addressHelp = "the address of Caddy's admin API, as in \"caddy reload --ad
 
 // keysCommand is `caddy oauth keys`, with its subcommands.
 func keysCommand() *cobra.Command {
-	keys := &cobra.Command{
+	c := &cobra.Command{
 		Use:   "keys <command>",
 		Short: "Lists or rotates the signing keys of a running Caddy",
 		Long: `
@@ -34,8 +36,8 @@ the same keys.
   $ caddy oauth keys rotate --address localhost:2020`,
 		RunE: groupRunE,
 	}
-	keys.AddCommand(keysListCommand(), keysRotateCommand())
-	return keys
+	c.AddCommand(keysListCommand(), keysRotateCommand())
+	return c
 }
 
 const keysColumnsHelp = `
@@ -68,11 +70,11 @@ Lists the signing keys of the running gateway, newest first.
 			if err != nil {
 				return err
 			}
-			keys, err := adminKeys(addr, http.MethodGet, "/oauth/keys")
+			list, err := adminKeys(addr, http.MethodGet, "/oauth/keys")
 			if err != nil {
 				return err
 			}
-			return printKeys(cmd.OutOrStdout(), keys)
+			return printKeys(cmd.OutOrStdout(), list)
 		},
 	}
 	c.Flags().String("address", "", addressHelp)
@@ -120,9 +122,9 @@ Every instance sharing the storage picks the new key up within a minute.
 				return err
 			}
 			out := cmd.OutOrStdout()
-			var added []keyInfo
+			var added []keys.Description
 			for _, k := range after {
-				if !slices.ContainsFunc(before, func(b keyInfo) bool { return b.ID == k.ID }) {
+				if !slices.ContainsFunc(before, func(b keys.Description) bool { return b.ID == k.ID }) {
 					added = append(added, k)
 				}
 			}
@@ -149,9 +151,9 @@ func adminAddress(cmd *cobra.Command) (string, error) {
 	return caddycmd.DetermineAdminAPIAddress(addr, nil, "", "")
 }
 
-// adminKeys calls one of the admin API's key endpoints (adminapi.go) and
-// decodes the keys it answers with.
-func adminKeys(addr, method, uri string) ([]keyInfo, error) {
+// adminKeys calls one of the admin API's key endpoints (served by
+// caddymodule/adminapi.go) and decodes the keys it answers with.
+func adminKeys(addr, method, uri string) ([]keys.Description, error) {
 	res, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s on Caddy's admin API at %s: %w", method, uri, addr, err)
@@ -161,21 +163,21 @@ func adminKeys(addr, method, uri string) ([]keyInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, uri, err)
 	}
-	var keys []keyInfo
-	if len(body) > maxKeysResponse || json.Unmarshal(body, &keys) != nil {
+	var list []keys.Description
+	if len(body) > maxKeysResponse || json.Unmarshal(body, &list) != nil {
 		return nil, fmt.Errorf("%s %s at %s: the answer is not a list of keys: %s", method, uri, addr, snippet(body))
 	}
-	return keys, nil
+	return list, nil
 }
 
 // printKeys prints keys as a table. The admin API lists them newest
 // first, so the keys above the signing one wait to sign and those below
 // it have retired; no clock is needed to tell.
-func printKeys(out io.Writer, keys []keyInfo) error {
-	signing := slices.IndexFunc(keys, func(k keyInfo) bool { return k.Signing })
+func printKeys(out io.Writer, list []keys.Description) error {
+	signing := slices.IndexFunc(list, func(k keys.Description) bool { return k.Signing })
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATES\tRETIRES\tEXPIRES")
-	for i, k := range keys {
+	for i, k := range list {
 		state := "published"
 		switch {
 		case signing < 0:

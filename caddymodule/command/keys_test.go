@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"encoding/json"
@@ -7,30 +7,32 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
 )
 
 // The key schedule of a gateway with a key published ahead: newest first,
 // as the admin API lists them.
 var (
-	keyNext    = keyInfo{ID: "kid-next", Algorithm: "ES256", Created: "2030-06-01T07:30:00Z", Activates: "2030-06-01T08:30:00Z"}
-	keySigning = keyInfo{ID: "kid-signing", Algorithm: "ES256", Created: "2030-05-01T08:00:00Z", Activates: "2030-05-01T08:00:00Z",
+	keyNext    = keys.Description{ID: "kid-next", Algorithm: "ES256", Created: "2030-06-01T07:30:00Z", Activates: "2030-06-01T08:30:00Z"}
+	keySigning = keys.Description{ID: "kid-signing", Algorithm: "ES256", Created: "2030-05-01T08:00:00Z", Activates: "2030-05-01T08:00:00Z",
 		Retires: "2030-06-01T08:30:00Z", Signing: true}
-	keyRetired = keyInfo{ID: "kid-retired", Algorithm: "RS256", Created: "2030-04-01T08:00:00Z", Activates: "2030-04-01T08:00:00Z",
+	keyRetired = keys.Description{ID: "kid-retired", Algorithm: "RS256", Created: "2030-04-01T08:00:00Z", Activates: "2030-04-01T08:00:00Z",
 		Retires: "2030-05-01T08:00:00Z", Expires: "2030-11-01T08:00:00Z"}
 )
 
-// fakeAdmin is Caddy's admin API on 127.0.0.1 as adminapi.go serves it:
+// fakeAdmin is Caddy's admin API on 127.0.0.1 as caddymodule/adminapi.go serves it:
 // GET /oauth/keys lists keys; POST /oauth/keys/rotate answers with after.
 type fakeAdmin struct {
 	*httptest.Server
 	mu      sync.Mutex
-	keys    []keyInfo
-	after   []keyInfo
+	keys    []keys.Description
+	after   []keys.Description
 	rotated []string // the query of each rotation
 	origin  string
 }
 
-func newFakeAdmin(t *testing.T, before, after []keyInfo) *fakeAdmin {
+func newFakeAdmin(t *testing.T, before, after []keys.Description) *fakeAdmin {
 	t.Helper()
 	a := &fakeAdmin{keys: before, after: after}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +69,7 @@ func runKeys(t *testing.T, args ...string) (string, error) {
 }
 
 func TestKeysList_ShowsEachKeyWithItsStateAndDates(t *testing.T) {
-	admin := newFakeAdmin(t, []keyInfo{keyNext, keySigning, keyRetired}, nil)
+	admin := newFakeAdmin(t, []keys.Description{keyNext, keySigning, keyRetired}, nil)
 	out, err := runKeys(t, "list", "--address", admin.address())
 	if err != nil {
 		t.Fatalf("keys list: %v\n%s", err, out)
@@ -90,7 +92,7 @@ func TestKeysList_ShowsEachKeyWithItsStateAndDates(t *testing.T) {
 }
 
 func TestKeysRotate_SaysWhichKeyIsNewAndWhenItSigns(t *testing.T) {
-	fresh := keyInfo{ID: "kid-fresh", Algorithm: "ES256", Created: "2030-06-01T08:00:00Z", Activates: "2030-06-01T09:00:00Z"}
+	fresh := keys.Description{ID: "kid-fresh", Algorithm: "ES256", Created: "2030-06-01T08:00:00Z", Activates: "2030-06-01T09:00:00Z"}
 	signingUntil := keySigning
 	signingUntil.Retires = fresh.Activates
 	freshNow := fresh
@@ -98,19 +100,19 @@ func TestKeysRotate_SaysWhichKeyIsNewAndWhenItSigns(t *testing.T) {
 	retiredNow := keySigning
 	retiredNow.Retires, retiredNow.Signing = fresh.Created, false
 	tests := map[string]struct {
-		before, after []keyInfo
+		before, after []keys.Description
 		args          []string
 		query         string
 		want          []string
 	}{
 		"published ahead": {
-			[]keyInfo{keySigning}, []keyInfo{fresh, signingUntil}, nil, "",
+			[]keys.Description{keySigning}, []keys.Description{fresh, signingUntil}, nil, "",
 			[]string{"Key kid-fresh is published and signs from 2030-06-01T09:00:00Z.", "kid-fresh ES256 next"}},
 		"at once": {
-			[]keyInfo{keySigning}, []keyInfo{freshNow, retiredNow}, []string{"--now"}, "now=1",
+			[]keys.Description{keySigning}, []keys.Description{freshNow, retiredNow}, []string{"--now"}, "now=1",
 			[]string{"Key kid-fresh signs from now on.", "kid-fresh ES256 signing", "kid-signing ES256 retired"}},
 		"a key already waits": {
-			[]keyInfo{keyNext, keySigning}, []keyInfo{keyNext, keySigning}, nil, "",
+			[]keys.Description{keyNext, keySigning}, []keys.Description{keyNext, keySigning}, nil, "",
 			[]string{"No new key: a key published ahead is already waiting to sign", "--now", "kid-next"}},
 	}
 	for name, tc := range tests {

@@ -1,4 +1,13 @@
-package caddymodule
+// Package command is the operator's CLI, `caddy oauth …`: it manages the
+// clients and policy files, fetches tokens as a sender does, and lists or
+// rotates a running gateway's keys.
+//
+// The commands run in a process of their own, not in the gateway: they
+// change the files a running gateway watches, or ask it through Caddy's
+// admin API. So they need the domain packages (clients, policy, keys,
+// weburl), never package caddymodule; caddycmd, with which they register,
+// is their one import of Caddy.
+package command
 
 import (
 	"errors"
@@ -128,4 +137,13 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// snippet is the start of a response body, for an error message.
+func snippet(body []byte) string {
+	const n = 200
+	if len(body) > n {
+		return printable(string(body[:n])) + "…"
+	}
+	return printable(string(body))
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package command
 
 import (
 	"encoding/json"
@@ -12,6 +12,122 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 )
+
+// clientCommand is `caddy oauth client`, with its subcommands.
+func clientCommand() *cobra.Command {
+	client := &cobra.Command{
+		Use:   "client <command>",
+		Short: "Manages the OAuth clients in a clients file",
+		Long: `
+Manages the OAuth clients in a clients file: register, list, show, disable,
+enable and remove clients, and rotate or retire their secrets.
+
+Secrets are never stored in clear. A generated secret (the default: 256
+random bits) is stored as its SHA-256 digest and printed once; a secret
+chosen by a person (--secret-stdin) is stored with argon2id. No command
+shows a stored hash.
+
+Every change replaces the file atomically. A running gateway watches the
+file and applies a change within a second or two.
+`,
+		Example: `  $ caddy oauth client add --clients clients.json --name order-sender
+  $ caddy oauth client list --clients clients.json`,
+		RunE: groupRunE,
+	}
+	client.AddCommand(clientAddCommand(), clientListCommand(), clientShowCommand(),
+		clientSetDisabledCommand(true), clientSetDisabledCommand(false), clientRemoveCommand(),
+		clientRotateSecretCommand(), clientRetireSecretCommand())
+	return client
+}
+
+func clientAddCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin]",
+		Short: "Registers a new client and prints its ID and secret once",
+		Long: `
+Registers an OAuth client in the clients file (created if missing): a new
+client ID and a secret of 256 random bits are generated, and only a hash of
+the secret is stored. The secret is printed once and cannot be shown again.
+
+With --secret-stdin, the secret is not generated but read from standard
+input: one chosen by a person, of 16 to 512 characters (a trailing newline
+is dropped). It is stored with argon2id, which makes guessing it from a
+stolen clients file slow, and it is not printed. Prefer generated secrets:
+they cannot be guessed at all.
+
+The client's token subject is oauth_client_<client ID>: grant it roles under
+"subjects" in the policy file.
+
+--lifetime 0 means what it meant in SAP BTP Neo: each token stays valid until
+the client requests a new one (and at most the gateway's max_token_lifetime).
+--audience, repeatable, lists the resource servers the client may obtain
+tokens for; the first is its default. Without it, the gateway's own audience.
+
+The file is replaced atomically: a crash leaves the old file or the new one.
+`,
+		Example: `  $ caddy oauth client add --clients clients.json --name order-sender --description "ERP order feed"
+  $ printf '%s' "$SECRET" | caddy oauth client add --clients clients.json --name legacy --secret-stdin`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("clients")
+			name, _ := cmd.Flags().GetString("name")
+			desc, _ := cmd.Flags().GetString("description")
+			lifetime, _ := cmd.Flags().GetDuration("lifetime")
+			audiences, _ := cmd.Flags().GetStringArray("audience")
+			fromStdin, _ := cmd.Flags().GetBool("secret-stdin")
+			switch {
+			case path == "":
+				return usagef("--clients is required")
+			case name == "":
+				return usagef("--name is required")
+			case lifetime < 0:
+				return usagef("--lifetime must not be negative (0: valid until the next token)")
+			}
+			// The secret first: a bad one must not leave a changed file.
+			secret, stored, err := newSecret(cmd, fromStdin)
+			if err != nil {
+				return err
+			}
+			f, err := clients.ReadFileOrEmpty(path)
+			if err != nil {
+				return err
+			}
+			stored.Created = commandNow().UTC().Format(time.RFC3339)
+			client := clients.Client{
+				ID:            clients.NewID(),
+				Name:          name,
+				Description:   desc,
+				Secrets:       []clients.Secret{stored},
+				TokenLifetime: lifetime.String(),
+				Audiences:     audiences,
+			}
+			f.Clients = append(f.Clients, client)
+			if err := clients.WriteFile(path, f); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Client %q added to %s.\n", name, path)
+			fmt.Fprintf(out, "client_id:     %s\n", client.ID)
+			if !fromStdin {
+				fmt.Fprintf(out, "client_secret: %s\n", secret)
+			}
+			fmt.Fprintf(out, "subject:       %s\n", client.Subject())
+			if fromStdin {
+				fmt.Fprintln(out, "The secret read from standard input is stored as an argon2id hash; it is not shown.")
+			} else {
+				fmt.Fprintln(out, "The secret is shown only this once; only its hash is stored.")
+			}
+			return nil
+		},
+	}
+	c.Flags().String("clients", "", "path of the clients file (required)")
+	c.Flags().String("name", "", "a short name for the client (required)")
+	c.Flags().String("description", "", "free text describing the client")
+	c.Flags().Duration("lifetime", clients.DefaultTokenLifetime, "lifetime of the client's access tokens; 0: valid until the client requests a new one")
+	c.Flags().StringArray("audience", nil, "a resource server the client may obtain tokens for (repeatable; the first is the default)")
+	c.Flags().Bool("secret-stdin", false, secretStdinHelp)
+	return c
+}
 
 func clientListCommand() *cobra.Command {
 	c := &cobra.Command{
