@@ -247,20 +247,23 @@ func (i *Issuer) RolePrefix() string {
 // first, unless a fetch started less than MinRefetchInterval ago; if no
 // key has ever been obtained, the error is ErrUnavailable.
 func (i *Issuer) Verify(ctx context.Context, token string) (*tokens.Claims, error) {
-	c, missed, err := i.verify(token)
+	before := i.keys.Load()
+	c, missed, err := i.verify(before, token)
 	// A wrong signature by a known kid may mean the issuer has put a new
 	// key under an old kid: its kids are labels, not thumbprints as ours
 	// are. Refetch for that too, under the same rate limit.
 	if !missed && !isBadSignature(err) {
 		return c, err
 	}
-	before := i.keys.Load()
 	i.refetch(ctx)
+	// Compared with the keys the token was checked against, not with
+	// those after the check: a fetch that ended in between brought keys
+	// the token has not met yet.
 	switch after := i.keys.Load(); {
 	case after == nil:
 		return nil, fmt.Errorf("issuer %q: %w: none was ever obtained", i.cfg.Issuer, ErrUnavailable)
 	case after != before: // new keys: they may verify it
-		c, _, err = i.verify(token)
+		c, _, err = i.verify(after, token)
 	}
 	return c, err
 }
@@ -271,10 +274,10 @@ func isBadSignature(err error) bool {
 	return errors.As(err, &te) && te.Reason == tokens.ReasonBadSignature
 }
 
-// verify checks token against the current keys and says whether it named
-// a kid they do not have. It takes no lock.
-func (i *Issuer) verify(token string) (c *tokens.Claims, missed bool, err error) {
-	l := &lookup{set: i.keys.Load()}
+// verify checks token against set and says whether it named a kid set
+// does not have. It takes no lock.
+func (i *Issuer) verify(set *keySet, token string) (c *tokens.Claims, missed bool, err error) {
+	l := &lookup{set: set}
 	v := i.verifier
 	v.Keys = l
 	c, err = v.Verify(token)
