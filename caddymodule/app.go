@@ -1,8 +1,9 @@
 // Package caddymodule plugs oauthgate into Caddy: the "oauth" app, which
 // owns what both handlers share (issuer, signing keys, clients, policy),
 // the "oauth_server" and "oauth_guard" HTTP handlers, their Caddyfile
-// syntax, and the "caddy oauth" commands. The logic lives in the
-// sub-packages, which know nothing of Caddy.
+// syntax, the admin API and the metrics. The logic lives in the
+// sub-packages, which know nothing of Caddy; the "caddy oauth" commands
+// are in package command.
 package caddymodule
 
 import (
