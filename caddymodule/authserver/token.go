@@ -20,10 +20,14 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
-type tokenResponse struct {
+// TokenResponse is a successful token response (RFC 6749 §5.1), as the
+// token endpoint writes it and the token command reads it. The endpoint
+// writes expires_in as a number of seconds; a client reads it as any,
+// since some servers send a string, which it shows as sent.
+type TokenResponse struct {
 	AccessToken string `json:"access_token"`
 	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
+	ExpiresIn   any    `json:"expires_in"`
 	Scope       string `json:"scope"`
 }
 
@@ -39,7 +43,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, oerr := parseRequest(w, r)
-	var resp *tokenResponse
+	var resp *TokenResponse
 	var done *issued
 	if oerr == nil {
 		resp, done, oerr = s.issue(r, req)
@@ -87,7 +91,7 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, *oautherr.Error) {
+func (s *Server) issue(r *http.Request, req *request) (*TokenResponse, *issued, *oautherr.Error) {
 	switch req.params.Get("grant_type") {
 	case "":
 		return nil, nil, oautherr.InvalidRequest("grant_type is missing")
@@ -161,7 +165,7 @@ func (s *Server) issue(r *http.Request, req *request) (*tokenResponse, *issued, 
 		}
 		return nil, nil, oautherr.Unavailable("the token could not be signed; see the gateway's log")
 	}
-	return &tokenResponse{
+	return &TokenResponse{
 		AccessToken: tok,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(lifetime / time.Second),

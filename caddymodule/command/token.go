@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/weburl"
 )
@@ -171,19 +172,10 @@ func checkTokenURL(raw string) (string, error) {
 	return u.String(), nil
 }
 
-// tokenResponse is RFC 6749 §5.1. expires_in is a number by the RFC, but
-// some servers send a string; either is shown as sent.
-type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   any    `json:"expires_in"`
-	Scope       string `json:"scope"`
-}
-
 // requestToken sends the token request and returns the response of a
 // server that issued a token. Every other outcome is an error that says
 // what the server answered.
-func requestToken(ctx context.Context, endpoint, id, secret string, form url.Values, timeout time.Duration) (*tokenResponse, error) {
+func requestToken(ctx context.Context, endpoint, id, secret string, form url.Values, timeout time.Duration) (*authserver.TokenResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
@@ -245,7 +237,7 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 		return nil, errors.New(msg + ")")
 	}
 
-	var tok tokenResponse
+	var tok authserver.TokenResponse
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&tok); err != nil {
