@@ -189,6 +189,8 @@ func (p *Policy) bareGaps(e *entry, listed []string) []string {
 		req := e.host + bare
 		if ms := methods[d]; ms[0] != anyOtherMethod {
 			req = strings.Join(ms, " or ") + " " + req
+		} else if but := slices.DeleteFunc(slices.Clone(tries), func(m string) bool { return slices.Contains(ms, m) }); len(but) > 0 {
+			req += ", by any method but " + strings.Join(but, " or ") + ","
 		}
 		out = append(out, fmt.Sprintf("%s does not cover %s itself: %s falls to the rule at line %d (%s), which needs %s instead of %s; write path %s* or add a rule for %s",
 			e, bare, req, d.Line, strings.Join(d.Paths, ", "), asks(d), asks(r), bare, bare))
