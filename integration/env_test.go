@@ -59,7 +59,7 @@ const (
 // policyRules are the rules of every test environment. The public rule is
 // last on purpose: the most specific rule must win whatever the order.
 const policyRules = `rules:
-  - path: /http/orders/*
+  - path: /http/orders*
     methods: [POST]
     roles: [Orders.send]
   - path: /http/*

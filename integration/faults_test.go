@@ -437,7 +437,7 @@ rules:
     public: true
   - path: /http/*
     roles: [%s]
-  - path: /http/orders/*
+  - path: /http/orders*
     methods: [POST]
     roles: [%s]
 `, n, b.Subject, roleOrders, a.Subject, roleMessaging, roleMessaging, roleOrders)

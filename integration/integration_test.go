@@ -219,6 +219,11 @@ func TestGuard_ClientWithOtherEndpointRoleIsForbidden(t *testing.T) {
 			wantStatus: http.StatusForbidden,
 		},
 		{
+			name:   "A with only ESBMessaging.send on the orders endpoint's own path",
+			client: e.A, method: http.MethodPost, path: "/http/orders", body: "<order/>",
+			wantStatus: http.StatusForbidden,
+		},
+		{
 			name:   "B with Orders.send on the orders endpoint",
 			client: e.B, method: http.MethodPost, path: "/http/orders/1", body: "<order/>",
 			wantStatus:  http.StatusOK,

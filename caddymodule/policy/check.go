@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -16,7 +17,8 @@ type Finding struct {
 
 // Check lists, in line order: roles subjects hold that no rule requires
 // (often a typo on one side), roles rules require that no subject holds,
-// subjects that can use no rule, and rule paths that can never match.
+// subjects that can use no rule, rule paths that can never match, and
+// prefixes /x/* whose bare path /x a broader rule decides differently.
 func Check(p *Policy) []Finding {
 	var out []Finding
 	add := func(line int, format string, args ...any) {
@@ -36,6 +38,7 @@ func Check(p *Policy) []Finding {
 			allOf = append(allOf, r)
 		}
 	}
+	listed := listedMethods(p.rules)
 	held := map[string]bool{}
 	for name, s := range p.subjects {
 		for _, role := range s.roles {
@@ -49,7 +52,7 @@ func Check(p *Policy) []Finding {
 		}
 	}
 	for _, r := range p.rules {
-		for _, role := range slices.Compact(slices.Sorted(slices.Values(r.RequiredRoles()))) {
+		for _, role := range distinctRoles(r) {
 			if !held[role] {
 				add(r.Line, "no subject holds role %s, which this rule requires (fine if an external issuer's tokens carry it)", role)
 			}
@@ -59,6 +62,9 @@ func Check(p *Policy) []Finding {
 				e := &entry{rule: r, host: h, path: ps}
 				if why := p.neverMatches(e); why != "" {
 					add(r.Line, "%s can never match: %s", e, why)
+				}
+				for _, gap := range p.bareGaps(e, listed) {
+					add(r.Line, "%s", gap)
 				}
 			}
 		}
@@ -124,6 +130,140 @@ func (p *Policy) neverMatches(e *entry) string {
 		}
 	}
 	return ""
+}
+
+// anyOtherMethod stands for every method no rule lists: Rule.takes
+// refuses it for every rule that lists methods, as it would such a method.
+const anyOtherMethod = ""
+
+// bareGaps finds the mistake that let custom roles be bypassed in SAP
+// Cloud Integration: a custom role on one endpoint, and a token of any
+// client with the default role getting through. Here a prefix /x/* does
+// not cover /x itself (Caddy's syntax), so the endpoint's own path falls
+// to a broader rule, typically the default role's /http/*. The matcher
+// itself says which rule decides /x, for each method e's rule decides
+// under the prefix on e's host, so the warning agrees with what the guard
+// does. /x/ meets the prefix (or an exact rule for /x), so only /x is
+// looked at.
+//
+// Quiet when /x is decided as its author wrote it: by an exact rule for
+// /x (a deliberate choice), by a rule asking for the same, or by none
+// (deny). A public prefix is left alone too: whatever decides its bare
+// path can only ask for more, which fails closed, and a public
+// /.well-known/* under a token-protected /* is a common, deliberate shape
+// that a warning would teach operators to ignore.
+func (p *Policy) bareGaps(e *entry, listed []string) []string {
+	r := e.rule
+	bare, ok := strings.CutSuffix(e.path.raw, "/*")
+	if r.Public || e.path.kind != kindPrefix || !ok || bare == "" || !Canonical(bare+"/x") {
+		return nil
+	}
+	tries := r.Methods
+	switch {
+	case len(tries) == 0:
+		tries = append([]string{anyOtherMethod}, listed...)
+	case slices.Contains(tries, "GET") && !slices.Contains(tries, "HEAD") && slices.Contains(listed, "HEAD"):
+		// HEAD meets r through its GET, but may meet a rule listing HEAD
+		// on the bare path; with no such rule it decides as GET does.
+		tries = append(slices.Clip(tries), "HEAD")
+	}
+	ix, host := p.lookupIndex(e.host), p.requestHost(e.host)
+	exact := trimSlash(strings.ToLower(bare))
+	var deciders []*Rule
+	methods := map[*Rule][]string{}
+	for _, m := range tries {
+		if ix.matchPrefix(m, e.path.text) != r {
+			continue // a rule for the same prefix that lists m decides; it is checked on its own
+		}
+		d := p.Match(m, host, bare)
+		if d == nil || d.hasExact(exact) || requirement(d) == requirement(r) {
+			continue
+		}
+		if methods[d] == nil {
+			deciders = append(deciders, d)
+		}
+		methods[d] = append(methods[d], m)
+	}
+	var out []string
+	for _, d := range deciders {
+		req := e.host + bare
+		if ms := methods[d]; ms[0] != anyOtherMethod {
+			req = strings.Join(ms, " or ") + " " + req
+		} else if but := slices.DeleteFunc(slices.Clone(tries), func(m string) bool { return slices.Contains(ms, m) }); len(but) > 0 {
+			req += ", by any method but " + strings.Join(but, " or ") + ","
+		}
+		out = append(out, fmt.Sprintf("%s does not cover %s itself: %s falls to the rule at line %d (%s), which needs %s instead of %s; write path %s* or add a rule for %s",
+			e, bare, req, d.Line, strings.Join(d.Paths, ", "), asks(d), asks(r), bare, bare))
+	}
+	return out
+}
+
+// requestHost returns a Host header that a rule's host (normalised)
+// stands for and that no more specific rule names: for "*.example.com" a
+// name under it that no rule names exactly.
+func (p *Policy) requestHost(host string) string {
+	name, wild := strings.CutPrefix(host, "*.")
+	switch {
+	case wild:
+		for i := 0; ; i++ {
+			if h := "x" + strconv.Itoa(i) + "." + name; p.byHost[h] == nil {
+				return h
+			}
+		}
+	case strings.Contains(host, ":"):
+		return "[" + host + "]"
+	}
+	return host
+}
+
+// hasExact reports whether r names the exact path lp (lower-cased,
+// without a trailing slash).
+func (r *Rule) hasExact(lp string) bool {
+	return slices.ContainsFunc(r.paths, func(ps pathSpec) bool { return ps.kind == kindExact && ps.text == lp })
+}
+
+// requirement is what r asks of a caller, equal for rules that let the
+// same callers through: the order and repetition of roles do not count,
+// and all_roles of one role is roles of that role.
+func requirement(r *Rule) string {
+	if r.Public {
+		return "public"
+	}
+	roles := distinctRoles(r)
+	key := "any of "
+	if len(r.AllRoles) > 0 && len(roles) > 1 {
+		key = "all of "
+	}
+	key += strings.Join(roles, ",")
+	if r.ReportOnly {
+		key += " report_only"
+	}
+	return key
+}
+
+// asks says what r asks of a caller, for a finding.
+func asks(r *Rule) string {
+	switch {
+	case r.Public:
+		return "no token"
+	case r.ReportOnly:
+		return needs(r) + " (report only)"
+	}
+	return needs(r)
+}
+
+func distinctRoles(r *Rule) []string {
+	return slices.Compact(slices.Sorted(slices.Values(r.RequiredRoles())))
+}
+
+// listedMethods are the methods any rule lists, sorted.
+func listedMethods(rules []*Rule) []string {
+	var out []string
+	for _, r := range rules {
+		out = append(out, r.Methods...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (p *Policy) lookupIndex(host string) *pathIndex {

@@ -125,3 +125,118 @@ decision: deny: the subject does not hold any of B, C
 		t.Errorf("String =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestCheck_PrefixWhoseBarePathFallsToAnotherRule(t *testing.T) {
+	const readme = `  - {path: /http/orders/*, methods: [POST], roles: [Orders.send]}
+  - {path: /http/*, roles: [ESBMessaging.send]}
+  - {path: /http/ping, public: true}
+`
+	tests := []struct {
+		name  string
+		rules string // from line 2 on, one rule a line
+		want  []string
+	}{
+		{"an orders prefix whose bare path falls to a broader rule with other roles is flagged with both lines", readme,
+			[]string{"2: /http/orders/* does not cover /http/orders itself: POST /http/orders falls to the rule at line 3 (/http/*), which needs any of ESBMessaging.send instead of any of Orders.send; write path /http/orders* or add a rule for /http/orders"}},
+		{"a prefix whose bare path has its own exact rule is not flagged",
+			readme + "  - {path: /http/orders, methods: [POST], roles: [Orders.admin]}\n", nil},
+		{"an exact rule for the bare path that does not take the prefix's method does not cover it",
+			readme + "  - {path: /http/orders, methods: [GET], roles: [Orders.read]}\n",
+			[]string{"2: /http/orders/* does not cover /http/orders itself: POST /http/orders falls to the rule at line 3"}},
+		{"a prefix written /x* is not flagged", strings.Replace(readme, "/http/orders/*", "/http/orders*", 1), nil},
+		{"a rule whose other path is the bare path is not flagged",
+			strings.Replace(readme, "path: /http/orders/*", "paths: [/http/orders/*, /http/orders]", 1), nil},
+		{"bare path decided by a rule with the same roles is not flagged",
+			"  - {path: /x/*, roles: [A, B]}\n  - {path: /*, roles: [B, A, A]}\n", nil},
+		{"all_roles of one role asks the same as roles of it",
+			"  - {path: /x/*, all_roles: [A]}\n  - {path: /*, roles: [A]}\n", nil},
+		{"bare path that no rule matches is not flagged", "  - {path: /http/orders/*, roles: [A]}\n  - {path: /other/*, roles: [B]}\n", nil},
+		{"the root prefix has no bare path to leave out", "  - {path: /*, roles: [A]}\n  - {path: \"*\", methods: [POST], roles: [B]}\n", nil},
+		{"bare path decided by a public rule is flagged", "  - {path: /x/*, roles: [A]}\n  - {path: /*, public: true}\n",
+			[]string{"2: /x/* does not cover /x itself: /x falls to the rule at line 3 (/*), which needs no token instead of any of A; write path /x* or add a rule for /x"}},
+		{"bare path decided by a rule with fewer roles is flagged: the endpoint would ask two things",
+			"  - {path: /x/*, roles: [A, B]}\n  - {path: /*, roles: [A]}\n",
+			[]string{"2: /x/* does not cover /x itself: /x falls to the rule at line 3 (/*), which needs any of A instead of any of A, B"}},
+		{"all of two roles is not any of them", "  - {path: /x/*, roles: [A, B]}\n  - {path: /*, all_roles: [A, B]}\n",
+			[]string{"which needs all of A, B instead of any of A, B"}},
+		{"a public prefix whose bare path needs a token is not flagged: it fails closed",
+			"  - {path: /.well-known/*, public: true}\n  - {path: /*, roles: [A]}\n", nil},
+		{"a report_only rule deciding the bare path is flagged even with the same roles",
+			"  - {path: /x/*, roles: [A]}\n  - {path: /*, roles: [A], report_only: true}\n",
+			[]string{"2: /x/* does not cover /x itself: /x falls to the rule at line 3 (/*), which needs any of A (report only) instead of any of A;"}},
+		{"a report_only prefix is flagged before it is enforced",
+			"  - {path: /x/*, roles: [A], report_only: true}\n  - {path: /*, roles: [B]}\n",
+			[]string{"which needs any of B instead of any of A (report only);"}},
+		{"a POST prefix whose bare path only a GET rule names is not flagged",
+			"  - {path: /x/*, methods: [POST], roles: [A]}\n  - {path: /x*, methods: [GET], roles: [B]}\n", nil},
+		{"a POST prefix is checked with POST against a POST rule",
+			"  - {path: /x/*, methods: [POST], roles: [A]}\n  - {path: /*, methods: [POST], roles: [B]}\n  - {path: /*, methods: [GET], roles: [A]}\n",
+			[]string{"2: /x/* does not cover /x itself: POST /x falls to the rule at line 3 (/*)"}},
+		{"a prefix for any method is flagged once for each rule deciding its bare path, naming the methods",
+			"  - {path: /x/*, roles: [A]}\n  - {path: /*, roles: [B]}\n  - {path: /x*, methods: [DELETE, PUT], roles: [C]}\n  - {path: /y, methods: [PATCH], roles: [A]}\n",
+			[]string{
+				"2: /x/* does not cover /x itself: /x, by any method but DELETE or PUT, falls to the rule at line 3 (/*), which needs any of B",
+				"2: /x/* does not cover /x itself: DELETE or PUT /x falls to the rule at line 4 (/x*), which needs any of C",
+			}},
+		{"each method is judged for the rule that decides it under the prefix",
+			"  - {path: /x/*, roles: [A]}\n  - {path: /x/*, methods: [POST], roles: [B]}\n  - {path: /*, roles: [A]}\n",
+			[]string{"3: /x/* does not cover /x itself: POST /x falls to the rule at line 4 (/*), which needs any of A instead of any of B"}},
+		{"a method a same-prefix rule decides is judged by that rule, not by the prefix for other methods",
+			"  - {path: /x/*, roles: [C]}\n  - {path: /x/*, methods: [POST], roles: [A]}\n  - {path: /*, methods: [POST], roles: [A]}\n", nil},
+		{"methods the bare path's own rule takes are named as the exception",
+			"  - {path: /x/*, roles: [A]}\n  - {path: /x, methods: [GET, HEAD], roles: [C]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: /x/* does not cover /x itself: /x, by any method but GET or HEAD, falls to the rule at line 4 (/*), which needs any of B instead of any of A;"}},
+		{"a GET prefix is tried with HEAD when a rule lists HEAD",
+			"  - {path: /x/*, methods: [GET], roles: [A]}\n  - {path: /x*, methods: [HEAD], roles: [B]}\n  - {path: /*, roles: [A]}\n",
+			[]string{"2: /x/* does not cover /x itself: HEAD /x falls to the rule at line 3 (/x*)"}},
+		{"a host prefix whose bare path falls to a rule for any host is flagged, naming the host",
+			"  - {host: api.example.com, path: /x/*, roles: [A]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: api.example.com /x/* does not cover /x itself: api.example.com/x falls to the rule at line 3 (/*), which needs any of B instead of any of A; write path /x* or add a rule for /x"}},
+		{"a host prefix whose bare path has an exact rule on that host is not flagged",
+			"  - {host: api.example.com, path: /x/*, roles: [A]}\n  - {host: API.example.com., path: /x/, roles: [C]}\n  - {path: /*, roles: [B]}\n", nil},
+		{"an exact rule on another host does not cover the bare path",
+			"  - {host: api.example.com, path: /x/*, roles: [A]}\n  - {host: www.example.com, path: /x, roles: [A]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: api.example.com /x/* does not cover /x itself: api.example.com/x falls to the rule at line 4 (/*)"}},
+		{"a wildcard-host prefix is checked for a name under it that no rule names",
+			"  - {host: \"*.example.com\", path: /x/*, roles: [A]}\n  - {host: x0.example.com, path: /x, roles: [A]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: *.example.com /x/* does not cover /x itself: *.example.com/x falls to the rule at line 4 (/*)"}},
+		{"an IPv6 host prefix is checked on that host",
+			"  - {host: \"[::1]\", path: /x/*, roles: [A]}\n  - {host: \"::1\", path: /x*, methods: [GET], roles: [A]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: ::1 /x/* does not cover /x itself: ::1/x, by any method but GET, falls to the rule at line 4 (/*)"}},
+		{"a prefix for any host is judged by the rules for any host",
+			"  - {path: /x/*, roles: [A]}\n  - {host: api.example.com, path: /*, roles: [B]}\n  - {path: /*, roles: [A]}\n", nil},
+		{"a rule with several paths is flagged for each prefix that leaves its bare path out",
+			"  - {paths: [/a/*, /b/*, /c*, /d/*, /d], roles: [A]}\n  - {path: /*, roles: [B]}\n",
+			[]string{"2: /a/* does not cover /a itself", "2: /b/* does not cover /b itself"}},
+		{"a prefix in capitals is suggested as written", "  - {path: /HTTP/Orders/*, roles: [A]}\n  - {path: /http/*, roles: [B]}\n",
+			[]string{"2: /HTTP/Orders/* does not cover /HTTP/Orders itself: /HTTP/Orders falls to the rule at line 3 (/http/*), which needs any of B instead of any of A; write path /HTTP/Orders* or add a rule for /HTTP/Orders"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, f := range Check(mustParse(t, "rules:\n"+tc.rules)) {
+				if strings.Contains(f.Message, "itself:") {
+					got = append(got, fmt.Sprintf("%d: %s", f.Line, f.Message))
+				}
+			}
+			ok := len(got) == len(tc.want)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.Contains(got[i], tc.want[i])
+			}
+			if !ok {
+				t.Errorf("Check =\n%s\nwant findings containing\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// The check looks at the bare path only: with a trailing slash it meets
+// the prefix, as the guard decides it.
+func TestCheck_BarePathWithTrailingSlashMeetsThePrefix(t *testing.T) {
+	p := mustParse(t, "rules:\n  - {path: /http/orders/*, methods: [POST], roles: [Orders.send]}\n  - {path: /http/*, roles: [ESBMessaging.send]}\n")
+	for _, path := range []string{"/http/orders/", "/HTTP/Orders/"} {
+		if r := p.Match("POST", "", path); r == nil || r.Line != 2 {
+			t.Errorf("Match(POST %s) = %+v, want the orders rule at line 2", path, r)
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 const examplePolicy = `subjects:
   oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6: [ESBMessaging.send]
 rules:
-  - path: /http/orders/*
+  - path: /http/orders*    # /http/orders itself too, unlike /http/orders/*
     methods: [POST]
     roles: [Orders.send]
   - path: /http/*
@@ -45,7 +45,7 @@ func TestParse_ExamplePolicy(t *testing.T) {
 		t.Errorf("Roles(%s) = %q, want %q", subject, roles, want)
 	}
 
-	orders := Rule{Paths: []string{"/http/orders/*"}, Methods: []string{"POST"}, Roles: []string{"Orders.send"}, Line: 4}
+	orders := Rule{Paths: []string{"/http/orders*"}, Methods: []string{"POST"}, Roles: []string{"Orders.send"}, Line: 4}
 	http := Rule{Paths: []string{"/http/*"}, Roles: []string{"ESBMessaging.send"}, Line: 7}
 	ping := Rule{Paths: []string{"/http/ping"}, Public: true, Line: 9}
 	tests := map[string]struct {
@@ -55,6 +55,7 @@ func TestParse_ExamplePolicy(t *testing.T) {
 	}{
 		"public ping":                     {"GET", "/http/ping", &ping, true},
 		"orders need Orders.send":         {"POST", "/http/orders/1", &orders, false},
+		"so does the orders path itself":  {"POST", "/http/orders", &orders, false},
 		"reading orders falls to /http/*": {"GET", "/http/orders/1", &http, true},
 		"other flow":                      {"POST", "/http/flow", &http, true},
 		"outside every rule":              {"GET", "/admin", nil, false},
