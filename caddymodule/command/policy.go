@@ -53,7 +53,9 @@ reported as file:line: message:
   - a subject whose roles satisfy no rule that needs a token;
   - a rule that can never match, because the guard refuses its path before
     any rule (//, . or .. segments, ;, a backslash), or because more
-    specific rules take every request it names.
+    specific rules take every request it names;
+  - a /x/* rule whose own path /x falls to a broader rule that asks for
+    other roles or none (both lines are named): write /x* to cover both.
 
 Exit status: 0 when the file parses and nothing was found, 1 otherwise.
 `,
@@ -98,7 +100,7 @@ cannot be read, 2 when the command is called wrongly.
 `,
 		Example: `  $ caddy oauth policy explain --policy policy.yaml --client 3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 --method POST --path /http/orders/1
   request:  POST /http/orders/1
-  rule:     line 4 (paths /http/orders/*; methods POST)
+  rule:     line 4 (paths /http/orders*; methods POST)
   requires: any of Orders.send
   subject:  oauth_client_3f9a6c0e5b7d41a2a8c4e1f2d3b4a5c6 holds [ESBMessaging.send]
   decision: deny: the subject does not hold any of Orders.send`,

@@ -13,7 +13,7 @@ subjects:
   oauth_client_a: [ESBMessaging.send]   # the ERP
   oauth_client_b: [Orders.send]
 rules:
-  - path: /http/orders/*
+  - path: /http/orders*
     methods: [POST]
     roles: [Orders.send]
   - path: /http/*
@@ -39,6 +39,8 @@ func TestPolicyCheck_ReportsFileLineOrOK(t *testing.T) {
 		{"a public rule needs no role", commandPolicy + "  - path: /x\n    public: true\n", []string{"OK, 3 rules"}, ""},
 		{"a typo in a role", strings.Replace(commandPolicy, "[Orders.send]\nrules", "[Order.send]\nrules", 1),
 			[]string{"policy.yaml:4: subject oauth_client_b holds role Order.send, which no rule requires"}, "finding(s)"},
+		{"a prefix that leaves its own path to a broader rule", strings.Replace(commandPolicy, "/http/orders*", "/http/orders/*", 1),
+			[]string{"policy.yaml:6: /http/orders/* does not cover /http/orders itself: POST /http/orders falls to the rule at line 9"}, "finding(s)"},
 		{"a file that does not parse", strings.Replace(commandPolicy, "[Orders.send]\nrules", "[Orders.send\nrules", 1),
 			nil, "policy.yaml:4:"},
 	}
