@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -297,8 +296,8 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 		if !d.Args(&name) || d.NextArg() {
 			return d.Errf("identity_headers: %s takes exactly one header name", what)
 		}
-		if !slices.Contains(guard.IdentityFields[:], what) {
-			return d.Errf("identity_headers: unknown field %q (want client_id, subject, roles, scope)", what)
+		if err := guard.CheckIdentityHeader(what, name); err != nil {
+			return d.WrapErr(err)
 		}
 		g.IdentityHeaders[what] = name
 	}

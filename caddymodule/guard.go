@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -167,16 +164,8 @@ func (g *Guard) Validate() error {
 	if g.TokenCache < -1 {
 		return errors.New("oauth_guard: token_cache must be a number of tokens, or -1 for none")
 	}
-	for what, name := range g.IdentityHeaders {
-		if !slices.Contains(guard.IdentityFields[:], what) {
-			return errors.New("oauth_guard: identity_headers: unknown field " + what + " (want client_id, subject, roles, scope)")
-		}
-		if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
-			return errors.New("oauth_guard: identity_headers: " + name + " cannot carry the identity")
-		}
-		if name != "" && !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("oauth_guard: identity_headers: %q is not a header name", name)
-		}
+	if err := guard.CheckIdentityHeaders(g.IdentityHeaders); err != nil {
+		return fmt.Errorf("oauth_guard: %w", err)
 	}
 	return nil
 }

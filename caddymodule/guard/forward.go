@@ -1,10 +1,14 @@
 package guard
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // IdentityFields are what the identity headers carry, the keys of an
@@ -17,6 +21,31 @@ var defaultIdentityHeaders = map[string]string{
 	"subject":   "X-OAuth-Subject",
 	"roles":     "X-OAuth-Roles",
 	"scope":     "X-OAuth-Scope",
+}
+
+// CheckIdentityHeader reports why the header name cannot carry the
+// identity field, if it cannot; an empty name (the field turned off) can.
+func CheckIdentityHeader(field, name string) error {
+	if !slices.Contains(IdentityFields[:], field) {
+		return errors.New("identity_headers: unknown field " + field + " (want client_id, subject, roles, scope)")
+	}
+	if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
+		return errors.New("identity_headers: " + name + " cannot carry the identity")
+	}
+	if name != "" && !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("identity_headers: %q is not a header name", name)
+	}
+	return nil
+}
+
+// CheckIdentityHeaders is CheckIdentityHeader for every entry of m.
+func CheckIdentityHeaders(m map[string]string) error {
+	for field, name := range m {
+		if err := CheckIdentityHeader(field, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ForwardOptions are what a Forwarder is built from.

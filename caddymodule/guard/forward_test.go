@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
@@ -168,6 +169,33 @@ func TestForward_TheBackendIsToldTheVerifiedIdentity(t *testing.T) {
 				if !slices.Equal(r.Header[k], v) {
 					t.Errorf("%s = %q, want %q", k, r.Header[k], v)
 				}
+			}
+		})
+	}
+}
+
+func TestCheckIdentityHeader_RefusesWhatCannotCarryTheIdentity(t *testing.T) {
+	cases := []struct {
+		name, field, header string
+		want                string // "" when valid
+	}{
+		{"a default name", "subject", "X-OAuth-Subject", ""},
+		{"a name with an underscore", "scope", "X_Scope", ""},
+		{"a field turned off", "roles", "", ""},
+		{"an unknown field", "email", "X-Email", "unknown field email"},
+		{"Authorization, in any case", "subject", "authorization", "cannot carry the identity"},
+		{"Host", "client_id", "HOST", "cannot carry the identity"},
+		{"a name with a space", "subject", "X OAuth", "is not a header name"},
+		{"a name with a colon", "subject", "X-OAuth:", "is not a header name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := guard.CheckIdentityHeader(tc.field, tc.header)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckIdentityHeader(%q, %q) = %v, want %q", tc.field, tc.header, err, tc.want)
+			}
+			if err := guard.CheckIdentityHeaders(map[string]string{"client_id": "X-OAuth-Client-ID", tc.field: tc.header}); (err == nil) != (tc.want == "") {
+				t.Errorf("CheckIdentityHeaders with it = %v, want %q", err, tc.want)
 			}
 		})
 	}
