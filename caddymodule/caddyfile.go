@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauthgate/oauthgate/caddymodule/guard"
 )
 
 func init() {
@@ -185,7 +187,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
-	metadata := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{ResourceMetadataPath}, nil)}
+	metadata := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{guard.ResourceMetadataPath}, nil)}
 	return append(h.NewRoute(metadata, g), h.NewRoute(matcherSet, g)...), nil
 }
 
@@ -281,8 +283,8 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 	}
 	// Every field named, empty when off: an empty map would vanish from
 	// the JSON (omitempty) and bring the defaults back.
-	g.IdentityHeaders = make(map[string]string, len(identityFields))
-	for _, what := range identityFields {
+	g.IdentityHeaders = make(map[string]string, len(guard.IdentityFields))
+	for _, what := range guard.IdentityFields {
 		g.IdentityHeaders[what] = ""
 	}
 	if d.Val() == "off" {
@@ -294,8 +296,8 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 		if !d.Args(&name) || d.NextArg() {
 			return d.Errf("identity_headers: %s takes exactly one header name", what)
 		}
-		if _, ok := defaultIdentityHeaders[what]; !ok {
-			return d.Errf("identity_headers: unknown field %q (want client_id, subject, roles, scope)", what)
+		if err := guard.CheckIdentityHeader(what, name); err != nil {
+			return d.WrapErr(err)
 		}
 		g.IdentityHeaders[what] = name
 	}

@@ -126,6 +126,9 @@ func TestCaddyfile_MistakesAreRefusedWithTheirLine(t *testing.T) {
 		{"unknown guard option", ":80 {\n\toauth_guard {\n\t\tallow_all yes\n\t}\n}", `Caddyfile:3`},
 		{"zero max_token_size", ":80 {\n\toauth_guard {\n\t\tmax_token_size 0\n\t}\n}", `Caddyfile:3`},
 		{"guard argument", ":80 {\n\toauth_guard /x extra\n}", `Caddyfile:2`},
+		{"unknown identity field", ":80 {\n\toauth_guard {\n\t\tidentity_headers {\n\t\t\temail X-Email\n\t\t}\n\t}\n}", `Caddyfile:4`},
+		{"identity in Authorization", ":80 {\n\toauth_guard {\n\t\tidentity_headers {\n\t\t\tsubject authorization\n\t\t}\n\t}\n}", `Caddyfile:4`},
+		{"identity header name with a space", ":80 {\n\toauth_guard {\n\t\tidentity_headers {\n\t\t\tsubject \"X OAuth\"\n\t\t}\n\t}\n}", `Caddyfile:4`},
 		{"unknown server option", ":80 {\n\toauth_server {\n\t\ttoken_path /t\n\t}\n}", `Caddyfile:3`},
 	}
 	for _, tc := range cases {

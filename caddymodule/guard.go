@@ -4,15 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -22,10 +18,6 @@ import (
 func init() {
 	caddy.RegisterModule(Guard{})
 }
-
-// ResourceMetadataPath is where a guard serves its RFC 9728 protected
-// resource metadata; every challenge points there.
-const ResourceMetadataPath = "/.well-known/oauth-protected-resource"
 
 // Guard is the "oauth_guard" handler: the OAuth 2.0 resource server in
 // front of a backend. For each request it finds the policy rule for the
@@ -105,23 +97,10 @@ type Guard struct {
 
 	app     *App
 	guard   *guard.Guard
-	headers [4]string // canonical names of the identity headers, by identityFields
-	aliases [4]string // the same, with "_" read as "-"
+	forward *guard.Forwarder
 	cache   *tokens.Cache
 	held    holds
 	logger  *zap.Logger
-}
-
-// identityFields are the keys of IdentityHeaders, in the order of
-// Guard.headers.
-var identityFields = [4]string{"client_id", "subject", "roles", "scope"}
-
-// defaultIdentityHeaders are the headers set when none are configured.
-var defaultIdentityHeaders = map[string]string{
-	"client_id": "X-OAuth-Client-ID",
-	"subject":   "X-OAuth-Subject",
-	"roles":     "X-OAuth-Roles",
-	"scope":     "X-OAuth-Scope",
 }
 
 // CaddyModule returns the Caddy module information.
@@ -149,10 +128,6 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if g.Audience == "" {
 		g.Audience = app.Audience
 	}
-	if g.IdentityHeaders == nil {
-		g.IdentityHeaders = defaultIdentityHeaders
-	}
-	g.headers, g.aliases = resolveHeaders(g.IdentityHeaders)
 	if g.TokenCache >= 0 {
 		if g.cache, err = holdTokenCache(&g.held, app.Issuer, g.Audience, time.Duration(app.Leeway), g.TokenCache); err != nil {
 			return err
@@ -167,6 +142,12 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		Cookie:         g.TokenCookie,
 		AllowPreflight: g.AllowPreflight,
 	}
+	g.forward = guard.NewForwarder(guard.ForwardOptions{
+		IdentityHeaders:   g.IdentityHeaders,
+		KeepAuthorization: g.KeepAuthorization,
+		TokenQuery:        g.TokenQuery,
+		TokenCookie:       g.TokenCookie,
+	})
 	return nil
 }
 
@@ -185,36 +166,30 @@ func (g *Guard) Validate() error {
 	if g.TokenCache < -1 {
 		return errors.New("oauth_guard: token_cache must be a number of tokens, or -1 for none")
 	}
-	for what, name := range g.IdentityHeaders {
-		if _, ok := defaultIdentityHeaders[what]; !ok {
-			return errors.New("oauth_guard: identity_headers: unknown field " + what + " (want client_id, subject, roles, scope)")
-		}
-		if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
-			return errors.New("oauth_guard: identity_headers: " + name + " cannot carry the identity")
-		}
-		if name != "" && !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("oauth_guard: identity_headers: %q is not a header name", name)
-		}
+	if err := guard.CheckIdentityHeaders(g.IdentityHeaders); err != nil {
+		return fmt.Errorf("oauth_guard: %w", err)
 	}
 	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if r.URL.Path == ResourceMetadataPath {
-		g.serveResourceMetadata(w, r)
+	if r.URL.Path == guard.ResourceMetadataPath {
+		guard.ServeResourceMetadata(w, r, guard.Resource{
+			ID:         g.Audience,
+			Issuer:     g.app.Issuer,
+			Name:       g.Realm,
+			TokenQuery: g.TokenQuery != "",
+		})
 		return nil
 	}
 	d := g.guard.Check(r)
-	// Whatever the decision, the backend must never see identity headers
-	// the client made up.
-	g.stripIdentityHeaders(r.Header)
 	g.count(d)
 	if d.Err != nil {
 		shadow := g.shadow(d)
 		g.logDenial(r, d, shadow)
 		if !shadow {
-			oautherr.WriteChallenge(w, g.Realm, resourceMetadataURL(r), d.Err)
+			oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), d.Err)
 			return nil
 		}
 		d = &guard.Decision{Rule: d.Rule} // through, but with no identity
@@ -223,111 +198,20 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	return next.ServeHTTP(w, r)
 }
 
-// resolveHeaders lists the canonical header names of m by
-// identityFields, and the same with "_" read as "-", once, so that the
-// request path neither walks a map nor canonicalizes a name.
-func resolveHeaders(m map[string]string) (names, aliases [4]string) {
-	for i, what := range identityFields {
-		if name := m[what]; name != "" {
-			names[i] = textproto.CanonicalMIMEHeaderKey(name)
-			aliases[i] = dashed(names[i])
-		}
-	}
-	return names, aliases
-}
-
-// stripIdentityHeaders removes client-sent copies of the identity
-// headers, including spellings with "_" for "-", which CGI, PHP and some
-// proxies read as the same header.
-func (g *Guard) stripIdentityHeaders(h http.Header) {
-	for k := range h {
-		if slices.Contains(g.aliases[:], dashed(k)) {
-			delete(h, k)
-		}
-	}
-}
-
-// dashed is a header name with "_" read as "-", canonical.
-func dashed(name string) string {
-	if strings.IndexByte(name, '_') < 0 {
-		return name
-	}
-	return textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(name, "_", "-"))
-}
-
-// listable drops the values that a comma- or space-separated list could
-// not carry as one: an external issuer's scope array may hold "a,admin",
-// which a backend would read as two scopes.
-func listable(values []string) []string {
-	out := values[:0:0]
-	for _, v := range values {
-		if !strings.ContainsAny(v, ", \t\r\n") {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// dropCookie removes the cookie name from the request: a token sent as a
-// cookie goes no further than one sent in Authorization. The other
-// cookies are kept as sent, in one Cookie header; a request without the
-// cookie is left alone.
-func dropCookie(r *http.Request, name string) {
-	if !slices.ContainsFunc(r.Header.Values("Cookie"), func(line string) bool { return strings.Contains(line, name) }) {
-		return
-	}
-	var keep []string
-	for _, line := range r.Header.Values("Cookie") {
-		for part := range strings.SplitSeq(line, ";") {
-			n, _, _ := strings.Cut(part, "=")
-			if strings.TrimSpace(n) != name {
-				keep = append(keep, strings.TrimSpace(part))
-			}
-		}
-	}
-	r.Header.Del("Cookie")
-	if len(keep) > 0 {
-		r.Header.Set("Cookie", strings.Join(keep, "; "))
-	}
-}
-
-// pass prepares an allowed request for the backend.
+// pass sends an allowed request on: guard.Forward decides what the
+// backend receives, and the placeholders for header_up say the same.
 func (g *Guard) pass(r *http.Request, d *guard.Decision) {
-	if !g.KeepAuthorization {
-		r.Header.Del("Authorization")
-		if g.TokenCookie != "" {
-			dropCookie(r, g.TokenCookie)
-		}
-	}
-	if g.TokenQuery != "" {
-		if q := r.URL.Query(); q.Has(g.TokenQuery) {
-			q.Del(g.TokenQuery)
-			r.URL.RawQuery = q.Encode()
-		}
-	}
+	id := g.forward.Forward(r, d)
 	// Placeholders are set on every request passed on, empty when no
 	// token was looked at: an unset one would reach the backend as its
 	// literal "{http.auth.user.id}" text through header_up.
-	var subject, clientID string
-	var scope []string
-	if c := d.Claims; c != nil {
-		subject, clientID, scope = d.Subject, d.ClientID, listable(c.Scope)
-	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", subject)
-	repl.Set("http.auth.user.client_id", clientID)
-	roles := strings.Join(d.Roles, ",")
-	repl.Set("http.auth.user.roles", roles)
-	repl.Set("http.auth.user.scope", strings.Join(scope, " "))
-	if d.Claims != nil {
-		for i, value := range [...]string{clientID, subject, roles, strings.Join(scope, ",")} {
-			if name := g.headers[i]; name != "" && value != "" {
-				r.Header[name] = []string{value}
-			}
-		}
-	}
+	repl.Set("http.auth.user.id", id.Subject)
+	repl.Set("http.auth.user.client_id", id.ClientID)
+	repl.Set("http.auth.user.roles", id.Roles)
+	repl.Set("http.auth.user.scope", id.Scope)
 	if ce := g.logger.Check(zap.DebugLevel, "request allowed"); ce != nil {
-		fields := []zap.Field{zap.String("subject", subject), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		fields := []zap.Field{zap.String("subject", id.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
 		if d.Rule != nil {
 			fields = append(fields, zap.Int("rule_line", d.Rule.Line))
 		}
@@ -404,42 +288,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// resourceMetadataURL is where this host serves the RFC 9728 document.
-func resourceMetadataURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + ResourceMetadataPath
-}
-
-type resourceMetadata struct {
-	Resource             string   `json:"resource"`
-	AuthorizationServers []string `json:"authorization_servers"`
-	BearerMethods        []string `json:"bearer_methods_supported"`
-	ResourceName         string   `json:"resource_name,omitempty"`
-}
-
-// serveResourceMetadata answers with the RFC 9728 document: which
-// resource this is and which authorization server issues its tokens.
-func (g *Guard) serveResourceMetadata(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	methods := []string{"header"}
-	if g.TokenQuery != "" {
-		methods = append(methods, "query")
-	}
-	oautherr.WriteJSON(w, http.StatusOK, resourceMetadata{
-		Resource:             g.Audience,
-		AuthorizationServers: []string{g.app.Issuer},
-		BearerMethods:        slices.Clip(methods),
-		ResourceName:         g.Realm,
-	})
 }
 
 // Interface guards

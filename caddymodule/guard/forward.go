@@ -1,0 +1,196 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// IdentityFields are what the identity headers carry, the keys of an
+// identity-header map, in the order of Forwarder's resolved names.
+var IdentityFields = [4]string{"client_id", "subject", "roles", "scope"}
+
+// defaultIdentityHeaders are the headers set when none are configured.
+var defaultIdentityHeaders = map[string]string{
+	"client_id": "X-OAuth-Client-ID",
+	"subject":   "X-OAuth-Subject",
+	"roles":     "X-OAuth-Roles",
+	"scope":     "X-OAuth-Scope",
+}
+
+// CheckIdentityHeader reports why the header name cannot carry the
+// identity field, if it cannot; an empty name (the field turned off) can.
+func CheckIdentityHeader(field, name string) error {
+	if !slices.Contains(IdentityFields[:], field) {
+		return errors.New("identity_headers: unknown field " + field + " (want client_id, subject, roles, scope)")
+	}
+	if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Host") {
+		return errors.New("identity_headers: " + name + " cannot carry the identity")
+	}
+	if name != "" && !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("identity_headers: %q is not a header name", name)
+	}
+	return nil
+}
+
+// CheckIdentityHeaders is CheckIdentityHeader for every entry of m.
+func CheckIdentityHeaders(m map[string]string) error {
+	for field, name := range m {
+		if err := CheckIdentityHeader(field, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ForwardOptions are what a Forwarder is built from.
+type ForwardOptions struct {
+	// IdentityHeaders names the header of each of IdentityFields; an
+	// empty name sets none. nil means X-OAuth-Client-ID, X-OAuth-Subject,
+	// X-OAuth-Roles and X-OAuth-Scope.
+	IdentityHeaders map[string]string
+	// KeepAuthorization passes the Authorization header, and the token
+	// cookie, on to the backend.
+	KeepAuthorization bool
+	// TokenQuery and TokenCookie are Guard.QueryParam and Guard.Cookie:
+	// where else a token may have come from.
+	TokenQuery  string
+	TokenCookie string
+}
+
+// Forwarder decides what the backend receives of a request passed on:
+// no token, no identity the client made up, and the caller's identity
+// as the guard verified it. It is built once, with the identity-header
+// names resolved, so that a request neither walks a map nor
+// canonicalizes a name.
+type Forwarder struct {
+	names   [4]string // canonical names of the identity headers, by IdentityFields
+	aliases [4]string // the same, with "_" read as "-"
+	opts    ForwardOptions
+}
+
+// NewForwarder builds the Forwarder of o. Names that CheckIdentityHeaders
+// refuses are not looked at again here.
+func NewForwarder(o ForwardOptions) *Forwarder {
+	if o.IdentityHeaders == nil {
+		o.IdentityHeaders = defaultIdentityHeaders
+	}
+	f := &Forwarder{opts: o}
+	for i, field := range IdentityFields {
+		if name := o.IdentityHeaders[field]; name != "" {
+			f.names[i] = textproto.CanonicalMIMEHeaderKey(name)
+			f.aliases[i] = dashed(f.names[i])
+		}
+	}
+	return f
+}
+
+// Identity is the caller as the backend is told, in the form of the
+// http.auth.user placeholders; empty when no token was verified.
+type Identity struct {
+	Subject, ClientID string
+	// Roles are comma-separated.
+	Roles string
+	// Scope is space-separated, without the values a list could not
+	// carry as one (see listable).
+	Scope string
+}
+
+// Forward prepares r, which d lets through, for the backend: it removes
+// client-sent copies of the identity headers, the token (Authorization,
+// the token cookie, the query parameter) unless KeepAuthorization, and
+// sets the identity headers when d verified a token. It returns the
+// identity it told, for the caller's placeholders.
+func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
+	// Whatever the decision, the backend must never see identity headers
+	// the client made up.
+	f.stripIdentityHeaders(r.Header)
+	if !f.opts.KeepAuthorization {
+		r.Header.Del("Authorization")
+		if f.opts.TokenCookie != "" {
+			dropCookie(r, f.opts.TokenCookie)
+		}
+	}
+	// No query, nothing to parse: most requests have none.
+	if f.opts.TokenQuery != "" && r.URL.RawQuery != "" {
+		if q := r.URL.Query(); q.Has(f.opts.TokenQuery) {
+			q.Del(f.opts.TokenQuery)
+			r.URL.RawQuery = q.Encode()
+		}
+	}
+	var id Identity
+	var scope []string
+	if c := d.Claims; c != nil {
+		id.Subject, id.ClientID, scope = d.Subject, d.ClientID, listable(c.Scope)
+	}
+	id.Roles = strings.Join(d.Roles, ",")
+	id.Scope = strings.Join(scope, " ")
+	if d.Claims != nil {
+		for i, value := range [...]string{id.ClientID, id.Subject, id.Roles, strings.Join(scope, ",")} {
+			if name := f.names[i]; name != "" && value != "" {
+				r.Header[name] = []string{value}
+			}
+		}
+	}
+	return id
+}
+
+// stripIdentityHeaders removes client-sent copies of the identity
+// headers, including spellings with "_" for "-", which CGI, PHP and some
+// proxies read as the same header.
+func (f *Forwarder) stripIdentityHeaders(h http.Header) {
+	for k := range h {
+		if slices.Contains(f.aliases[:], dashed(k)) {
+			delete(h, k)
+		}
+	}
+}
+
+// dashed is a header name with "_" read as "-", canonical.
+func dashed(name string) string {
+	if strings.IndexByte(name, '_') < 0 {
+		return name
+	}
+	return textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(name, "_", "-"))
+}
+
+// listable drops the values that a comma- or space-separated list could
+// not carry as one: an external issuer's scope array may hold "a,admin",
+// which a backend would read as two scopes.
+func listable(values []string) []string {
+	out := values[:0:0]
+	for _, v := range values {
+		if !strings.ContainsAny(v, ", \t\r\n") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// dropCookie removes the cookie name from the request: a token sent as a
+// cookie goes no further than one sent in Authorization. The other
+// cookies are kept as sent, in one Cookie header; a request without the
+// cookie is left alone.
+func dropCookie(r *http.Request, name string) {
+	if !slices.ContainsFunc(r.Header.Values("Cookie"), func(line string) bool { return strings.Contains(line, name) }) {
+		return
+	}
+	var keep []string
+	for _, line := range r.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			n, _, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(n) != name {
+				keep = append(keep, strings.TrimSpace(part))
+			}
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(keep) > 0 {
+		r.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
