@@ -18,6 +18,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
@@ -201,7 +202,7 @@ type metadata struct {
 func (s *Server) serveMetadata(w http.ResponseWriter) {
 	base := strings.TrimSuffix(s.Issuer, "/")
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	oautherr.WriteJSON(w, http.StatusOK, metadata{
+	oauthjson.Write(w, http.StatusOK, metadata{
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
 		IntrospectionEndpoint:         base + IntrospectPath,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -36,10 +37,10 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.Verifier.Verify(r.Context(), token)
 	if err != nil {
-		oautherr.WriteJSON(w, http.StatusOK, introspection{Active: false})
+		oauthjson.Write(w, http.StatusOK, introspection{Active: false})
 		return
 	}
-	oautherr.WriteJSON(w, http.StatusOK, introspection{
+	oauthjson.Write(w, http.StatusOK, introspection{
 		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, Subject: c.Subject,
 		Audience: c.Audience, Issuer: c.Issuer, Expiry: c.Expiry.Unix(), IssuedAt: c.IssuedAt.Unix(),
 		ID: c.ID, TokenType: "Bearer",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
@@ -75,7 +76,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if s.Metrics != nil {
 		s.Metrics.TokenIssued(done.client.ID, done.format)
 	}
-	oautherr.WriteJSON(w, http.StatusOK, resp)
+	oauthjson.Write(w, http.StatusOK, resp)
 }
 
 // allowPost answers anything but POST with 405, in the endpoints' JSON.
@@ -84,7 +85,7 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodPost)
-	oautherr.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
+	oauthjson.Write(w, http.StatusMethodNotAllowed, map[string]string{
 		"error":             oautherr.CodeInvalidRequest,
 		"error_description": "this endpoint accepts POST only",
 	})

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 )
 
 // ResourceMetadataPath is where a guard serves its RFC 9728 protected
@@ -53,7 +53,7 @@ func ServeResourceMetadata(w http.ResponseWriter, r *http.Request, res Resource)
 	if res.TokenQuery {
 		methods = append(methods, "query")
 	}
-	oautherr.WriteJSON(w, http.StatusOK, resourceMetadata{
+	oauthjson.Write(w, http.StatusOK, resourceMetadata{
 		Resource:             res.ID,
 		AuthorizationServers: []string{res.Issuer},
 		BearerMethods:        slices.Clip(methods),

@@ -5,12 +5,13 @@
 package oautherr
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 )
 
 // Error codes from RFC 6749 §5.2 and RFC 6750 §3.1.
@@ -128,7 +129,7 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
-	WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description})
+	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 }
 
 // WriteChallenge writes e as the guard's RFC 6750 §3 response: a Bearer
@@ -144,7 +145,7 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		}
-		WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description})
+		oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 		return
 	}
 	var b strings.Builder
@@ -175,18 +176,7 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		w.WriteHeader(e.Status)
 		return
 	}
-	WriteJSON(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
-}
-
-// WriteJSON writes v with the headers every OAuth response needs: JSON and
-// never cached (RFC 6749 §5.1).
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
 }
 
 // quote renders s as an RFC 9110 quoted-string. Characters that a
