@@ -183,7 +183,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := new(Guard)
+	g := new(OAuthGuard)
 	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 //		allow_preflight
 //		report_only
 //	}
-func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -275,7 +275,7 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // unmarshalIdentityHeaders reads "identity_headers off" or a block of
 // field-to-header lines; fields left out of a block are not set.
-func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
+func (g *OAuthGuard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		if d.Val() != "off" || d.NextArg() {
 			return d.Err("identity_headers takes 'off' or a block")
@@ -307,5 +307,5 @@ func (g *Guard) unmarshalIdentityHeaders(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*OAuthServer)(nil)
-	_ caddyfile.Unmarshaler = (*Guard)(nil)
+	_ caddyfile.Unmarshaler = (*OAuthGuard)(nil)
 )

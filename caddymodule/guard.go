@@ -16,10 +16,10 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Guard{})
+	caddy.RegisterModule(OAuthGuard{})
 }
 
-// Guard is the "oauth_guard" handler: the OAuth 2.0 resource server in
+// OAuthGuard is the "oauth_guard" handler: the OAuth 2.0 resource server in
 // front of a backend. For each request it finds the policy rule for the
 // method and path, verifies the Bearer token (unless the rule is public),
 // and checks that the token's subject holds a role the rule requires.
@@ -40,7 +40,7 @@ func init() {
 //	{http.auth.user.scope}      the token's scope, space-separated
 //
 // On a public rule no token is looked at and these are empty.
-type Guard struct {
+type OAuthGuard struct {
 	// Realm names the protection space in WWW-Authenticate challenges.
 	// Default: "oauthgate".
 	Realm string `json:"realm,omitempty"`
@@ -104,15 +104,15 @@ type Guard struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Guard) CaddyModule() caddy.ModuleInfo {
+func (OAuthGuard) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.oauth_guard",
-		New: func() caddy.Module { return new(Guard) },
+		New: func() caddy.Module { return new(OAuthGuard) },
 	}
 }
 
 // Provision connects the handler to the oauth app.
-func (g *Guard) Provision(ctx caddy.Context) error {
+func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 	app, err := oauthApp(ctx)
 	if err != nil {
 		return err
@@ -153,13 +153,13 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 
 // Cleanup lets go of the guard's token cache; a guard of the next config
 // that checks alike keeps it.
-func (g *Guard) Cleanup() error {
+func (g *OAuthGuard) Cleanup() error {
 	g.held.release()
 	return nil
 }
 
 // Validate checks the configuration.
-func (g *Guard) Validate() error {
+func (g *OAuthGuard) Validate() error {
 	if g.MaxTokenSize < 0 {
 		return errors.New("oauth_guard: max_token_size must not be negative")
 	}
@@ -173,7 +173,7 @@ func (g *Guard) Validate() error {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.URL.Path == guard.ResourceMetadataPath {
 		guard.ServeResourceMetadata(w, r, guard.Resource{
 			ID:         g.Audience,
@@ -200,7 +200,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 // pass sends an allowed request on: guard.Forward decides what the
 // backend receives, and the placeholders for header_up say the same.
-func (g *Guard) pass(r *http.Request, d *guard.Decision) {
+func (g *OAuthGuard) pass(r *http.Request, d *guard.Decision) {
 	id := g.forward.Forward(r, d)
 	// Placeholders are set on every request passed on, empty when no
 	// token was looked at: an unset one would reach the backend as its
@@ -219,7 +219,7 @@ func (g *Guard) pass(r *http.Request, d *guard.Decision) {
 	}
 }
 
-func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
+func (g *OAuthGuard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 	msg := "request refused"
 	if shadow {
 		msg = "request would be refused (report only)"
@@ -249,12 +249,12 @@ func (g *Guard) logDenial(r *http.Request, d *guard.Decision, shadow bool) {
 
 // shadow reports whether a refusal is only reported: the guard or the
 // deciding rule is report_only.
-func (g *Guard) shadow(d *guard.Decision) bool {
+func (g *OAuthGuard) shadow(d *guard.Decision) bool {
 	return g.ReportOnly || d.Rule != nil && d.Rule.ReportOnly
 }
 
 // count adds the decision to the oauthgate_guard_decisions_total metric.
-func (g *Guard) count(d *guard.Decision) {
+func (g *OAuthGuard) count(d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
 	case d.Err != nil && g.shadow(d):
@@ -292,8 +292,8 @@ func truncate(s string, n int) string {
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Guard)(nil)
-	_ caddy.Validator             = (*Guard)(nil)
-	_ caddy.CleanerUpper          = (*Guard)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
+	_ caddy.Provisioner           = (*OAuthGuard)(nil)
+	_ caddy.Validator             = (*OAuthGuard)(nil)
+	_ caddy.CleanerUpper          = (*OAuthGuard)(nil)
+	_ caddyhttp.MiddlewareHandler = (*OAuthGuard)(nil)
 )

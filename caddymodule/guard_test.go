@@ -8,16 +8,16 @@ import (
 func TestGuardValidate_RefusesWhatCannotWork(t *testing.T) {
 	cases := []struct {
 		name string
-		g    Guard
+		g    OAuthGuard
 		want string // "" when valid
 	}{
-		{"the defaults", Guard{}, ""},
-		{"identity headers turned off", Guard{IdentityHeaders: map[string]string{"client_id": "", "subject": ""}}, ""},
-		{"an unknown identity field", Guard{IdentityHeaders: map[string]string{"email": "X-Email"}}, "unknown field email"},
-		{"the identity in Authorization", Guard{IdentityHeaders: map[string]string{"subject": "authorization"}}, "cannot carry the identity"},
-		{"a header name with a space", Guard{IdentityHeaders: map[string]string{"subject": "X OAuth"}}, "is not a header name"},
-		{"a negative token size", Guard{MaxTokenSize: -1}, "max_token_size"},
-		{"a token cache below -1", Guard{TokenCache: -2}, "token_cache"},
+		{"the defaults", OAuthGuard{}, ""},
+		{"identity headers turned off", OAuthGuard{IdentityHeaders: map[string]string{"client_id": "", "subject": ""}}, ""},
+		{"an unknown identity field", OAuthGuard{IdentityHeaders: map[string]string{"email": "X-Email"}}, "unknown field email"},
+		{"the identity in Authorization", OAuthGuard{IdentityHeaders: map[string]string{"subject": "authorization"}}, "cannot carry the identity"},
+		{"a header name with a space", OAuthGuard{IdentityHeaders: map[string]string{"subject": "X OAuth"}}, "is not a header name"},
+		{"a negative token size", OAuthGuard{MaxTokenSize: -1}, "max_token_size"},
+		{"a token cache below -1", OAuthGuard{TokenCache: -2}, "token_cache"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,7 +83,7 @@ func sum(n [2]uint64, c counter) [2]uint64 {
 	return [2]uint64{n[0] + hits, n[1] + misses}
 }
 
-// holds are the pool keys one config (an App or a Guard) holds; Cleanup
+// holds are the pool keys one config (an App or an OAuthGuard) holds; Cleanup
 // lets go of them.
 type holds []string
 
