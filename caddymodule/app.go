@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 	"github.com/oauthgate/oauthgate/caddymodule/weburl"
@@ -113,13 +115,9 @@ const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
 // DefaultKeyRotation is the default age of a signing key at rotation.
 const DefaultKeyRotation = 30 * 24 * time.Hour
 
-// stateSync is how often an instance reads the token state (revocations,
-// opaque tokens) that other instances sharing its storage wrote; keySync
-// how often it reads the keys and does due rotations.
-const (
-	stateSync = 10 * time.Second
-	keySync   = time.Minute
-)
+// keySync is how often an instance reads the keys and does due
+// rotations.
+const keySync = time.Minute
 
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
@@ -189,12 +187,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.syncKeys(ctx); err != nil {
 		return err
 	}
-	if a.tokens, err = tokenstate.Open(ctx, ctx.Storage(), nil); err != nil {
+	st := ctx.Storage()
+	if a.tokens, err = tokenstate.Open(ctx, st, state.StorageEntries(st, nil), nil); err != nil {
 		if a.tokens == nil {
 			return fmt.Errorf("oauth: %w", err)
 		}
 		a.logger.Error("token state", zap.Error(err))
 	}
+	a.tokens.OnError = func(err error) { a.logger.Error("syncing token state", zap.Error(err)) }
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),
 		zap.Int("clients", a.Clients().Len()),
@@ -229,34 +229,32 @@ func (a *App) validateConfig() error {
 	return nil
 }
 
-// Start runs the background syncs of the token state and the keys.
+// Start keeps the token state current and runs the key sync.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
 	a.runIssuers(ctx)
 	go a.policy.Run(ctx)
 	go a.clients.Run(ctx)
-	go func() {
-		defer close(a.done)
-		state, ks := time.NewTicker(stateSync), time.NewTicker(keySync)
-		defer state.Stop()
-		defer ks.Stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.tokens.Run(ctx) })
+	wg.Go(func() {
+		t := time.NewTicker(keySync)
+		defer t.Stop()
 		for {
-			var err error
 			select {
 			case <-ctx.Done():
 				return
-			case <-state.C:
-				if err = a.tokens.Sync(ctx); err != nil {
-					err = fmt.Errorf("syncing token state from storage: %w", err)
+			case <-t.C:
+				if err := a.syncKeys(ctx); err != nil && ctx.Err() == nil {
+					a.logger.Error("background sync", zap.Error(err))
 				}
-			case <-ks.C:
-				err = a.syncKeys(ctx)
-			}
-			if err != nil && ctx.Err() == nil {
-				a.logger.Error("background sync", zap.Error(err))
 			}
 		}
+	})
+	go func() {
+		wg.Wait()
+		close(a.done)
 	}()
 	return nil
 }

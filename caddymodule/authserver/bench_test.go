@@ -19,6 +19,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
+	statepkg "github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
@@ -66,7 +67,8 @@ func benchServer(b *testing.B, alg jwa.SignatureAlgorithm) (srv *authserver.Serv
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := tokenstate.Open(context.Background(), storagetest.New(), time.Now)
+	st := storagetest.New()
+	store, err := tokenstate.Open(context.Background(), st, statepkg.StorageEntries(st, time.Now), time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	statepkg "github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 
@@ -100,7 +101,8 @@ func newFixture(t *testing.T) *fixture {
 		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
 		zapcore.AddSync(&logs), zap.DebugLevel))
 	clock := func() time.Time { return now }
-	store, err := tokenstate.Open(context.Background(), storagetest.New(), clock)
+	st := storagetest.New()
+	store, err := tokenstate.Open(context.Background(), st, statepkg.StorageEntries(st, clock), clock)
 	if err != nil {
 		t.Fatal(err)
 	}

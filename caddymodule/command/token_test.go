@@ -19,6 +19,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
@@ -377,7 +378,8 @@ func TestToken_AgainstTheGatewaysOwnTokenEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := keystest.NewSet(t)
-	store, err := tokenstate.Open(context.Background(), storagetest.New(), nil)
+	st := storagetest.New()
+	store, err := tokenstate.Open(context.Background(), st, state.StorageEntries(st, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	statepkg "github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 
@@ -98,7 +99,8 @@ func newFixture(t testing.TB) *fixture {
 		Leeway:   leeway,
 		Now:      func() time.Time { return f.now },
 	}
-	store, err := tokenstate.Open(context.Background(), storagetest.New(), func() time.Time { return f.now })
+	st := storagetest.New()
+	store, err := tokenstate.Open(context.Background(), st, statepkg.StorageEntries(st, func() time.Time { return f.now }), func() time.Time { return f.now })
 	if err != nil {
 		t.Fatal(err)
 	}

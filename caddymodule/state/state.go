@@ -59,10 +59,11 @@ type Entries interface {
 	// Delete removes an entry, and tells the other instances. Deleting
 	// what is not there is no error.
 	Delete(ctx context.Context, kind Kind, id string) error
-	// Each calls f with every live entry of kind, Revoked or Latest.
-	Each(ctx context.Context, kind Kind, f func(id string, value []byte)) error
-	// Watch tells w of the changes made by every instance until ctx ends.
-	// It returns at once; w's methods are called from one goroutine.
+	// Each calls f with every live entry of kind, Revoked or Latest, and
+	// when it ends.
+	Each(ctx context.Context, kind Kind, f func(id string, value []byte, exp time.Time)) error
+	// Watch tells w of the changes made by every instance, from the
+	// goroutine that calls it, until ctx ends; then it returns.
 	Watch(ctx context.Context, w Watcher)
 }
 

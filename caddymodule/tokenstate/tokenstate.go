@@ -3,11 +3,12 @@
 // clients whose tokens live "until the next one" (SAP's lifetime 0), which
 // token is the latest.
 //
-// Each instance holds the state in memory, so the guard never waits on
-// storage for a JWT. Changes are written to Caddy's storage at once and
-// read back by every instance sharing it on the next Sync, so a change
-// made on one instance applies there from the next request on and on the
-// others within one sync interval.
+// Each instance holds the revocations and the latest-token records in
+// memory, so the guard never waits on the state engine for a JWT, and
+// keeps the opaque tokens it has looked up in a bounded cache. Changes are
+// written to the engine (package state) at once and reach the other
+// instances as the engine tells them: at once on Redis, within a sync
+// interval on Caddy's storage.
 package tokenstate
 
 import (
@@ -21,32 +22,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"sync"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 )
 
-// Storage is the part of Caddy's certmagic.Storage the state needs. Load
-// must return an error wrapping fs.ErrNotExist for a missing key.
-type Storage interface {
-	Load(ctx context.Context, key string) ([]byte, error)
-	Store(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, path string, recursive bool) ([]string, error)
-	Lock(ctx context.Context, name string) error
-	Unlock(ctx context.Context, name string) error
-}
-
-const prefix = "oauthgate/tokens"
-
-// The three kinds of entries, each a directory of small JSON files named
-// by a hash (revoked, opaque) or a client ID (latest).
-const (
-	macKeyName = prefix + "/opaque_mac_key"
-	dirRevoked = prefix + "/revoked"
-	dirOpaque  = prefix + "/opaque"
-	dirLatest  = prefix + "/latest"
-)
+// macKeyName is where the opaque-token MAC key lives among the blobs.
+const macKeyName = state.StorageDir + "/opaque_mac_key"
 
 // Opaque is what an opaque token stands for.
 type Opaque struct {
@@ -75,33 +58,39 @@ type latest struct {
 
 // Store is the token state of one instance.
 type Store struct {
-	st  Storage
-	now func() time.Time
+	blobs   state.Blobs
+	entries state.Entries
+	now     func() time.Time
 	// macKey authenticates opaque tokens, so junk is refused before it
-	// costs a storage read; it is shared through storage like the
-	// signing keys.
+	// costs a lookup; it is shared through the blobs like the signing
+	// keys.
 	macKey []byte
+	// OnError, if set, is told of failures in the background (a resync
+	// that failed; the state in memory stays as it was).
+	OnError func(error)
 
 	mu      sync.RWMutex
 	revoked map[string]time.Time // hashed jti → expiry of the token
-	opaque  map[string]*Opaque   // hashed token → record
 	latest  map[string]latest    // client ID → latest token
+	opaque  *opaqueCache         // hashed token → record, those looked up
 }
 
-// Open loads the state from storage. Like Sync, it skips corrupt entries:
-// it then returns a usable Store together with the error that names them.
-func Open(ctx context.Context, st Storage, now func() time.Time) (*Store, error) {
+// Open loads the MAC key (making it on first start) and the revocations
+// and latest-token records. Corrupt entries are skipped: it then returns
+// a usable Store together with the *state.CorruptError that names them.
+// now is the clock; nil means time.Now.
+func Open(ctx context.Context, blobs state.Blobs, entries state.Entries, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{st: st, now: now,
-		revoked: map[string]time.Time{}, opaque: map[string]*Opaque{}, latest: map[string]latest{}}
+	s := &Store{blobs: blobs, entries: entries, now: now,
+		revoked: map[string]time.Time{}, latest: map[string]latest{}, opaque: newOpaqueCache(opaqueCacheSize)}
 	var err error
-	if s.macKey, err = loadOrCreateMACKey(ctx, st); err != nil {
+	if s.macKey, _, err = loadOrCreateMACKey(ctx, blobs, nil); err != nil {
 		return nil, err
 	}
 	if err := s.Sync(ctx); err != nil {
-		var corrupt *CorruptError
+		var corrupt *state.CorruptError
 		if errors.As(err, &corrupt) {
 			return s, err
 		}
@@ -110,42 +99,43 @@ func Open(ctx context.Context, st Storage, now func() time.Time) (*Store, error)
 	return s, nil
 }
 
-// CorruptError lists entries Sync skipped because they did not decode. The
-// rest of the state was applied: one bad file must not stop every other
-// instance's revocations from arriving.
-type CorruptError struct{ Errs []error }
+// Run keeps the state current with the changes of every instance until
+// ctx ends.
+func (s *Store) Run(ctx context.Context) { s.entries.Watch(ctx, (*watcher)(s)) }
 
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("skipped %d corrupt token state entries: %v", len(e.Errs), errors.Join(e.Errs...))
-}
-
-// loadOrCreateMACKey returns the opaque-token MAC key, creating it under a
-// storage lock on first start (and re-checking after taking the lock, as
-// another instance may have created it meanwhile).
-func loadOrCreateMACKey(ctx context.Context, st Storage) ([]byte, error) {
+// loadOrCreateMACKey returns the opaque-token MAC key, and whether it was
+// missing. A missing key is made on first start, or, by an instance that
+// holds one (held), written back: the blobs were wiped, and the opaque
+// tokens issued before must stay authentic. It is written under a lock,
+// re-checked after taking it, as another instance may have written it
+// meanwhile.
+func loadOrCreateMACKey(ctx context.Context, blobs state.Blobs, held []byte) (key []byte, missing bool, err error) {
 	load := func() ([]byte, error) {
-		key, err := st.Load(ctx, macKeyName)
+		key, err := blobs.Load(ctx, macKeyName)
 		if err == nil && len(key) != macKeyLen {
 			return nil, fmt.Errorf("%s: want %d bytes, found %d", macKeyName, macKeyLen, len(key))
 		}
 		return key, err
 	}
 	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
-		return key, err
+		return key, false, err
 	}
-	if err := st.Lock(ctx, macKeyName); err != nil {
-		return nil, fmt.Errorf("locking %s: %w", macKeyName, err)
+	if err := blobs.Lock(ctx, macKeyName); err != nil {
+		return nil, true, fmt.Errorf("locking %s: %w", macKeyName, err)
 	}
-	defer func() { _ = st.Unlock(context.WithoutCancel(ctx), macKeyName) }()
+	defer func() { _ = blobs.Unlock(context.WithoutCancel(ctx), macKeyName) }()
 	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
-		return key, err
+		return key, true, err
 	}
-	key := make([]byte, macKeyLen)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
-	if err := st.Store(ctx, macKeyName, key); err != nil {
-		return nil, fmt.Errorf("storing %s: %w", macKeyName, err)
+	key = held
+	if key == nil {
+		key = make([]byte, macKeyLen)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
 	}
-	return key, nil
+	if err := blobs.Store(ctx, macKeyName, key); err != nil {
+		return nil, true, fmt.Errorf("storing %s: %w", macKeyName, err)
+	}
+	return key, true, nil
 }
 
 func hash(s string) string {
@@ -156,7 +146,7 @@ func hash(s string) string {
 // Revoke refuses the JWT with this jti until it expires.
 func (s *Store) Revoke(ctx context.Context, jti string, exp time.Time) error {
 	h := hash(jti)
-	if err := s.put(ctx, path.Join(dirRevoked, h), exp); err != nil {
+	if err := s.entries.Put(ctx, state.Revoked, h, nil, exp); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -179,32 +169,32 @@ func (s *Store) Revoked(jti string) bool {
 // PutOpaque records an opaque token. Only its hash is stored.
 func (s *Store) PutOpaque(ctx context.Context, token string, rec *Opaque) error {
 	h := hash(token)
-	if err := s.put(ctx, path.Join(dirOpaque, h), rec); err != nil {
+	data, err := json.Marshal(rec)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.opaque[h] = rec
-	s.mu.Unlock()
+	if err := s.entries.Put(ctx, state.Opaque, h, data, rec.Expiry); err != nil {
+		return err
+	}
+	s.opaque.put(h, rec)
 	return nil
 }
 
 // LookupOpaque returns the record of an unexpired opaque token, or nil.
-// A token issued by another instance since the last Sync is read from
-// storage.
+// A token this instance has not seen yet costs one lookup in the engine.
 func (s *Store) LookupOpaque(ctx context.Context, token string) *Opaque {
 	h := hash(token)
-	s.mu.RLock()
-	rec := s.opaque[h]
-	s.mu.RUnlock()
+	rec := s.opaque.get(h)
 	if rec == nil {
-		var fromStorage Opaque
-		if err := s.get(ctx, path.Join(dirOpaque, h), &fromStorage); err != nil {
+		data, err := s.entries.Get(ctx, state.Opaque, h)
+		if err != nil {
 			return nil
 		}
-		rec = &fromStorage
-		s.mu.Lock()
-		s.opaque[h] = rec
-		s.mu.Unlock()
+		rec = new(Opaque)
+		if json.Unmarshal(data, rec) != nil {
+			return nil
+		}
+		s.opaque.put(h, rec)
 	}
 	if !s.now().Before(rec.Expiry) {
 		return nil
@@ -215,12 +205,10 @@ func (s *Store) LookupOpaque(ctx context.Context, token string) *Opaque {
 // RevokeOpaque forgets an opaque token.
 func (s *Store) RevokeOpaque(ctx context.Context, token string) error {
 	h := hash(token)
-	if err := s.st.Delete(ctx, path.Join(dirOpaque, h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.entries.Delete(ctx, state.Opaque, h); err != nil {
 		return fmt.Errorf("revoking opaque token: %w", err)
 	}
-	s.mu.Lock()
-	delete(s.opaque, h)
-	s.mu.Unlock()
+	s.opaque.remove(h)
 	return nil
 }
 
@@ -239,13 +227,26 @@ func (s *Store) Issued(ctx context.Context, clientID, jti string, iat, exp time.
 	if had && prev.Expiry.After(exp) {
 		rec.Expiry = prev.Expiry
 	}
-	if err := s.put(ctx, path.Join(dirLatest, clientID), rec); err != nil {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := s.entries.Put(ctx, state.Latest, clientID, data, rec.Expiry); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.latest[clientID] = rec
+	s.setLatest(clientID, rec)
 	s.mu.Unlock()
 	return nil
+}
+
+// setLatest keeps rec unless a later token of the client is known: the
+// announcements of two instances may arrive in either order. Called with
+// mu held.
+func (s *Store) setLatest(clientID string, rec latest) {
+	if cur, ok := s.latest[clientID]; !ok || !cur.IssuedAt.After(rec.IssuedAt) {
+		s.latest[clientID] = rec
+	}
 }
 
 // Superseded reports whether a later token of the same client has ended
@@ -265,81 +266,73 @@ func (s *Store) Superseded(clientID, jti string, iat time.Time) bool {
 	}
 }
 
-func (s *Store) put(ctx context.Context, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := s.st.Store(ctx, key, data); err != nil {
-		return fmt.Errorf("storing token state: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) get(ctx context.Context, key string, v any) error {
-	data, err := s.st.Load(ctx, key)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(data, v)
-}
-
-// Sync reads every instance's changes from storage and drops entries whose
-// tokens have expired, from memory and from storage. What this instance
-// wrote while Sync ran is merged in, not overwritten: a revocation must
-// never be forgotten for an interval. A storage failure leaves the state
-// as it was; corrupt entries are skipped and returned as a *CorruptError
-// after the rest is applied.
+// Sync reads the revocations and latest-token records of every instance
+// again, forgets the opaque tokens looked up so far, and drops what has
+// expired. What this instance holds is merged in, never
+// overwritten: a revocation must never be forgotten for an interval. What
+// it holds that the engine has lost (an engine restarted empty) is
+// written back. A failure of the engine leaves the state as it was;
+// corrupt entries are skipped and returned as a *state.CorruptError after
+// the rest is applied.
 func (s *Store) Sync(ctx context.Context) error {
 	now := s.now()
 	revoked := map[string]time.Time{}
-	opaque := map[string]*Opaque{}
 	lat := map[string]latest{}
-	corrupt := &CorruptError{}
-	err := errors.Join(
-		syncDir(ctx, s, dirRevoked, revoked, corrupt, func(exp time.Time) time.Time { return exp }),
-		syncDir(ctx, s, dirOpaque, opaque, corrupt, func(r *Opaque) time.Time { return r.Expiry }),
-		syncDir(ctx, s, dirLatest, lat, corrupt, func(r latest) time.Time { return r.Expiry }),
+	var corrupt *state.CorruptError
+	loaded := errors.Join(
+		s.entries.Each(ctx, state.Revoked, func(id string, _ []byte, exp time.Time) { revoked[id] = exp }),
+		s.entries.Each(ctx, state.Latest, func(id string, v []byte, _ time.Time) {
+			var rec latest
+			if json.Unmarshal(v, &rec) == nil {
+				lat[id] = rec
+			}
+		}),
 	)
+	if loaded != nil && !errors.As(loaded, &corrupt) {
+		return loaded
+	}
+	// The opaque tokens looked up so far are forgotten, to be looked up
+	// again: one of them may have been revoked at an instance whose
+	// announcement this one missed. If the engine has lost the MAC key,
+	// it has lost everything: what is held here is written back first,
+	// since these tokens were not revoked.
+	_, wiped, err := loadOrCreateMACKey(ctx, s.blobs, s.macKey)
 	if err != nil {
 		return err
 	}
-
-	s.mu.RLock()
-	var unconfirmed []string // opaque tokens known here but not (yet?) listed
-	for h := range s.opaque {
-		if _, ok := opaque[h]; !ok {
-			unconfirmed = append(unconfirmed, h)
-		}
-	}
-	s.mu.RUnlock()
-	// An opaque token missing from the listing was either revoked by
-	// another instance or issued here during the listing: storage tells.
-	for _, h := range unconfirmed {
-		var rec Opaque
-		if s.get(ctx, path.Join(dirOpaque, h), &rec) == nil {
-			opaque[h] = &rec
+	var restore []func() error
+	for h, rec := range s.opaque.drain() {
+		if wiped && now.Before(rec.Expiry) {
+			data, _ := json.Marshal(rec)
+			restore = append(restore, func() error { return s.entries.Put(ctx, state.Opaque, h, data, rec.Expiry) })
 		}
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for h, exp := range s.revoked {
+		if _, ok := revoked[h]; !ok && now.Before(exp) {
+			restore = append(restore, func() error { return s.entries.Put(ctx, state.Revoked, h, nil, exp) })
+		}
 		revoked[h] = exp // revocations are only ever added
 	}
 	for id, rec := range s.latest {
 		if cur, ok := lat[id]; !ok || rec.IssuedAt.After(cur.IssuedAt) {
 			lat[id] = rec
+			if now.Before(rec.Expiry) {
+				data, _ := json.Marshal(rec)
+				restore = append(restore, func() error { return s.entries.Put(ctx, state.Latest, id, data, rec.Expiry) })
+			}
 		}
 	}
 	dropExpired(revoked, now, func(exp time.Time) time.Time { return exp })
-	dropExpired(opaque, now, func(r *Opaque) time.Time { return r.Expiry })
 	dropExpired(lat, now, func(r latest) time.Time { return r.Expiry })
-	s.revoked, s.opaque, s.latest = revoked, opaque, lat
-	if len(corrupt.Errs) > 0 {
-		return corrupt
+	s.revoked, s.latest = revoked, lat
+	s.mu.Unlock()
+
+	for _, put := range restore {
+		err = errors.Join(err, put())
 	}
-	return nil
+	return errors.Join(loaded, err)
 }
 
 func dropExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {
@@ -348,44 +341,6 @@ func dropExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time)
 			delete(m, k)
 		}
 	}
-}
-
-// syncDir loads every entry of dir into into, deleting expired ones from
-// storage. An entry that vanished between List and Load (another instance
-// deleted it) is skipped; a corrupt one is skipped and reported in
-// corrupt, never silently dropped or deleted.
-func syncDir[V any](ctx context.Context, s *Store, dir string, into map[string]V, corrupt *CorruptError, expiry func(V) time.Time) error {
-	keys, err := s.st.List(ctx, dir, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listing token state: %w", err)
-	}
-	now := s.now()
-	for _, key := range keys {
-		data, err := s.st.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("loading token state %s: %w", key, err)
-		}
-		var v V
-		if err := json.Unmarshal(data, &v); err != nil {
-			corrupt.Errs = append(corrupt.Errs, fmt.Errorf("%s: %w", key, err))
-			continue
-		}
-		switch {
-		case !now.Before(expiry(v)):
-			if err := s.st.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("deleting expired token state: %w", err)
-			}
-		default:
-			into[path.Base(key)] = v
-		}
-	}
-	return nil
 }
 
 // An opaque token is 32 random bytes (256 bits) and a 16-byte MAC of

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 )
 
@@ -45,9 +46,9 @@ func (c *clock) now() time.Time { return c.t }
 
 var t0 = time.Unix(1_800_000_000, 0)
 
-func open(t *testing.T, st Storage, c *clock) *Store {
+func open(t *testing.T, st state.Storage, c *clock) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), st, c.now)
+	s, err := Open(context.Background(), st, state.StorageEntries(st, c.now), c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,18 +225,18 @@ func TestSync_SkipsACorruptEntryAndAppliesTheRest(t *testing.T) {
 	if err := writer.Revoke(ctx, "jti-1", t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Store(ctx, dirRevoked+"/abc", []byte("not json")); err != nil {
+	if err := st.Store(ctx, state.StorageDir+"/revoked/abc", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, st, c.now)
-	var corrupt *CorruptError
-	if !errors.As(err, &corrupt) || !strings.Contains(err.Error(), dirRevoked+"/abc") {
+	s, err := Open(ctx, st, state.StorageEntries(st, c.now), c.now)
+	var corrupt *state.CorruptError
+	if !errors.As(err, &corrupt) || !strings.Contains(err.Error(), state.StorageDir+"/revoked/abc") {
 		t.Fatalf("Open = %v, want a CorruptError naming the entry", err)
 	}
 	if s == nil || !s.Revoked("jti-1") {
 		t.Fatal("the good revocation was not applied next to the corrupt entry")
 	}
-	if _, err := st.Load(ctx, dirRevoked+"/abc"); err != nil {
+	if _, err := st.Load(ctx, state.StorageDir+"/revoked/abc"); err != nil {
 		t.Error("the corrupt entry was deleted; it must stay for the operator to see")
 	}
 }
@@ -266,5 +267,42 @@ func TestOpaque_OnlyTokensWithTheGatewaysMACAreAuthentic(t *testing.T) {
 	}
 	if n := entries(st); n != 0 {
 		t.Errorf("%d state entries after only making tokens, want 0", n)
+	}
+}
+
+func TestSync_WritesBackWhatAWipedEngineLost(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a := open(t, st, c)
+	if err := a.Revoke(ctx, "revoked-jti", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Issued(ctx, "zero-client", "latest-jti", t0, t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	opaque := a.NewOpaque()
+	if err := a.PutOpaque(ctx, opaque, &Opaque{ClientID: "c", Expiry: t0.Add(time.Hour), ID: "o"}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, k := range st.Keys() { // the engine restarts empty
+		if err := st.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	b := open(t, st, c) // an instance that starts after the wipe
+	switch {
+	case !b.Authentic(opaque):
+		t.Error("the MAC key was not written back: opaque tokens issued before are not authentic")
+	case b.LookupOpaque(ctx, opaque) == nil:
+		t.Error("an opaque token held before the wipe was not written back")
+	case !b.Revoked("revoked-jti"):
+		t.Error("a revocation held before the wipe was not written back: the token is accepted again")
+	case !b.Superseded("zero-client", "earlier-jti", t0.Add(-time.Minute)):
+		t.Error("a lifetime-0 record held before the wipe was not written back")
 	}
 }
