@@ -585,6 +585,9 @@ func TestFaults_UnwritableStorageRefusesWhatNeedsAWriteAndTheGuardKeepsWorking(t
 			r := tc.resp
 			r.wantStatus(t, http.StatusServiceUnavailable)
 			r.wantNoStore(t)
+			if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Errorf("Retry-After = %q, want a positive number of seconds", ra)
+			}
 			var body struct {
 				Error       string `json:"error"`
 				Description string `json:"error_description"`

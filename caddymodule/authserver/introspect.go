@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 // introspection is an RFC 7662 §2.2 response.
@@ -36,6 +38,10 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := s.Verifier.Verify(r.Context(), token)
+	if errors.Is(err, tokenstate.ErrUnavailable) {
+		oautherr.WriteTokenError(w, s.Realm, stateUnavailable("the token cannot be looked up now"))
+		return
+	}
 	if err != nil {
 		oauthjson.Write(w, http.StatusOK, introspection{Active: false})
 		return
@@ -73,7 +79,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.Log.Error("revoking token", zap.String("client_id", clientID), zap.Error(err))
-		oautherr.WriteTokenError(w, s.Realm, oautherr.Unavailable(errStorage+" the token cannot be revoked now; see the gateway's log"))
+		oautherr.WriteTokenError(w, s.Realm, stateUnavailable("the token cannot be revoked now"))
 		return
 	}
 	s.Log.Info("token revoked", zap.String("client_id", clientID), zap.String("jti", c.ID),

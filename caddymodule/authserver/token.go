@@ -162,7 +162,7 @@ func (s *Server) issue(r *http.Request, req *request) (*TokenResponse, *issued, 
 	if err != nil {
 		s.Log.Error("issuing access token", zap.String("client_id", client.ID), zap.Error(err))
 		if stored {
-			return nil, nil, oautherr.Unavailable(errStorage + " this token cannot be issued now; see the gateway's log")
+			return nil, nil, stateUnavailable("this token cannot be issued now")
 		}
 		return nil, nil, oautherr.Unavailable("the token could not be signed; see the gateway's log")
 	}
@@ -174,9 +174,14 @@ func (s *Server) issue(r *http.Request, req *request) (*TokenResponse, *issued, 
 	}, &issued{client: client, claims: claims, format: format}, nil
 }
 
-// errStorage starts the description of a failure to write Caddy's
-// storage: a client can do nothing about it, an operator must.
-const errStorage = "the gateway cannot write its storage, so"
+// stateUnavailable is a failure to reach the token state (Caddy's
+// storage or the state engine): a client can do nothing about it but
+// retry, an operator must look.
+func stateUnavailable(what string) *oautherr.Error {
+	e := oautherr.Unavailable("the gateway cannot write or read its token state store, so " + what + "; see the gateway's log")
+	e.RetryAfter = tokenstate.RetryAfter
+	return e
+}
 
 // selectAudience resolves the target of the token (RFC 8707 "resource", or
 // "audience" as Auth0 and others call it) against the audiences the client

@@ -19,6 +19,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 // DefaultMaxTokenSize bounds a Bearer token. Our tokens are under 1 KiB;
@@ -117,6 +118,13 @@ func (g *Guard) Check(r *http.Request) *Decision {
 	case errors.Is(err, issuers.ErrUnavailable):
 		d.Err = oautherr.Unavailable("the keys of the token's issuer could not be obtained yet; retry later")
 		d.Err.RetryAfter = UnavailableRetry
+		return d
+	case errors.Is(err, tokenstate.ErrUnavailable):
+		// An opaque token the state engine could not be asked about: not
+		// the token's fault, so no invalid_token that would send the
+		// client for a new one.
+		d.Err = oautherr.Unavailable("the gateway cannot read its token state store now; retry later")
+		d.Err.RetryAfter = tokenstate.RetryAfter
 		return d
 	case err != nil:
 		d.Err = oautherr.InvalidToken(err.Error())

@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 const xsuaa = "https://tenant.authentication.eu10.hana.ondemand.com/oauth/token"
@@ -140,6 +142,20 @@ func TestCheck_IssuerWithoutKeysIs503NotABadToken(t *testing.T) {
 	err := wantErr(t, f.check("POST", "/http/orders/1", "Bearer "+mint("sb-sender", "x.Orders.send")), 503, "temporarily_unavailable")
 	if err.RetryAfter <= 0 {
 		t.Errorf("RetryAfter = %v, want a positive wait", err.RetryAfter)
+	}
+}
+
+func TestCheck_TokenTheStateCannotBeAskedAboutIs503NotABadToken(t *testing.T) {
+	f := newFixture(t)
+	f.guard.Verifier = verifierFunc(func(context.Context, string) (*tokens.Claims, error) {
+		return nil, fmt.Errorf("%w: dial tcp 127.0.0.1:6379: connection refused", tokenstate.ErrUnavailable)
+	})
+	err := wantErr(t, f.check("GET", "/http/flow", "Bearer "+strings.Repeat("o", 64)), 503, "temporarily_unavailable")
+	if err.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v, want a positive wait", err.RetryAfter)
+	}
+	if strings.Contains(err.Description, "6379") {
+		t.Errorf("description %q tells the client about the gateway's insides", err.Description)
 	}
 }
 

@@ -180,26 +180,40 @@ func (s *Store) PutOpaque(ctx context.Context, token string, rec *Opaque) error 
 	return nil
 }
 
+// ErrUnavailable is the state engine failing to answer: a token that
+// needs it can be neither accepted nor refused, so the caller answers
+// 503 and the client retries.
+var ErrUnavailable = errors.New("the token state is unavailable")
+
+// RetryAfter is what a 503 for an unavailable state tells the client:
+// long enough not to hammer a recovering engine, short enough for a
+// restart or a failover.
+const RetryAfter = 5 * time.Second
+
 // LookupOpaque returns the record of an unexpired opaque token, or nil.
-// A token this instance has not seen yet costs one lookup in the engine.
-func (s *Store) LookupOpaque(ctx context.Context, token string) *Opaque {
+// A token this instance has not seen yet costs one lookup in the engine;
+// if that fails, the error wraps ErrUnavailable.
+func (s *Store) LookupOpaque(ctx context.Context, token string) (*Opaque, error) {
 	h := hash(token)
 	rec := s.opaque.get(h)
 	if rec == nil {
 		data, err := s.entries.Get(ctx, state.Opaque, h)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
 		if err != nil {
-			return nil
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		rec = new(Opaque)
 		if json.Unmarshal(data, rec) != nil {
-			return nil
+			return nil, nil
 		}
 		s.opaque.put(h, rec)
 	}
 	if !s.now().Before(rec.Expiry) {
-		return nil
+		return nil, nil
 	}
-	return rec
+	return rec, nil
 }
 
 // RevokeOpaque forgets an opaque token.

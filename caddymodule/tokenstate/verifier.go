@@ -20,7 +20,8 @@ type Verifier struct {
 }
 
 // Verify returns the claims of a valid token. Every failure is a
-// *tokens.Error that says which check failed.
+// *tokens.Error that says which check failed, except an opaque token the
+// state engine could not be asked about: ErrUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, error) {
 	var c *tokens.Claims
 	if tokens.IsJWT(token) {
@@ -35,7 +36,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 		if !v.State.Authentic(token) {
 			return nil, &tokens.Error{Reason: "token is neither a compact JWS nor an opaque token of this issuer"}
 		}
-		rec := v.State.LookupOpaque(ctx, token)
+		rec, err := v.State.LookupOpaque(ctx, token)
+		if err != nil {
+			return nil, err
+		}
 		if rec == nil {
 			return nil, &tokens.Error{Reason: "token is unknown, expired or revoked"}
 		}
