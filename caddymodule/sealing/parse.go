@@ -6,8 +6,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 )
+
+// maxFileLen bounds a key file: a ring is a few lines, and a path that
+// names a large file or a device by mistake should fail, not be read.
+const maxFileLen = 64 << 10
 
 // Parse reads a key ring written as entries <key ID>:<base64 key>, one
 // per line or separated by commas (the same text serves as a file and
@@ -115,6 +121,58 @@ func decodeKey(enc string) ([]byte, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("the key is not base64 (standard or URL alphabet) of %d bytes", KeyLen)
+}
+
+// FromFile reads a key ring from a file in Parse's format.
+//
+// On Unix it refuses a file that users other than its owner and its
+// group may read, or that its group may change: whoever reads the key
+// file can read the sealed state, which is what sealing is for. A group
+// may read it (root:caddy 0640, a Kubernetes fsGroup), but a Kubernetes
+// secret volume's default 0644 is refused: set its defaultMode.
+func FromFile(path string) (*Ring, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Stat of the open file, not of the path: it is what is read, and a
+	// symlink (as Kubernetes mounts secrets) is followed.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivate(fi); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxFileLen {
+		return nil, fmt.Errorf("%s: more than %d bytes, not a key ring", path, maxFileLen)
+	}
+	r, err := Parse(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// FromEnv reads a key ring from the environment variable name, in
+// Parse's format (comma-separated is easiest to set). A file is the
+// better home: a process's environment is passed to its children and
+// shown to its user in /proc/<pid>/environ.
+func FromEnv(name string) (*Ring, error) {
+	text := os.Getenv(name)
+	if strings.TrimSpace(text) == "" {
+		return nil, fmt.Errorf("$%s is unset or empty", name)
+	}
+	r, err := Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("$%s: %w", name, err)
+	}
+	return r, nil
 }
 
 // Generate returns an entry for a new random key with the given ID, in

@@ -147,3 +147,32 @@ func TestGenerate_WritesAnEntryOfANewKeyThatParses(t *testing.T) {
 		}
 	}
 }
+
+func TestFromEnv_ReadsTheVariableAndNamesItInErrors(t *testing.T) {
+	const name = "OAUTHGATE_TEST_SEALING_KEYS"
+	t.Setenv(name, "key2:"+std(key2)+",key1:"+std(key1))
+	r, err := sealing.FromEnv(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.IDs(); fmt.Sprint(got) != "[key2 key1]" {
+		t.Errorf("IDs = %v", got)
+	}
+
+	t.Setenv(name, "key2:"+std(key2)+",key1:"+std(key1[:16]))
+	if _, err := sealing.FromEnv(name); err == nil || !strings.HasPrefix(err.Error(), "$"+name+": entry 2: ") {
+		t.Errorf("FromEnv with a short key = %v, want an error naming $%s and entry 2", err, name)
+	} else {
+		assertNoKeyMaterial(t, err.Error(), fixed)
+	}
+
+	for _, v := range []string{"", " \n"} {
+		t.Setenv(name, v)
+		if _, err := sealing.FromEnv(name); err == nil || !strings.Contains(err.Error(), "$"+name+" is unset or empty") {
+			t.Errorf("FromEnv with %q = %v, want unset or empty", v, err)
+		}
+	}
+	if _, err := sealing.FromEnv("OAUTHGATE_TEST_SEALING_NEVER_SET"); err == nil {
+		t.Error("FromEnv of an unset variable succeeded")
+	}
+}
