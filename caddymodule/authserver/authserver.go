@@ -59,7 +59,7 @@ type Server struct {
 	// ("until the next token") gets exactly this.
 	MaxLifetime time.Duration
 	// Limiter throttles failed client authentication; nil means none.
-	Limiter *bruteforce.Limiter
+	Limiter Limiter
 	// Issuer is the "iss" of every token and the base of the endpoint URLs
 	// in the metadata.
 	Issuer string
@@ -78,6 +78,21 @@ type Server struct {
 	// Caddy's answer is only as good as its trusted_proxies_strict.
 	ClientIP func(*http.Request) string
 }
+
+// Limiter counts failed client authentications: *bruteforce.Limiter in
+// one process, or a fleet-wide one shared through the state engine.
+type Limiter interface {
+	// Take reports how long until a failure of clientID from addr would
+	// be allowed, 0 if it would be now, and then takes it at once, so
+	// that concurrent guesses cannot all pass before the first fails.
+	Take(clientID, addr string, now time.Time) time.Duration
+	// Refund gives back what Take took, when the authentication succeeds.
+	Refund(clientID, addr string)
+	// Fail records a failure that Take did not take.
+	Fail(clientID, addr string, now time.Time)
+}
+
+var _ Limiter = (*bruteforce.Limiter)(nil)
 
 // Recorder counts what the token endpoint does. Its labels are bounded:
 // registered client IDs, the two formats and the RFC 6749 error codes.
