@@ -92,6 +92,10 @@ type App struct {
 	// rotated on demand through the admin API (POST /oauth/keys/rotate).
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
 
+	// State, if set, keeps what the instances of a fleet must agree on in
+	// a shared engine (Redis) instead of Caddy's storage. See StateConfig.
+	State *StateConfig `json:"state,omitempty"`
+
 	// TrustedIssuers are external issuers whose tokens the guards accept
 	// besides the gateway's own, each checked with its own keys and rules.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`

@@ -34,6 +34,16 @@ func init() {
 //		max_token_lifetime <duration>
 //		signing_algorithm ES256|EdDSA|RS256|PS256
 //		key_rotation <duration>
+//		state redis <url> {
+//			username          <user>
+//			password          <password>
+//			sentinels         <host:port>...
+//			master_name       <name>
+//			sentinel_password <password>
+//			tls_ca_file       <path>
+//			prefix            <prefix>
+//			sealing_keys_file <path> | sealing_keys_env <variable>
+//		}
 //		trust <issuer> {
 //			jwks_url         <url> | discovery
 //			audience         <aud>
@@ -56,6 +66,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		key := d.Val()
+		if key == "state" {
+			if app.State != nil {
+				return nil, d.Err("state may appear only once")
+			}
+			st, err := parseState(d)
+			if err != nil {
+				return nil, err
+			}
+			app.State = st
+			continue
+		}
 		if key == "trust" {
 			t, err := parseTrust(d)
 			if err != nil {
@@ -101,6 +122,36 @@ func setOption(d *caddyfile.Dispenser, key string, strs map[string]*string, durs
 	}
 	*dur = caddy.Duration(v)
 	return true, nil
+}
+
+// parseState reads the "state redis <url> { … }" block.
+func parseState(d *caddyfile.Dispenser) (*StateConfig, error) {
+	var engine string
+	r := new(RedisState)
+	if !d.Args(&engine, &r.URL) || d.NextArg() || engine != "redis" {
+		return nil, d.Err("state takes the engine, redis, and its URL (redis://host:port/db or rediss://...), then a block")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if key == "sentinels" {
+			if r.Sentinels = d.RemainingArgs(); len(r.Sentinels) == 0 {
+				return nil, d.Err("sentinels takes at least one host:port")
+			}
+			continue
+		}
+		known, err := setOption(d, key,
+			map[string]*string{"username": &r.Username, "password": &r.Password, "master_name": &r.MasterName,
+				"sentinel_password": &r.SentinelPassword, "tls_ca_file": &r.TLSCAFile, "prefix": &r.Prefix,
+				"sealing_keys_file": &r.SealingKeysFile, "sealing_keys_env": &r.SealingKeysEnv},
+			nil)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			return nil, d.Errf("unknown state option %q", key)
+		}
+	}
+	return &StateConfig{Redis: r}, nil
 }
 
 // parseTrust reads one "trust <issuer> { … }" block.
