@@ -2,16 +2,23 @@ package keys_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
+
+// junkKid has the length of our kids and names no key.
+var junkKid = strings.Repeat("A", 43)
 
 // syncedKeeper returns a Keeper of a manager on st that has loaded the key
 // set, making it if st has none.
@@ -32,6 +39,154 @@ func kidsOf(set *keys.Set) []string {
 	return kids
 }
 
+func TestKeeper_AKeyAnotherInstanceAddedVerifiesItsFirstTokenAfterOneRead(t *testing.T) {
+	tests := map[string]func(t *testing.T, other *keys.Manager, clock *keystest.Clock) *keys.Key{
+		"rotated at once (a compromised key)": func(t *testing.T, other *keys.Manager, _ *keystest.Clock) *keys.Key {
+			return mustRotate(t, other, true).Signing()
+		},
+		"rotated on schedule, once the new key signs": func(t *testing.T, other *keys.Manager, clock *keystest.Clock) *keys.Key {
+			clock.Advance(rotateEvery)
+			mustSync(t, other)
+			clock.Advance(publishAhead)
+			return mustSync(t, other).Signing()
+		},
+	}
+	for name, addKey := range tests {
+		t.Run(name, func(t *testing.T) {
+			st := newMemStorage()
+			clock := keystest.NewClock(t0)
+			k := syncedKeeper(t, st, clock, keys.KeeperOptions{})
+			key := addKey(t, newManager(t, st, clock, scheduled(jwa.ES256())), clock)
+			if k.Current().Lookup(key.ID) != nil {
+				t.Fatal("the keeper knew the other instance's key before reading storage")
+			}
+			st.heal() // count reads from here
+
+			// As the guard verifies: with a cache, which must not have
+			// settled the token before the keeper read storage.
+			v := &tokens.Verifier{Keys: k, Issuer: issuer, Audience: audience, Now: clock.Now, Cache: tokens.NewCache(0)}
+			tok := mint(t, key, clock.Now())
+			for i := range 3 {
+				if _, err := v.Verify(tok); err != nil {
+					t.Fatalf("request %d: %v", i+1, err)
+				}
+			}
+			if n := st.reads(); n != 1 {
+				t.Errorf("%d reads of storage, want 1", n)
+			}
+			if k.Current().Signing().ID != key.ID {
+				t.Errorf("after the read the keeper signs with %s, want the new key %s", k.Current().Signing().ID, key.ID)
+			}
+		})
+	}
+}
+
+func TestKeeper_UnknownKidsReadStorageAtMostOncePerInterval(t *testing.T) {
+	tests := map[string]struct {
+		kids      func(signing string) []string // what a burst of requests names
+		wantReads [3]int                        // after a burst, after one just within the interval, after one at its end
+	}{
+		"a known kid": {
+			kids:      func(signing string) []string { return slices.Repeat([]string{signing}, 100) },
+			wantReads: [3]int{0, 0, 0},
+		},
+		"one junk kid, many requests": {
+			kids:      func(string) []string { return slices.Repeat([]string{junkKid}, 100) },
+			wantReads: [3]int{1, 1, 2},
+		},
+		"a different junk kid on every request": {
+			kids: func(string) []string {
+				var kids []string
+				for i := range 100 {
+					kids = append(kids, strings.Repeat(string(rune('a'+i%26)), 43))
+				}
+				return kids
+			},
+			wantReads: [3]int{1, 1, 2},
+		},
+		"kids no key of ours can have": {
+			kids:      func(string) []string { return []string{"", "1", "key-2024", strings.Repeat("A", 44)} },
+			wantReads: [3]int{0, 0, 0},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			st := newMemStorage()
+			clock := keystest.NewClock(t0)
+			k := syncedKeeper(t, st, clock, keys.KeeperOptions{})
+			signing := k.Current().Signing().ID
+			st.heal()
+
+			var got [3]int
+			for i, step := range []time.Duration{0, keys.DefaultMinReadInterval - time.Millisecond, time.Millisecond} {
+				clock.Advance(step)
+				for _, kid := range tt.kids(signing) {
+					if key := k.Lookup(kid); (key != nil) != (kid == signing) {
+						t.Fatalf("Lookup(%q) = %v", kid, key)
+					}
+				}
+				got[i] = st.reads()
+			}
+			if got != tt.wantReads {
+				t.Errorf("reads of storage after each burst: %v, want %v", got, tt.wantReads)
+			}
+		})
+	}
+}
+
+func TestKeeper_ConcurrentMissesShareOneRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStorage()
+		clock := keystest.NewClock(t0)
+		k := syncedKeeper(t, st, clock, keys.KeeperOptions{})
+		added := mustRotate(t, newManager(t, st, clock, scheduled(jwa.ES256())), true).Signing()
+		st.heal()
+		release := make(chan struct{})
+		st.loadErr = func(int) error { <-release; return nil } // the read hangs until released
+
+		const n = 50
+		found := make([]*keys.Key, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { found[i] = k.Lookup(added.ID) })
+		}
+		synctest.Wait() // every request is waiting: for storage, or for the one reading it
+		if got := st.reads(); got != 1 {
+			t.Errorf("%d reads in flight, want 1", got)
+		}
+		close(release)
+		wg.Wait()
+		for i, key := range found {
+			if key == nil || key.ID != added.ID {
+				t.Fatalf("request %d found %v, want the added key %s", i, key, added.ID)
+			}
+		}
+		if got := st.reads(); got != 1 {
+			t.Errorf("%d reads in all, want 1", got)
+		}
+	})
+}
+
+func TestKeeper_AFailedReadIsReportedAndTheKidRefused(t *testing.T) {
+	st := newMemStorage()
+	clock := keystest.NewClock(t0)
+	var reported []error
+	k := syncedKeeper(t, st, clock, keys.KeeperOptions{Report: func(err error) { reported = append(reported, err) }})
+	held := k.Current()
+	errDisk := errors.New("disk on fire")
+	st.loadErr = func(int) error { return errDisk }
+
+	if key := k.Lookup(junkKid); key != nil {
+		t.Errorf("Lookup = %v, want nil", key)
+	}
+	if len(reported) != 1 || !errors.Is(reported[0], errDisk) {
+		t.Errorf("reported %v, want the storage error once", reported)
+	}
+	if k.Current() != held {
+		t.Error("a failed read replaced the set in use")
+	}
+}
+
 // tokenOf is a token signed by the key kid of set, at now.
 func tokenOf(t *testing.T, set *keys.Set, kid string, now time.Time) string {
 	t.Helper()
@@ -49,6 +204,10 @@ func TestKeeper_WritesTheSetItHoldsBackToAStorageThatLostIt(t *testing.T) {
 					t.Fatalf("Sync: %v", err)
 				}
 			},
+			wantKeys: 2,
+		},
+		"at a read for an unknown kid": {
+			act:      func(t *testing.T, k *keys.Keeper) { k.Lookup(junkKid) },
 			wantKeys: 2,
 		},
 		"at a scheduled rotation, which then adds its key": {
@@ -175,5 +334,28 @@ func TestKeeper_NeverOverwritesAKeySetItCannotRead(t *testing.T) {
 	}
 	if k.Current() != held {
 		t.Error("the set in use changed")
+	}
+}
+
+// The guard looks up a kid on every request: through the keeper, a known
+// kid must cost what the set's own lookup costs.
+func BenchmarkLookup_KnownKid(b *testing.B) {
+	m, err := keys.NewManager(keystest.NewStorage(), keys.Options{RetainFor: retainFor})
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := keys.NewKeeper(m, keys.KeeperOptions{})
+	if err := k.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	kid := k.Current().Signing().ID
+	for name, src := range map[string]tokens.KeySource{"set": k.Current(), "keeper": k} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if src.Lookup(kid) == nil {
+					b.Fatal("known kid not found")
+				}
+			}
+		})
 	}
 }
