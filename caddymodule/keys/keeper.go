@@ -16,9 +16,10 @@ import (
 const DefaultMinReadInterval = time.Second
 
 // readTimeout bounds a read for unknown kids, waiting for the Keeper's
-// other syncs and the storage lock included: the requests waiting for it
-// wait at most this long. A Sync that times out after it loaded the set
-// still brings the kids it found.
+// other syncs and the storage lock included, and so the wait of the
+// requests that need it, as far as the storage heeds contexts (Caddy's
+// file_system storage reads without one). A Sync that times out after it
+// loaded the set still brings the kids it found.
 const readTimeout = 2 * time.Second
 
 // kidLength is the length of every kid a Manager makes: the RFC 7638
