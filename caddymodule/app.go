@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -100,17 +99,16 @@ type App struct {
 	// besides the gateway's own, each checked with its own keys and rules.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
 
-	issuers    map[string]*issuers.Issuer // by "iss"
-	clients    *clients.Watcher
-	limiter    *bruteforce.Limiter // of failed client authentications
-	keyManager *keys.Manager
-	keys       atomic.Pointer[keys.Set]
-	policy     *policy.Watcher
-	tokens     *tokenstate.Store
-	logger     *zap.Logger
-	stop       context.CancelFunc
-	done       chan struct{}
-	held       holds // what it holds in the pool (pool.go)
+	issuers map[string]*issuers.Issuer // by "iss"
+	clients *clients.Watcher
+	limiter *bruteforce.Limiter // of failed client authentications
+	keys    *keys.Keeper        // also the guards' and introspection's tokens.KeySource
+	policy  *policy.Watcher
+	tokens  *tokenstate.Store
+	logger  *zap.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
+	held    holds // what it holds in the pool (pool.go)
 }
 
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
@@ -120,7 +118,9 @@ const DefaultMaxTokenLifetime = 180 * 24 * time.Hour
 const DefaultKeyRotation = 30 * 24 * time.Hour
 
 // keySync is how often an instance reads the keys and does due
-// rotations.
+// rotations, and so how long it may sign with a key another instance
+// replaced. (A token of a key it does not know yet makes it read the keys
+// at once: keys.Keeper.)
 const keySync = time.Minute
 
 // CaddyModule returns the Caddy module information.
@@ -158,7 +158,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth: signing_algorithm: %w", err)
 	}
-	a.keyManager, err = keys.NewManager(ctx.Storage(), keys.Options{
+	manager, err := keys.NewManager(ctx.Storage(), keys.Options{
 		Algorithm:   alg,
 		RotateEvery: time.Duration(a.KeyRotation),
 		// A replaced key verifies every token it signed, the longest-lived
@@ -169,6 +169,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth: key_rotation: %w", err)
 	}
+	a.keys = keys.NewKeeper(manager, keys.KeeperOptions{
+		// Worth a look: a storage that lost the keys has likely lost the
+		// token state too (revocations, opaque tokens).
+		Restored: func(set *keys.Set) {
+			a.logger.Warn("signing keys were missing from storage; wrote back the keys in use (was the storage wiped or replaced?)",
+				zap.Any("keys", set.Describe()))
+		},
+		Report: func(err error) { a.logger.Error("signing keys", zap.Error(err)) },
+	})
 
 	secrets, err := holdSecretCache(&a.held)
 	if err != nil {
@@ -267,12 +276,8 @@ func (a *App) Start() error {
 // loaded is put in use even if maintenance failed: signing goes on with
 // the keys that are there.
 func (a *App) syncKeys(ctx context.Context) error {
-	set, err := a.keyManager.Sync(ctx)
-	if set != nil {
-		a.keys.Store(set)
-	}
-	if err != nil {
-		if set == nil && a.keys.Load() == nil {
+	if err := a.keys.Sync(ctx); err != nil {
+		if a.keys.Current() == nil {
 			return fmt.Errorf("oauth: signing keys: %w", err)
 		}
 		a.logger.Error("signing keys: maintenance failed; signing with the keys in use", zap.Error(err))
@@ -282,13 +287,13 @@ func (a *App) syncKeys(ctx context.Context) error {
 
 // RotateKeys publishes a new signing key: it signs after an hour, or at
 // once if immediate (for a compromised key). Every instance sharing the
-// storage picks it up within a minute.
+// storage accepts its tokens from the first one on, and signs with it
+// within a minute (keySync).
 func (a *App) RotateKeys(ctx context.Context, immediate bool) (*keys.Set, error) {
-	set, err := a.keyManager.Rotate(ctx, immediate)
+	set, err := a.keys.Rotate(ctx, immediate)
 	if err != nil {
 		return nil, err
 	}
-	a.keys.Store(set)
 	a.logger.Info("signing keys rotated", zap.Bool("immediate", immediate), zap.String("signing_key", set.Signing().ID))
 	return set, nil
 }
@@ -308,10 +313,7 @@ func (a *App) Stop() error {
 func (a *App) Clients() *clients.Registry { return a.clients.Current() }
 
 // Keys returns the signing keys.
-func (a *App) Keys() *keys.Set { return a.keys.Load() }
-
-// Lookup returns the verification key with the given kid, or nil.
-func (a *App) Lookup(kid string) *keys.Key { return a.keys.Load().Lookup(kid) }
+func (a *App) Keys() *keys.Set { return a.keys.Current() }
 
 // Policy returns the policy.
 func (a *App) Policy() *policy.Policy { return a.policy.Current() }
@@ -325,7 +327,7 @@ func (a *App) Roles(subject string) []string { return a.Policy().Roles(subject) 
 func (a *App) verifier(audience string, cache *tokens.Cache) *tokenstate.Verifier {
 	return &tokenstate.Verifier{
 		JWT: &tokens.Verifier{
-			Keys:           a,
+			Keys:           a.keys,
 			Issuer:         a.Issuer,
 			Audience:       audience,
 			IgnoreAudience: audience == "",

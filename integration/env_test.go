@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -70,15 +71,15 @@ const policyRules = `rules:
 
 // caddyfileTemplate is the gateway configuration: directory, gateway port,
 // backend address, the values for the global oauth block, the admin
-// listener, any further oauth options, guard options, global options and
-// site directives.
+// listener, any further oauth options, guard options, global options,
+// site directives and the issuer.
 const caddyfileTemplate = `{
 	admin %[5]s
 	persist_config off
 	storage file_system %[1]s/storage
 	%[8]s
 	oauth {
-		issuer http://127.0.0.1:%[2]s
+		issuer %[10]s
 		clients %[1]s/clients.json
 		policy %[1]s/policy.yaml
 		leeway %[4]s
@@ -133,9 +134,11 @@ type env struct {
 	backend    *backend
 	gateway    *process
 	gatewayLog *lineLog // output of all gateway runs, for diagnostics
-	base       string   // http://127.0.0.1:PORT, also the issuer
+	base       string   // http://127.0.0.1:PORT
+	issuer     string   // base, or the first instance's base for a peer
 	admin      string   // the admin API's host:port, if envConfig.admin
 	http       *http.Client
+	cfg        envConfig
 }
 
 // newEnv registers clients A, B and extra, writes the policy and the
@@ -167,6 +170,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 		clients:     make(map[string]client),
 		gatewayLog:  newLineLog(),
 		http:        newHTTPClient(),
+		cfg:         cfg,
 	}
 
 	specs := append([]clientSpec{specA, specB}, extra...)
@@ -191,15 +195,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 	// stopped and their logs are complete.
 	t.Cleanup(func() { e.checkLogHygiene(t) })
 	e.backend = startBackend(t, e.http)
-
-	port := freePort(t)
-	e.base = "http://127.0.0.1:" + port
-	admin := "off"
-	if cfg.admin {
-		e.admin = "127.0.0.1:" + freePort(t)
-		admin = e.admin
-	}
-	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, dir, port, e.backend.addr, leeway, admin, cfg.oauthOptions, cfg.guardOptions, cfg.global, cfg.site))
+	e.writeCaddyfile(t, "")
 
 	// Registered first, so it runs last: after the processes have stopped
 	// and their output is complete.
@@ -211,6 +207,48 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 	})
 	e.startGateway(t)
 	return e
+}
+
+// writeCaddyfile writes e's Caddyfile (named after the port if e has
+// none yet) for a gateway on a free port and, with envConfig.admin, admin
+// API port, whose issuer is issuer, or its own base URL if issuer is "".
+func (e *env) writeCaddyfile(t *testing.T, issuer string) {
+	t.Helper()
+	port := freePort(t)
+	if e.caddyfile == "" {
+		e.caddyfile = filepath.Join(e.dir, "Caddyfile."+port)
+	}
+	e.base = "http://127.0.0.1:" + port
+	e.issuer = cmp.Or(issuer, e.base)
+	admin := "off"
+	if e.cfg.admin {
+		e.admin = "127.0.0.1:" + freePort(t)
+		admin = e.admin
+	}
+	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, e.dir, port, e.backend.addr, leeway, admin,
+		e.cfg.oauthOptions, e.cfg.guardOptions, e.cfg.global, e.cfg.site, e.issuer))
+}
+
+// peer starts another instance of e's gateway, as a fleet behind one
+// token URL runs it: the same storage, clients, policy, issuer and
+// backend, its own port, admin API and log. It is stopped when the test
+// ends.
+func (e *env) peer(t *testing.T) *env {
+	t.Helper()
+	p := *e
+	p.gatewayLog = newLineLog()
+	p.caddyfile = ""
+	// As in newEnvConfig, the hygiene check runs after the process has
+	// stopped, and the output is shown on failure.
+	t.Cleanup(func() { checkLogHygiene(t, map[string]*lineLog{"peer caddy output": p.gatewayLog}) })
+	p.writeCaddyfile(t, e.issuer)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("peer %s caddy output:\n%s", p.base, p.gatewayLog)
+		}
+	})
+	p.startGateway(t)
+	return &p
 }
 
 // startGateway runs `caddy run` on the environment's Caddyfile and waits

@@ -98,7 +98,8 @@ dropped. Tokens the old key signed stay valid until they expire. Other
 verifiers that cached the JWK Set (it is served with max-age=300) may
 refuse the new tokens for up to 5 minutes.
 
-Every instance sharing the storage picks the new key up within a minute.
+Every instance sharing the storage accepts the new key's tokens at once,
+and signs with it within a minute (or when it activates, without --now).
 ` + keysColumnsHelp,
 		Example: `  $ caddy oauth keys rotate
   $ caddy oauth keys rotate --now`,

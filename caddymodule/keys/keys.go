@@ -156,7 +156,8 @@ const (
 // they are usable, and the next Sync tries the maintenance again. The set
 // is nil only when there are no usable keys.
 func (m *Manager) Sync(ctx context.Context) (*Set, error) {
-	return m.update(ctx, opSync)
+	set, _, err := m.update(ctx, opSync, nil)
+	return set, err
 }
 
 // Rotate publishes a new key now, of the configured Algorithm, and then
@@ -168,15 +169,16 @@ func (m *Manager) Sync(ctx context.Context) (*Set, error) {
 // If immediate is true (for a compromised key), the new key signs at once,
 // the signing key retires now, and a key that was waiting to sign is
 // dropped. Verifiers that cached the JWK Set refuse the new key's tokens
-// until they fetch it again; other instances sharing the storage do not
-// know the new key, and sign with the old key (or the dropped one, whose
-// tokens are then refused), until their next Sync.
+// until they fetch it again. Other instances sharing the storage sign
+// with the old key (or the dropped one, whose tokens are then refused)
+// until their next Sync; a Keeper among them reads storage on the first
+// token of the new key, and accepts it.
 func (m *Manager) Rotate(ctx context.Context, immediate bool) (*Set, error) {
 	o := opRotate
 	if immediate {
 		o = opRotateNow
 	}
-	set, err := m.update(ctx, o)
+	set, _, err := m.update(ctx, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +192,7 @@ func (m *Manager) Rotate(ctx context.Context, immediate bool) (*Set, error) {
 // lock and re-checks storage after taking it.
 func LoadOrCreate(ctx context.Context, st Storage) (*Set, error) {
 	m := &Manager{st: st, opts: Options{Algorithm: jwa.ES256(), PublishAhead: DefaultPublishAhead, Now: time.Now}}
-	set, err := m.update(ctx, opLoad)
+	set, _, err := m.update(ctx, opLoad, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -199,16 +201,25 @@ func LoadOrCreate(ctx context.Context, st Storage) (*Set, error) {
 
 // update loads the key set and, if o makes a change due, makes it under
 // the storage lock.
-func (m *Manager) update(ctx context.Context, o op) (*Set, error) {
+//
+// held is the set the caller signs and verifies with, or nil. If storage
+// has no key set and held is not nil, held is written back instead of a
+// new key being made, and restored is true: the storage was wiped or is a
+// new one, and a new key would leave every token held's keys signed
+// refused by the instances that read it, and this instance with keys no
+// other knows.
+func (m *Manager) update(ctx context.Context, o op, held *Set) (set *Set, restored bool, err error) {
 	// Decide without the lock first: almost every call finds nothing due.
 	cur, err := m.load(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	cur, restore := orHeld(cur, held)
 	now := m.opts.Now()
 	_, changed, needKey := m.next(cur, now, o, nil)
-	if !changed {
-		return cur.snapshot(now, m.opts.Now)
+	if !changed && !restore {
+		set, err = cur.snapshot(now, m.opts.Now)
+		return set, false, err
 	}
 	// A key is generated before taking the lock (RSA takes a while) and
 	// thrown away if another instance did the work meanwhile.
@@ -224,16 +235,18 @@ func (m *Manager) update(ctx context.Context, o op) (*Set, error) {
 	}
 	defer func() { _ = m.st.Unlock(context.WithoutCancel(ctx), lockName) }()
 
-	// Another instance may have changed the set since: decide again on
-	// what storage holds now.
+	// Another instance may have changed the set since, or written its own
+	// back: decide again on what storage holds now.
 	loaded := cur
 	if cur, err = m.load(ctx); err != nil {
 		return m.failed(loaded, now, err)
 	}
+	cur, restore = orHeld(cur, held)
 	now = m.opts.Now()
 	next, changed, needKey := m.next(cur, now, o, fresh)
-	if !changed {
-		return cur.snapshot(now, m.opts.Now)
+	if !changed && !restore {
+		set, err = cur.snapshot(now, m.opts.Now)
+		return set, false, err
 	}
 	if needKey { // became due while we waited for the lock
 		if fresh, err = generate(m.opts.Algorithm); err != nil {
@@ -248,20 +261,30 @@ func (m *Manager) update(ctx context.Context, o op) (*Set, error) {
 	if err := m.st.Store(ctx, StorageKey, data); err != nil {
 		return m.failed(cur, now, fmt.Errorf("storing signing keys: %w", err))
 	}
-	return next.snapshot(now, m.opts.Now)
+	set, err = next.snapshot(now, m.opts.Now)
+	return set, restore && err == nil, err
+}
+
+// orHeld is cur, the key set in storage, or if there is none, held's keys
+// to write back (restore).
+func orHeld(cur *state, held *Set) (_ *state, restore bool) {
+	if cur != nil || held == nil {
+		return cur, false
+	}
+	return held.state(), true
 }
 
 // failed returns err with the loaded set, if there is one, for Sync's
 // callers to keep using.
-func (m *Manager) failed(cur *state, now time.Time, err error) (*Set, error) {
+func (m *Manager) failed(cur *state, now time.Time, err error) (*Set, bool, error) {
 	if cur == nil {
-		return nil, err
+		return nil, false, err
 	}
 	set, serr := cur.snapshot(now, m.opts.Now)
 	if serr != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return set, err
+	return set, false, err
 }
 
 // next returns the state after what o makes due at now, and whether that

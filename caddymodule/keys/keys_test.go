@@ -83,6 +83,13 @@ func (s *memStorage) heal() {
 	s.loadErr, s.storeErr, s.lockErr, s.loads = nil, nil, nil, 0
 }
 
+// reads returns the Load calls since the start or the last heal.
+func (s *memStorage) reads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads
+}
+
 // counts returns Lock and Store calls so far.
 func (s *memStorage) counts() (locks, stores int) {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -14,7 +15,8 @@ import (
 // each with its schedule. It is immutable and safe for concurrent use.
 type Set struct {
 	now     func() time.Time
-	entries []*entry // newest first
+	created time.Time // the state's, for writing the set back
+	entries []*entry  // newest first
 	byID    map[string]*Key
 	jwks    []byte
 }
@@ -99,10 +101,17 @@ func (s *state) clone() *state {
 	return c
 }
 
+// state is the stored form of the keys s publishes, for writing them back
+// to a storage that lost them. Entries are shared: nothing changes them
+// (next works on a clone).
+func (s *Set) state() *state {
+	return &state{created: s.created, entries: slices.Clone(s.entries)}
+}
+
 // snapshot returns the set of the keys published at now; clock is the
 // clock of Set.Signing.
 func (s *state) snapshot(now time.Time, clock func() time.Time) (*Set, error) {
-	set := &Set{now: clock, byID: make(map[string]*Key, len(s.entries))}
+	set := &Set{now: clock, created: s.created, byID: make(map[string]*Key, len(s.entries))}
 	pub := jwk.NewSet()
 	for i, e := range s.entries {
 		if i > 0 && !e.info.Expires.IsZero() && !now.Before(e.info.Expires) {
