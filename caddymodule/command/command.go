@@ -36,6 +36,7 @@ Commands for the operator of an oauthgate gateway:
   policy   check a policy file, and explain how it decides a request
   role     grant or revoke a subject's role in the policy file, keeping
            its comments (a running gateway applies it within seconds)
+  state    make the key that seals a fleet's state in Redis
 
 Exit status: 0 on success; 1 when the operation failed or was refused; 2
 when the command was called wrongly (an unknown command or flag, a missing
@@ -58,6 +59,7 @@ func oauthSubcommands() []*cobra.Command {
 		keysCommand(),
 		policyCommand(),
 		roleCommand(),
+		stateCommand(),
 	}
 }
 
