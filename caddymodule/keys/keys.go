@@ -29,18 +29,15 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+
+	shared "github.com/oauthgate/oauthgate/caddymodule/state"
 )
 
-// Storage is the part of Caddy's certmagic.Storage that keys need. Load
-// must return an error wrapping fs.ErrNotExist for a missing key. Lock and
-// Unlock serialize changes to the key set across instances sharing the
-// storage.
-type Storage interface {
-	Load(ctx context.Context, key string) ([]byte, error)
-	Store(ctx context.Context, key string, value []byte) error
-	Lock(ctx context.Context, name string) error
-	Unlock(ctx context.Context, name string) error
-}
+// Storage is where the key set lives: Caddy's storage, or the fleet's
+// state engine. Load must return an error wrapping fs.ErrNotExist for a
+// missing key. Lock and Unlock serialize changes to the key set across
+// instances.
+type Storage = shared.Blobs
 
 // StorageKey is where the key set lives in storage. The value holds
 // private keys; storage is trusted like the TLS private keys Caddy keeps
