@@ -78,10 +78,18 @@ func New(cfg Config) *Limiter {
 	if maxTracked <= 0 {
 		maxTracked = DefaultMaxTracked
 	}
+	perClient, perAddress := cfg.Budgets()
 	return &Limiter{
-		clients: newTable(withDefaults(cfg.PerClient, DefaultClientFailures), maxTracked),
-		addrs:   newTable(withDefaults(cfg.PerAddress, DefaultAddressFailures), maxTracked),
+		clients: newTable(perClient, maxTracked),
+		addrs:   newTable(perAddress, maxTracked),
 	}
+}
+
+// Budgets returns the two rates of cfg with the defaults applied: a
+// limiter shared by a fleet (package redisstate) takes them from here, so
+// that it allows what Limiter allows.
+func (cfg Config) Budgets() (perClient, perAddress Rate) {
+	return withDefaults(cfg.PerClient, DefaultClientFailures), withDefaults(cfg.PerAddress, DefaultAddressFailures)
 }
 
 func withDefaults(r Rate, failures int) Rate {

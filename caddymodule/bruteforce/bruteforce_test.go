@@ -193,6 +193,9 @@ func TestLimiter_AddressKeys(t *testing.T) {
 			if limited != tt.same {
 				t.Errorf("after a failure from %q, %q limited = %v, want %v", tt.a, tt.b, limited, tt.same)
 			}
+			if same := AddressBucket(tt.a) == AddressBucket(tt.b); same != tt.same {
+				t.Errorf("AddressBucket(%q) == AddressBucket(%q) is %v, want %v", tt.a, tt.b, same, tt.same)
+			}
 		})
 	}
 }

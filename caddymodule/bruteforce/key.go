@@ -45,6 +45,19 @@ func addrKey(addr string) key {
 	return key{ip: ip}
 }
 
+// AddressBucket names the budget addr's failures count against: the IP
+// (an IPv6 address masked to its /64, an IPv4-mapped one unmapped) in
+// text, or addr itself when it holds no IP. A limiter shared by a fleet
+// (package redisstate) keys on it, so that it counts an address exactly
+// as Limiter does. An address that is no IP cannot collide with one: text
+// that parses as an IP is taken as that IP.
+func AddressBucket(addr string) string {
+	if k := addrKey(addr); k.ip.IsValid() {
+		return k.ip.String()
+	}
+	return addr
+}
+
 func parseIP(addr string) (netip.Addr, bool) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return ap.Addr(), true
