@@ -5,11 +5,12 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -47,24 +48,15 @@ func (s *gcmSealer) Open(sealed, context []byte) ([]byte, error) {
 	return s.aead.Open(nil, sealed[:n], sealed[n:], context)
 }
 
-// clock is a settable clock that moves miniredis's along with it.
+// clock is the engines' clock, moving miniredis's along with it.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
-	m  *miniredis.Miniredis
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
+	*keystest.Clock
+	m *miniredis.Miniredis
 }
 
 // advance moves the engines' clock and miniredis's, expiring keys.
 func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	c.Advance(d)
 	c.m.SetTime(c.Now())
 	c.m.FastForward(d)
 }
@@ -80,7 +72,7 @@ func newMiniFleet(t *testing.T) *miniFleet {
 	t.Helper()
 	m := miniredis.RunT(t)
 	m.SetTime(t0)
-	return &miniFleet{m: m, clock: &clock{t: t0, m: m}, sealer: newSealer(t)}
+	return &miniFleet{m: m, clock: &clock{keystest.NewClock(t0), m}, sealer: newSealer(t)}
 }
 
 // engine connects one more instance to the fleet's Redis.
