@@ -463,7 +463,7 @@ func TestRealRedis_BytesPerEntry(t *testing.T) {
 	if err := e.Put(ctx, state.Opaque, hexID(0), record, exp); err != nil {
 		t.Fatal(err)
 	}
-	const n = 10_000
+	const n = 2000
 	before := used()
 	for i := 1; i <= n; i++ {
 		if err := e.Put(ctx, state.Opaque, hexID(i), record, exp); err != nil {

@@ -28,6 +28,15 @@
 //	<prefix>fail:a:<hash>   string: an address's failure bucket, likewise
 //	<prefix>events          pub/sub channel: one small JSON message per change
 //
+// # Memory
+//
+// Measured on Redis 7.0 (TestRealRedis_BytesPerEntry), ids of 64 hex
+// digits: an opaque token with a 205-byte record costs about 430 bytes
+// (360 by MEMORY USAGE, the rest is the keyspace and expiry tables); a
+// revocation 165 to 180 (82 while the set holds at most 128, packed); a
+// lifetime-0 record with a 110-byte value about 240. A fleet's memory
+// is mostly its live opaque tokens.
+//
 // # Deployment
 //
 // One Redis server, or a primary found through Sentinel. Redis Cluster
