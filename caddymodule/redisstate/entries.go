@@ -52,7 +52,7 @@ func (e *Engine) Put(ctx context.Context, kind state.Kind, id string, value []by
 	if kind == state.Opaque {
 		// No announcement: no instance holds an opaque token it has not
 		// looked up, and each looks up its own.
-		err = e.rdb.SetArgs(ctx, e.key("opaque:", id), value, redis.SetArgs{ExpireAt: exp}).Err()
+		err = e.rdb.Do(ctx, "SET", e.key("opaque:", id), value, "PXAT", ms).Err()
 	} else {
 		var msg string
 		if msg, err = putEvent(kind, id, value, exp); err != nil {

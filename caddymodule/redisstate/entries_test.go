@@ -109,6 +109,7 @@ func TestEntries_RefuseWhatIsTooLargeOrMalformed(t *testing.T) {
 		{"an empty id", e.Put(ctx, state.Revoked, "", nil, exp)},
 		{"an id over 256 bytes", e.Put(ctx, state.Latest, strings.Repeat("c", maxName+1), []byte("v"), exp)},
 		{"an id with a control character", e.Put(ctx, state.Latest, "c\r\n", []byte("v"), exp)},
+		{"an id that is not UTF-8", e.Put(ctx, state.Latest, "c\xff", []byte("v"), exp)},
 		{"getting an unknown kind", func() error { _, err := e.Get(ctx, "sessions", "h"); return err }()},
 		{"deleting an empty id", e.Delete(ctx, state.Opaque, "")},
 		{"listing opaque tokens", e.Each(ctx, state.Opaque, func(string, []byte) {})},

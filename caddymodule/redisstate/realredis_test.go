@@ -284,6 +284,9 @@ func TestRealRedis_WatcherFindsAConnectionThatFellSilent(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	r := watch(t, b)
+	// A quiet connection that answers its pings is kept: no Resync
+	// (each one reads every revocation) for want of traffic.
+	r.none(t, 2*idle+timeout/2)
 
 	start := time.Now()
 	fz.freeze()

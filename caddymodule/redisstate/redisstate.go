@@ -57,6 +57,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -300,6 +301,10 @@ func checkName(what, s string) error {
 		return fmt.Errorf("%s longer than %d bytes", what, maxName)
 	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return fmt.Errorf("%s holds a control character", what)
+	case !utf8.ValidString(s):
+		// JSON would replace the bytes: another instance would be
+		// told of a different id.
+		return fmt.Errorf("%s is not UTF-8", what)
 	}
 	return nil
 }
