@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -534,5 +536,54 @@ func TestRealRedis_LimiterScriptsShareOneBudget(t *testing.T) {
 	a.Refund("client-1", "192.0.2.1:1234")
 	if wait := b.Check("client-1", "192.0.2.9:1", now); wait != 0 {
 		t.Errorf("after a Refund: wait %v, want 0", wait)
+	}
+}
+
+func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
+	primary := startRedis(t)
+	bin, err := exec.LookPath("redis-sentinel")
+	if err != nil {
+		t.Skip("redis-sentinel is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf") // Sentinel rewrites its config
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor fleet 127.0.0.1 %d 1\n",
+		port, dir, primary.port), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sentinel := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
+	e, err := New(Config{Sentinels: []string{sentinel}, MasterName: "fleet", Sealer: newSealer(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Ping(t.Context()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no primary through the Sentinel: %v", e.Ping(t.Context()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := watch(t, e)
+	if err := e.Put(t.Context(), state.Revoked, "r1", nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.nextChange(t, time.Second); got.id != "r1" {
+		t.Errorf("got %+v, want the revocation", got)
+	}
+	if n, err := primary.do("ZCARD", "oauthgate:revoked"); err != nil || n != int64(1) {
+		t.Errorf("the primary holds %v revocations (%v), want 1", n, err)
 	}
 }
