@@ -144,12 +144,12 @@ func (e *Engine) Delete(ctx context.Context, kind state.Kind, id string) error {
 	return nil
 }
 
-// Each calls f with every live revocation or lifetime-0 record, after
-// deleting the ended ones. f may see an id twice when it changes during
-// the walk; changes made meanwhile also arrive through Watch. Corrupt
-// lifetime-0 records are skipped, never deleted, and counted in the error
-// returned after the walk.
-func (e *Engine) Each(ctx context.Context, kind state.Kind, f func(id string, value []byte)) error {
+// Each calls f with every live revocation or lifetime-0 record and when
+// it ends, after deleting the ended ones. f may see an id twice when it
+// changes during the walk; changes made meanwhile also arrive through
+// Watch. Corrupt lifetime-0 records are skipped, never deleted, and named
+// in a *state.CorruptError returned after the walk.
+func (e *Engine) Each(ctx context.Context, kind state.Kind, f func(id string, value []byte, exp time.Time)) error {
 	var err error
 	switch kind {
 	case state.Revoked:
@@ -171,7 +171,7 @@ func (e *Engine) Each(ctx context.Context, kind state.Kind, f func(id string, va
 // cursor is a score and how many members of that score were seen, not an
 // offset from the start: another instance pruning ended revocations
 // meanwhile would shift an offset past live ones.
-func (e *Engine) eachRevoked(ctx context.Context, f func(string, []byte)) error {
+func (e *Engine) eachRevoked(ctx context.Context, f func(string, []byte, time.Time)) error {
 	key := e.key("revoked")
 	now := e.now().UnixMilli()
 	octx, cancel := e.op(ctx)
@@ -200,7 +200,7 @@ func (e *Engine) eachRevoked(ctx context.Context, f func(string, []byte)) error 
 			if !ok || checkName("id", id) != nil {
 				continue // not ours; never handed on
 			}
-			f(id, []byte{})
+			f(id, []byte{}, time.UnixMilli(int64(z.Score)))
 		}
 		if int64(len(page)) < e.pageSize {
 			return nil
@@ -220,13 +220,13 @@ func (e *Engine) eachRevoked(ctx context.Context, f func(string, []byte)) error 
 	}
 }
 
-func (e *Engine) eachLatest(ctx context.Context, f func(string, []byte)) error {
+func (e *Engine) eachLatest(ctx context.Context, f func(string, []byte, time.Time)) error {
 	key := e.key("latest")
 	now := e.now().UnixMilli()
 	var (
 		cursor  uint64
 		ended   []any // field, value, field, value…
-		corrupt int
+		corrupt state.CorruptError
 	)
 	for {
 		octx, cancel := e.op(ctx)
@@ -238,13 +238,16 @@ func (e *Engine) eachLatest(ctx context.Context, f func(string, []byte)) error {
 		for i := 0; i+1 < len(kv); i += 2 {
 			id, raw := kv[i], kv[i+1]
 			exp, value, err := parseLatest([]byte(raw))
+			if bad := checkName("client ID", id); bad != nil {
+				err, id = bad, fmt.Sprintf("%.64q", id) // not ours: quoted and cut for the error
+			}
 			switch {
-			case err != nil || checkName("client ID", id) != nil:
-				corrupt++
+			case err != nil:
+				corrupt.Errs = append(corrupt.Errs, fmt.Errorf("%s %s: %w", state.Latest, id, err))
 			case exp <= now:
 				ended = append(ended, id, raw)
 			default:
-				f(id, value)
+				f(id, value, time.UnixMilli(exp))
 			}
 		}
 		if cursor = next; cursor == 0 {
@@ -261,8 +264,8 @@ func (e *Engine) eachLatest(ctx context.Context, f func(string, []byte)) error {
 		}
 		ended = ended[n:]
 	}
-	if corrupt > 0 {
-		return fmt.Errorf("skipped %d corrupt records", corrupt)
+	if len(corrupt.Errs) > 0 {
+		return &corrupt
 	}
 	return nil
 }

@@ -112,8 +112,8 @@ func TestEntries_RefuseWhatIsTooLargeOrMalformed(t *testing.T) {
 		{"an id that is not UTF-8", e.Put(ctx, state.Latest, "c\xff", []byte("v"), exp)},
 		{"getting an unknown kind", func() error { _, err := e.Get(ctx, "sessions", "h"); return err }()},
 		{"deleting an empty id", e.Delete(ctx, state.Opaque, "")},
-		{"listing opaque tokens", e.Each(ctx, state.Opaque, func(string, []byte) {})},
-		{"listing an unknown kind", e.Each(ctx, "sessions", func(string, []byte) {})},
+		{"listing opaque tokens", e.Each(ctx, state.Opaque, func(string, []byte, time.Time) {})},
+		{"listing an unknown kind", e.Each(ctx, "sessions", func(string, []byte, time.Time) {})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +158,8 @@ func TestEntries_EachListsTheLiveAndPrunesTheEnded(t *testing.T) {
 			f.clock.advance(time.Minute)
 
 			got := map[string][]byte{}
-			if err := e.Each(ctx, kind, func(id string, v []byte) { got[id] = v }); err != nil {
+			ends := map[string]time.Time{}
+			if err := e.Each(ctx, kind, func(id string, v []byte, exp time.Time) { got[id], ends[id] = v, exp }); err != nil {
 				t.Fatal(err)
 			}
 			ids := slices.Sorted(func(yield func(string) bool) {
@@ -176,6 +177,9 @@ func TestEntries_EachListsTheLiveAndPrunesTheEnded(t *testing.T) {
 				_, _ = fmt.Sscanf(id, "id-%d", &i)
 				if want := value(i); !bytes.Equal(got[id], want) || got[id] == nil {
 					t.Errorf("value of %s = %q, want %q", id, got[id], want)
+				}
+				if !ends[id].Equal(t0.Add(time.Hour)) {
+					t.Errorf("%s ends %v, want %v", id, ends[id], t0.Add(time.Hour))
 				}
 			}
 			var left int
@@ -216,7 +220,7 @@ func TestEntries_EachPagesThroughRevocationsOfOneExpiry(t *testing.T) {
 				}
 			}
 			seen := map[string]int{}
-			if err := e.Each(t.Context(), state.Revoked, func(id string, _ []byte) { seen[id]++ }); err != nil {
+			if err := e.Each(t.Context(), state.Revoked, func(id string, _ []byte, _ time.Time) { seen[id]++ }); err != nil {
 				t.Fatal(err)
 			}
 			for i := range tt.exps {
@@ -265,9 +269,10 @@ func TestEntries_EachSkipsCorruptRecordsAndSaysSo(t *testing.T) {
 	}
 	f.m.HSet("oauthgate:latest", "no-expiry", "v", "bad-expiry", "x:v")
 	var got []string
-	err := e.Each(ctx, state.Latest, func(id string, _ []byte) { got = append(got, id) })
-	if err == nil || !strings.Contains(err.Error(), "2 corrupt") {
-		t.Errorf("error %v, want it to count the 2 corrupt records", err)
+	err := e.Each(ctx, state.Latest, func(id string, _ []byte, _ time.Time) { got = append(got, id) })
+	var corrupt *state.CorruptError
+	if !errors.As(err, &corrupt) || len(corrupt.Errs) != 2 {
+		t.Errorf("error %v, want a *state.CorruptError naming the 2 corrupt records", err)
 	}
 	if !slices.Equal(got, []string{"good"}) {
 		t.Errorf("Each listed %v, want the good record despite the corrupt ones", got)

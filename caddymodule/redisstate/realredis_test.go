@@ -174,7 +174,7 @@ func TestRealRedis_WatcherResyncsAfterLosingItsConnection(t *testing.T) {
 			}
 			t.Logf("Resync %v after the cut", time.Since(start))
 			var ids []string
-			if err := b.Each(ctx, state.Revoked, func(id string, _ []byte) { ids = append(ids, id) }); err != nil {
+			if err := b.Each(ctx, state.Revoked, func(id string, _ []byte, _ time.Time) { ids = append(ids, id) }); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Contains(ids, "while-away") {
@@ -361,7 +361,7 @@ func TestRealRedis_ADeadRedisFailsCallsWithinTheTimeout(t *testing.T) {
 			{"Ping", func() error { return e.Ping(ctx) }},
 			{"Put", func() error { return e.Put(ctx, state.Revoked, "r", nil, time.Now().Add(time.Hour)) }},
 			{"Get", func() error { _, err := e.Get(ctx, state.Opaque, "h"); return err }},
-			{"Each", func() error { return e.Each(ctx, state.Revoked, func(string, []byte) {}) }},
+			{"Each", func() error { return e.Each(ctx, state.Revoked, func(string, []byte, time.Time) {}) }},
 			{"Load", func() error { _, err := e.Blobs().Load(ctx, "k"); return err }},
 			{"Lock", func() error { return e.Blobs().Lock(ctx, "k") }},
 		}

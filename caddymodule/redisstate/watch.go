@@ -32,17 +32,13 @@ const (
 	maxBackoff = 2 * time.Second
 )
 
-// Watch tells w of the changes every instance makes until ctx ends (or
-// the Engine is closed). It calls w.Resync once subscribed, and again
-// after every reconnect, since what was published meanwhile is lost: a
-// Resync reads what Redis holds after the subscription is in place, so
-// no change falls between the two. A message that does not decode is
-// treated alike.
+// Watch tells w of the changes every instance makes, from the calling
+// goroutine, until ctx ends (or the Engine is closed); then it returns.
+// It calls w.Resync once subscribed, and again after every reconnect,
+// since what was published meanwhile is lost: a Resync reads what Redis
+// holds after the subscription is in place, so no change falls between
+// the two. A message that does not decode is treated alike.
 func (e *Engine) Watch(ctx context.Context, w state.Watcher) {
-	go e.watch(ctx, w)
-}
-
-func (e *Engine) watch(ctx context.Context, w state.Watcher) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		subscribed, err := e.subscribe(ctx, w)

@@ -74,7 +74,7 @@ func watch(t *testing.T, e *Engine) *recorder {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := newRecorder()
-	e.Watch(ctx, r)
+	go e.Watch(ctx, r)
 	if c := r.next(t, 5*time.Second); !c.sync {
 		t.Fatalf("first call %+v, want a Resync", c)
 	}
@@ -159,7 +159,7 @@ func TestWatch_AWatcherWithoutBlobsChangedIsNotToldOfBlobs(t *testing.T) {
 	e := f.engine(t)
 	r := newRecorder()
 	var w state.Watcher = struct{ state.Watcher }{r} // hides BlobsChanged
-	e.Watch(t.Context(), w)
+	go e.Watch(t.Context(), w)
 	if got := r.next(t, 2*time.Second); !got.sync {
 		t.Fatalf("got %+v, want a Resync", got)
 	}
@@ -174,19 +174,41 @@ func TestWatch_AWatcherWithoutBlobsChangedIsNotToldOfBlobs(t *testing.T) {
 	}
 }
 
-func TestWatch_EndsWithItsContext(t *testing.T) {
+func TestWatch_ReturnsWhenItsContextEnds(t *testing.T) {
 	f := newMiniFleet(t)
 	e := f.engine(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	r := newRecorder()
-	e.Watch(ctx, r)
+	returned := make(chan struct{})
+	go func() { e.Watch(ctx, r); close(returned) }()
 	r.next(t, 2*time.Second)
 	cancel()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Watch did not return after its context ended")
+	}
+	// miniredis sees the connection close a moment later.
 	deadline := time.Now().Add(2 * time.Second)
 	for f.m.PubSubNumSub("oauthgate:events")["oauthgate:events"] != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("still subscribed after its context ended")
+			t.Fatal("still subscribed after Watch returned")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatch_ReturnsWhenTheEngineCloses(t *testing.T) {
+	f := newMiniFleet(t)
+	e := f.engine(t)
+	r := newRecorder()
+	returned := make(chan struct{})
+	go func() { e.Watch(t.Context(), r); close(returned) }()
+	r.next(t, 2*time.Second)
+	_ = e.Close()
+	select {
+	case <-returned:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Watch did not return after the Engine closed")
 	}
 }
