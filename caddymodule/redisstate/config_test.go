@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -34,8 +35,6 @@ func TestNew_RefusesWhatItCannotUseSafely(t *testing.T) {
 		{"a database that is no number", Config{URL: "redis://127.0.0.1:6379/x"}, "database"},
 		{"Sentinels without a MasterName", Config{Sentinels: []string{"127.0.0.1:26379"}}, "MasterName"},
 		{"a MasterName without Sentinels", Config{URL: "redis://127.0.0.1", MasterName: "m"}, "Sentinels"},
-		{"a host in the URL with Sentinels", Config{URL: "redis://primary:6379/0", Sentinels: []string{"127.0.0.1:26379"}, MasterName: "m"}, "no host"},
-		{"a CA file without TLS", Config{URL: "redis://127.0.0.1", CAFile: noCert}, "needs TLS"},
 		{"a CA file without a certificate", Config{URL: "rediss://127.0.0.1", CAFile: noCert}, "no PEM certificate"},
 		{"a CA file that is missing", Config{URL: "rediss://127.0.0.1", CAFile: noCert + ".missing"}, "CA file"},
 		{"a prefix longer than a name may be", Config{URL: "redis://127.0.0.1", Prefix: strings.Repeat("p", maxName+1)}, "prefix"},
@@ -101,13 +100,13 @@ func TestOptions_TakeTheURLAndBoundEverything(t *testing.T) {
 				t.Errorf("TLS config %+v", o.TLSConfig)
 			}
 		}},
-		{"TLS turns TLS on for redis://", Config{URL: "redis://cache/0", TLS: true}, func(t *testing.T, c Config) {
+		{"a CA file implies TLS for redis://", Config{URL: "redis://cache/0", CAFile: caFile}, func(t *testing.T, c Config) {
 			o, _ := options(c)
-			if o.TLSConfig == nil || o.TLSConfig.MinVersion == 0 {
+			if o.TLSConfig == nil || o.TLSConfig.MinVersion < tls.VersionTLS12 || o.TLSConfig.RootCAs == nil {
 				t.Errorf("TLS config %+v", o.TLSConfig)
 			}
 		}},
-		{"Sentinel takes credentials, database and TLS from a URL without a host", Config{URL: "rediss://:pw@/2", Sentinels: []string{"s1:26379"}, MasterName: "m"}, func(t *testing.T, c Config) {
+		{"Sentinel takes credentials, database and TLS from the URL, not its host", Config{URL: "rediss://:pw@primary.internal/2", Sentinels: []string{"s1:26379"}, MasterName: "m"}, func(t *testing.T, c Config) {
 			o, _ := options(c)
 			if o.Password != "pw" || o.DB != 2 || o.TLSConfig == nil || o.TLSConfig.ServerName != "" {
 				t.Errorf("password %q db %d TLS %+v; want the server name left to the dialer", o.Password, o.DB, o.TLSConfig)

@@ -75,17 +75,16 @@ type Config struct {
 	// URL of the Redis server: redis://[user:password@]host[:port][/db],
 	// or rediss:// for TLS. Options in a query are refused: timeouts and
 	// the pool are the engine's, so that a dead Redis fails calls fast.
-	// With Sentinels, the URL names no host (redis://:password@/0) or
-	// is left empty.
+	// With Sentinels, the URL's host is not used (the Sentinels name the
+	// primary), its user, password, database and scheme are; it may then
+	// be left empty.
 	URL string
 	// Username and Password, when set, replace the URL's.
 	Username string
 	Password string
-	// TLS turns TLS on for a redis:// URL or for Sentinel.
-	TLS bool
 	// CAFile is a PEM file of the certificate authorities that the
-	// server's certificate must chain to, instead of the system's. Only
-	// with TLS.
+	// server's certificate must chain to, instead of the system's. It
+	// implies TLS.
 	CAFile string
 	// Sentinels are the addresses (host:port) of the Sentinels that name
 	// the primary called MasterName.
@@ -210,19 +209,16 @@ func options(cfg Config) (*redis.Options, error) {
 			return nil, fmt.Errorf("redisstate: URL: scheme %q, want redis or rediss", u.Scheme)
 		case u.RawQuery != "":
 			return nil, errors.New("redisstate: URL: options in the query are refused; the engine bounds timeouts and the pool itself")
-		case sentinel && u.Host != "":
-			return nil, errors.New("redisstate: URL: with Sentinels the URL names no host (the Sentinels name the primary), e.g. redis://:password@/0")
 		case !sentinel && u.Host == "":
 			return nil, errors.New("redisstate: URL: no host")
 		}
 		if opt, err = redis.ParseURL(u.String()); err != nil {
 			return nil, fmt.Errorf("redisstate: URL: %w", err)
 		}
-		if sentinel {
-			opt.TLSConfig = nil // its ServerName would be "localhost"
-			if u.Scheme == "rediss" {
-				cfg.TLS = true
-			}
+		if sentinel && opt.TLSConfig != nil {
+			// Not the URL's host: the dialer takes the name from the
+			// address it dials, which with Sentinel is only known then.
+			opt.TLSConfig.ServerName = ""
 		}
 	}
 	if cfg.Username != "" {
@@ -231,14 +227,10 @@ func options(cfg Config) (*redis.Options, error) {
 	if cfg.Password != "" {
 		opt.Password = cfg.Password
 	}
-	if cfg.TLS && opt.TLSConfig == nil {
-		// No ServerName: the dialer takes it from the address dialled,
-		// which with Sentinel is only known then.
-		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
 	if cfg.CAFile != "" {
 		if opt.TLSConfig == nil {
-			return nil, errors.New("redisstate: a CAFile needs TLS (a rediss:// URL or TLS)")
+			// No ServerName: the dialer verifies the host it dials.
+			opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
