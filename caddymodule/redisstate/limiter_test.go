@@ -6,8 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 )
+
+// The token endpoint takes it where it takes a bruteforce.Limiter.
+var _ authserver.Limiter = (*Limiter)(nil)
 
 var threePerMinute = bruteforce.Config{
 	PerClient:  bruteforce.Rate{Failures: 3, Per: time.Minute},
