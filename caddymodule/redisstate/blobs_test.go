@@ -8,7 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/sealing"
 )
+
+// The key ring the oauth app builds from the sealing keys is a Sealer.
+var _ Sealer = (*sealing.Ring)(nil)
 
 func TestBlobs_StoreAndLoad(t *testing.T) {
 	const name = "oauthgate/signing_keys.json"
