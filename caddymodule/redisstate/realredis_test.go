@@ -39,16 +39,21 @@ func startRedis(t *testing.T) *redisServer {
 	if err != nil {
 		t.Skip("redis-server is not installed")
 	}
+	s := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	s := &redisServer{t: t, bin: bin, port: port, dir: t.TempDir()}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -545,13 +550,7 @@ func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
 	if err != nil {
 		t.Skip("redis-sentinel is not installed")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	dir := t.TempDir()
+	port, dir := freePort(t), t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf") // Sentinel rewrites its config
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor fleet 127.0.0.1 %d 1\n",
 		port, dir, primary.port), 0o600); err != nil {
