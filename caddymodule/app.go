@@ -17,13 +17,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
-	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 	"github.com/oauthgate/oauthgate/caddymodule/weburl"
@@ -101,14 +100,16 @@ type App struct {
 
 	issuers map[string]*issuers.Issuer // by "iss"
 	clients *clients.Watcher
-	limiter *bruteforce.Limiter // of failed client authentications
-	keys    *keys.Keeper        // also the guards' and introspection's tokens.KeySource
+	limiter authserver.Limiter // of failed client authentications
+	keys    *keys.Keeper       // also the guards' and introspection's tokens.KeySource
 	policy  *policy.Watcher
 	tokens  *tokenstate.Store
 	logger  *zap.Logger
 	stop    context.CancelFunc
 	done    chan struct{}
 	held    holds // what it holds in the pool (pool.go)
+	// keysChanged wakes the key sync when another instance stored keys.
+	keysChanged chan struct{}
 }
 
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
@@ -158,7 +159,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth: signing_algorithm: %w", err)
 	}
-	manager, err := keys.NewManager(ctx.Storage(), keys.Options{
+	local, err := holdLimiter(&a.held)
+	if err != nil {
+		return err
+	}
+	blobs, entries, limiter, err := a.openState(ctx, local)
+	if err != nil {
+		return err
+	}
+	a.limiter = limiter
+	manager, err := keys.NewManager(blobs, keys.Options{
 		Algorithm:   alg,
 		RotateEvery: time.Duration(a.KeyRotation),
 		// A replaced key verifies every token it signed, the longest-lived
@@ -183,9 +193,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if a.limiter, err = holdLimiter(&a.held); err != nil {
-		return err
-	}
 	if a.clients, err = clients.NewWatcher(a.ClientsFile, secrets); err != nil {
 		return fmt.Errorf("oauth: clients: %w", err)
 	}
@@ -200,14 +207,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.syncKeys(ctx); err != nil {
 		return err
 	}
-	st := ctx.Storage()
-	if a.tokens, err = tokenstate.Open(ctx, st, state.StorageEntries(st, nil), nil); err != nil {
+	if a.tokens, err = tokenstate.Open(ctx, blobs, entries, nil); err != nil {
 		if a.tokens == nil {
 			return fmt.Errorf("oauth: %w", err)
 		}
 		a.logger.Error("token state", zap.Error(err))
 	}
 	a.tokens.OnError = func(err error) { a.logger.Error("syncing token state", zap.Error(err)) }
+	a.keysChanged = make(chan struct{}, 1)
+	a.tokens.OnBlobs = func(name string) {
+		if name == "" || name == keys.StorageKey {
+			select { // the key sync reads them; one wake-up is enough
+			case a.keysChanged <- struct{}{}:
+			default:
+			}
+		}
+	}
 	a.logger.Info("oauth ready",
 		zap.String("issuer", a.Issuer),
 		zap.Int("clients", a.Clients().Len()),
@@ -259,9 +274,10 @@ func (a *App) Start() error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := a.syncKeys(ctx); err != nil && ctx.Err() == nil {
-					a.logger.Error("background sync", zap.Error(err))
-				}
+			case <-a.keysChanged:
+			}
+			if err := a.syncKeys(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("background sync", zap.Error(err))
 			}
 		}
 	})

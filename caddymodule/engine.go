@@ -1,5 +1,21 @@
 package caddymodule
 
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
+	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/redisstate"
+	"github.com/oauthgate/oauthgate/caddymodule/sealing"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
+)
+
 // StateConfig says where the instances of a fleet keep what they must
 // agree on: the signing keys, the opaque-token MAC key, revocations,
 // opaque tokens, lifetime-0 records and the failure counters.
@@ -54,4 +70,88 @@ type RedisState struct {
 	// Exactly one is required.
 	SealingKeysFile string `json:"sealing_keys_file,omitempty"`
 	SealingKeysEnv  string `json:"sealing_keys_env,omitempty"`
+}
+
+// go-redis logs its own troubles (a dial that failed, a pool that
+// shrank) through a global logger; they belong in Caddy's log, at debug:
+// during an outage it says so on every call, and the operations that
+// failed are logged as errors by their callers.
+func init() { redis.SetLogger(redisLog{}) }
+
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("oauth.redis").Debug(fmt.Sprintf(format, v...))
+}
+
+// openState returns where this config keeps what the fleet shares, and
+// the failure limiter: Caddy's storage and the process's own limiter, or
+// the Redis engine of State, held in the pool across reloads so that a
+// reload keeps its connection and subscription.
+func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (state.Blobs, state.Entries, authserver.Limiter, error) {
+	st := ctx.Storage()
+	if a.State == nil || a.State.Redis == nil {
+		return st, state.StorageEntries(st, nil), local, nil
+	}
+	r := a.State.Redis.expanded()
+	if r.URL == "" && len(r.Sentinels) == 0 {
+		return nil, nil, nil, errors.New("oauth: state redis: a URL is required")
+	}
+	if (r.SealingKeysFile == "") == (r.SealingKeysEnv == "") {
+		return nil, nil, nil, errors.New("oauth: state redis: give exactly one of sealing_keys_file and sealing_keys_env (caddy oauth state key makes a key)")
+	}
+	e, err := holdEngine(&a.held, r)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("oauth: state redis: %w", err)
+	}
+	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), nil
+}
+
+// expanded is r with Caddy's global placeholders ({env.*}, {file.*})
+// replaced, so that secrets can stay out of the config file.
+func (r RedisState) expanded() RedisState {
+	repl := caddy.NewReplacer()
+	for _, s := range []*string{&r.URL, &r.Username, &r.Password, &r.MasterName, &r.SentinelPassword,
+		&r.TLSCAFile, &r.Prefix, &r.SealingKeysFile, &r.SealingKeysEnv} {
+		*s = repl.ReplaceKnown(*s, "")
+	}
+	for i, s := range r.Sentinels {
+		r.Sentinels[i] = repl.ReplaceKnown(s, "")
+	}
+	return r
+}
+
+// holdEngine returns the Redis engine of r, shared by the configs that
+// name the same server, credentials, prefix and key ring.
+func holdEngine(h *holds, r RedisState) (*redisstate.Engine, error) {
+	settings, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return hold(h, "redis "+string(settings), func() (*pooled[*redisstate.Engine], error) {
+		var ring *sealing.Ring
+		if r.SealingKeysFile != "" {
+			ring, err = sealing.FromFile(r.SealingKeysFile)
+		} else {
+			ring, err = sealing.FromEnv(r.SealingKeysEnv)
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := redisstate.New(redisstate.Config{
+			URL:              r.URL,
+			Username:         r.Username,
+			Password:         r.Password,
+			CAFile:           r.TLSCAFile,
+			Sentinels:        r.Sentinels,
+			MasterName:       r.MasterName,
+			SentinelPassword: r.SentinelPassword,
+			Prefix:           r.Prefix,
+			Sealer:           ring,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &pooled[*redisstate.Engine]{value: e, close: e.Close}, nil
+	})
 }

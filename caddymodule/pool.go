@@ -38,17 +38,21 @@ type pooled[T any] struct {
 	value T
 	cache counter // nil if value is not a cache
 	label string
+	close func() error // called when dropped, if set
 }
 
 type counter interface{ Stats() (hits, misses uint64) }
 
 // Destruct moves a dropped cache's counts to the retired totals, so that
-// the counter never goes back.
+// the counter never goes back, and closes what needs closing.
 func (p *pooled[T]) Destruct() error {
 	if p.cache != nil {
 		statsMu.Lock()
 		defer statsMu.Unlock()
 		retired[p.label] = sum(retired[p.label], p.cache)
+	}
+	if p.close != nil {
+		return p.close()
 	}
 	return nil
 }
@@ -101,7 +105,7 @@ func hold[T any](h *holds, key string, make func() (*pooled[T], error)) (T, erro
 // release lets go of every key h holds.
 func (h *holds) release() {
 	for _, key := range *h {
-		_, _ = pool.Delete(key) // never fails: our values' Destruct does not
+		_, _ = pool.Delete(key) // a failed close leaves nothing to undo
 	}
 	*h = nil
 }

@@ -68,6 +68,10 @@ type Store struct {
 	// OnError, if set, is told of failures in the background (a resync
 	// that failed; the state in memory stays as it was).
 	OnError func(error)
+	// OnBlobs, if set, is told when the engine says a blob was stored
+	// (its name), or may have been ("" after a resync), so that the
+	// signing keys are read again at once.
+	OnBlobs func(name string)
 
 	mu      sync.RWMutex
 	revoked map[string]time.Time // hashed jti → expiry of the token

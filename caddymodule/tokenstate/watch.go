@@ -40,11 +40,21 @@ func (w *watcher) Changed(kind state.Kind, id string, value []byte, exp time.Tim
 	}
 }
 
-// Resync reads the state again.
+// Resync reads the state again; the blobs may have changed unannounced
+// too.
 func (w *watcher) Resync(ctx context.Context) {
 	s := (*Store)(w)
 	if err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.OnError != nil {
 		s.OnError(err)
+	}
+	w.BlobsChanged("")
+}
+
+// BlobsChanged passes on that some instance stored a blob ("" for any):
+// the signing keys are not the Store's to read.
+func (w *watcher) BlobsChanged(name string) {
+	if w.OnBlobs != nil {
+		w.OnBlobs(name)
 	}
 }
 
