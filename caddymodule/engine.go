@@ -8,12 +8,15 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/redisstate"
 	"github.com/oauthgate/oauthgate/caddymodule/sealing"
 	"github.com/oauthgate/oauthgate/caddymodule/state"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 // StateConfig says where the instances of a fleet keep what they must
@@ -87,7 +90,9 @@ func (redisLog) Printf(_ context.Context, format string, v ...any) {
 // openState returns where this config keeps what the fleet shares, and
 // the failure limiter: Caddy's storage and the process's own limiter, or
 // the Redis engine of State, held in the pool across reloads so that a
-// reload keeps its connection and subscription.
+// reload keeps its connection and subscription. The first instance to
+// start on an empty Redis imports what Caddy's storage holds, so that
+// moving a gateway to Redis ends no token.
 func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (state.Blobs, state.Entries, authserver.Limiter, error) {
 	st := ctx.Storage()
 	if a.State == nil || a.State.Redis == nil {
@@ -103,6 +108,16 @@ func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (state.Blo
 	e, err := holdEngine(&a.held, r)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("oauth: state redis: %w", err)
+	}
+	imported, err := state.Import(ctx, st, e.Blobs(), e, keys.StorageKey, tokenstate.MACKeyName)
+	var corrupt *state.CorruptError
+	switch {
+	case errors.As(err, &corrupt):
+		a.logger.Warn("state redis: imported from Caddy's storage, skipping entries that do not decode", zap.Error(err))
+	case err != nil:
+		return nil, nil, nil, fmt.Errorf("oauth: state redis: importing from Caddy's storage: %w", err)
+	case imported:
+		a.logger.Info("state redis: imported the signing keys and token state from Caddy's storage; tokens issued before stay valid")
 	}
 	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), nil
 }

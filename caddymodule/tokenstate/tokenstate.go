@@ -28,8 +28,8 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/state"
 )
 
-// macKeyName is where the opaque-token MAC key lives among the blobs.
-const macKeyName = state.StorageDir + "/opaque_mac_key"
+// MACKeyName is where the opaque-token MAC key lives among the blobs.
+const MACKeyName = state.StorageDir + "/opaque_mac_key"
 
 // Opaque is what an opaque token stands for.
 type Opaque struct {
@@ -115,19 +115,19 @@ func (s *Store) Run(ctx context.Context) { s.entries.Watch(ctx, (*watcher)(s)) }
 // meanwhile.
 func loadOrCreateMACKey(ctx context.Context, blobs state.Blobs, held []byte) (key []byte, missing bool, err error) {
 	load := func() ([]byte, error) {
-		key, err := blobs.Load(ctx, macKeyName)
+		key, err := blobs.Load(ctx, MACKeyName)
 		if err == nil && len(key) != macKeyLen {
-			return nil, fmt.Errorf("%s: want %d bytes, found %d", macKeyName, macKeyLen, len(key))
+			return nil, fmt.Errorf("%s: want %d bytes, found %d", MACKeyName, macKeyLen, len(key))
 		}
 		return key, err
 	}
 	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
 		return key, false, err
 	}
-	if err := blobs.Lock(ctx, macKeyName); err != nil {
-		return nil, true, fmt.Errorf("locking %s: %w", macKeyName, err)
+	if err := blobs.Lock(ctx, MACKeyName); err != nil {
+		return nil, true, fmt.Errorf("locking %s: %w", MACKeyName, err)
 	}
-	defer func() { _ = blobs.Unlock(context.WithoutCancel(ctx), macKeyName) }()
+	defer func() { _ = blobs.Unlock(context.WithoutCancel(ctx), MACKeyName) }()
 	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
 		return key, true, err
 	}
@@ -136,8 +136,8 @@ func loadOrCreateMACKey(ctx context.Context, blobs state.Blobs, held []byte) (ke
 		key = make([]byte, macKeyLen)
 		_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
 	}
-	if err := blobs.Store(ctx, macKeyName, key); err != nil {
-		return nil, true, fmt.Errorf("storing %s: %w", macKeyName, err)
+	if err := blobs.Store(ctx, MACKeyName, key); err != nil {
+		return nil, true, fmt.Errorf("storing %s: %w", MACKeyName, err)
 	}
 	return key, true, nil
 }

@@ -33,7 +33,7 @@ func (s *memStorage) List(ctx context.Context, dir string, recursive bool) ([]st
 func entries(st *memStorage) int {
 	n := 0
 	for _, k := range st.Keys() {
-		if k != macKeyName {
+		if k != MACKeyName {
 			n++
 		}
 	}
