@@ -30,6 +30,12 @@ func Import(ctx context.Context, from Storage, toBlobs Blobs, to Entries, marker
 	if _, err := from.Load(ctx, marker); errors.Is(err, fs.ErrNotExist) {
 		return false, nil // nothing to import: a new gateway
 	}
+	// Once moved, never again: after an engine restarted empty, what the
+	// storage still holds is the state of the day of the move, older
+	// than the keys the running instances hold and write back.
+	if _, err := from.Load(ctx, ImportedName); !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
 	entries := StorageEntries(from, nil)
 	skipped := &CorruptError{}
 	for _, kind := range []Kind{Revoked, Latest, Opaque} {
@@ -59,8 +65,15 @@ func Import(ctx context.Context, from Storage, toBlobs Blobs, to Entries, marker
 			return false, fmt.Errorf("import: %s: %w", name, err)
 		}
 	}
+	if err := from.Store(ctx, ImportedName, []byte(time.Now().UTC().Format(time.RFC3339)+"\n")); err != nil {
+		return true, fmt.Errorf("import: done, but it could not be marked done in the storage it came from: %w", err)
+	}
 	if len(skipped.Errs) > 0 {
 		return true, skipped
 	}
 	return true, nil
 }
+
+// ImportedName is where Caddy's storage records when its state was
+// imported into another engine.
+const ImportedName = StorageDir + "/imported_to_engine"

@@ -65,6 +65,12 @@ func TestImport_CopiesEveryEntryAndBlobOnce(t *testing.T) {
 	if again, err := state.Import(ctx, from, to, entries, marker, macKey); again || err != nil {
 		t.Errorf("second Import = %v, %v; want false: the engine holds the keys already", again, err)
 	}
+	// The engine restarts empty: the storage's state is the day-of-move
+	// state, older than what the running instances write back.
+	wiped := storagetest.New()
+	if again, err := state.Import(ctx, from, wiped, state.StorageEntries(wiped, nil), marker, macKey); again || err != nil || wiped.Len() != 0 {
+		t.Errorf("Import into a wiped engine = %v, %v with %d keys written; want nothing: the move is done", again, err, wiped.Len())
+	}
 }
 
 func TestImport_NewGatewayImportsNothing(t *testing.T) {
