@@ -163,31 +163,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	blobs, entries, limiter, err := a.openState(ctx, local)
+	blobs, entries, limiter, where, err := a.openState(ctx, local)
 	if err != nil {
 		return err
 	}
 	a.limiter = limiter
-	manager, err := keys.NewManager(blobs, keys.Options{
+	if a.keys, err = holdKeeper(&a.held, where, blobs, keys.Options{
 		Algorithm:   alg,
 		RotateEvery: time.Duration(a.KeyRotation),
 		// A replaced key verifies every token it signed, the longest-lived
 		// included, until it expires, plus the skew we tolerate and the
 		// time another instance may take to notice.
 		RetainFor: time.Duration(a.MaxTokenLifetime+a.Leeway) + keySync,
-	})
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("oauth: key_rotation: %w", err)
 	}
-	a.keys = keys.NewKeeper(manager, keys.KeeperOptions{
-		// Worth a look: a storage that lost the keys has likely lost the
-		// token state too (revocations, opaque tokens).
-		Restored: func(set *keys.Set) {
-			a.logger.Warn("signing keys were missing from storage; wrote back the keys in use (was the storage wiped or replaced?)",
-				zap.Any("keys", set.Describe()))
-		},
-		Report: func(err error) { a.logger.Error("signing keys", zap.Error(err)) },
-	})
 
 	secrets, err := holdSecretCache(&a.held)
 	if err != nil {

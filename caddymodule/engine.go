@@ -93,21 +93,27 @@ func (redisLog) Printf(_ context.Context, format string, v ...any) {
 // reload keeps its connection and subscription. The first instance to
 // start on an empty Redis imports what Caddy's storage holds, so that
 // moving a gateway to Redis ends no token.
-func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (state.Blobs, state.Entries, authserver.Limiter, error) {
+//
+// where names the state for the pool: configs that name the same state
+// share what is kept of it across reloads; "" when it cannot be told.
+func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (blobs state.Blobs, entries state.Entries, limiter authserver.Limiter, where string, err error) {
 	st := ctx.Storage()
 	if a.State == nil || a.State.Redis == nil {
-		return st, state.StorageEntries(st, nil), local, nil
+		if s, ok := st.(fmt.Stringer); ok {
+			where = "storage " + s.String()
+		}
+		return st, state.StorageEntries(st, nil), local, where, nil
 	}
 	r := a.State.Redis.expanded()
 	if r.URL == "" && len(r.Sentinels) == 0 {
-		return nil, nil, nil, errors.New("oauth: state redis: a URL is required")
+		return nil, nil, nil, "", errors.New("oauth: state redis: a URL is required")
 	}
 	if (r.SealingKeysFile == "") == (r.SealingKeysEnv == "") {
-		return nil, nil, nil, errors.New("oauth: state redis: give exactly one of sealing_keys_file and sealing_keys_env (caddy oauth state key makes a key)")
+		return nil, nil, nil, "", errors.New("oauth: state redis: give exactly one of sealing_keys_file and sealing_keys_env (caddy oauth state key makes a key)")
 	}
-	e, err := holdEngine(&a.held, r)
+	e, key, err := holdEngine(&a.held, r)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("oauth: state redis: %w", err)
+		return nil, nil, nil, "", fmt.Errorf("oauth: state redis: %w", err)
 	}
 	imported, err := state.Import(ctx, st, e.Blobs(), e, keys.StorageKey, tokenstate.MACKeyName)
 	var corrupt *state.CorruptError
@@ -115,11 +121,11 @@ func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (state.Blo
 	case errors.As(err, &corrupt):
 		a.logger.Warn("state redis: imported from Caddy's storage, skipping entries that do not decode", zap.Error(err))
 	case err != nil:
-		return nil, nil, nil, fmt.Errorf("oauth: state redis: importing from Caddy's storage: %w", err)
+		return nil, nil, nil, "", fmt.Errorf("oauth: state redis: importing from Caddy's storage: %w", err)
 	case imported:
 		a.logger.Info("state redis: imported the signing keys and token state from Caddy's storage; tokens issued before stay valid")
 	}
-	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), nil
+	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), key, nil
 }
 
 // expanded is r with Caddy's global placeholders ({env.*}, {file.*})
@@ -138,12 +144,13 @@ func (r RedisState) expanded() RedisState {
 
 // holdEngine returns the Redis engine of r, shared by the configs that
 // name the same server, credentials, prefix and key ring.
-func holdEngine(h *holds, r RedisState) (*redisstate.Engine, error) {
+func holdEngine(h *holds, r RedisState) (e *redisstate.Engine, key string, err error) {
 	settings, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return hold(h, "redis "+string(settings), func() (*pooled[*redisstate.Engine], error) {
+	key = "redis " + string(settings)
+	e, err = hold(h, key, func() (*pooled[*redisstate.Engine], error) {
 		var ring *sealing.Ring
 		if r.SealingKeysFile != "" {
 			ring, err = sealing.FromFile(r.SealingKeysFile)
@@ -169,4 +176,5 @@ func holdEngine(h *holds, r RedisState) (*redisstate.Engine, error) {
 		}
 		return &pooled[*redisstate.Engine]{value: e, close: e.Close}, nil
 	})
+	return e, key, err
 }

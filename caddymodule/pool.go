@@ -13,6 +13,8 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -27,6 +29,10 @@ import (
 //   - the token caches, by the checks they prove (a guard's issuer,
 //     audience and leeway): a reload must not make every sender pay the
 //     signature check again;
+//   - the signing-key keeper, by the state it keeps the keys in and the
+//     key options: a config loaded while that state is empty (a Redis
+//     restarted empty) must write back the keys in use, not make new
+//     ones;
 //   - the trusted issuers, by their settings, with the keys they fetched:
 //     a reload must not leave an issuer without keys until its next fetch
 //     (503s), nor forget its keys while its JWKS endpoint is down.
@@ -162,4 +168,35 @@ func holdIssuer(h *holds, t TrustedIssuer) (*issuers.Issuer, error) {
 		}
 		return &pooled[*issuers.Issuer]{value: iss, cache: cache, label: "token"}, nil
 	})
+}
+
+// holdKeeper returns the keeper of the signing keys in blobs, where names
+// (see openState; "" keeps nothing across reloads).
+func holdKeeper(h *holds, where string, blobs state.Blobs, opts keys.Options) (*keys.Keeper, error) {
+	make := func() (*pooled[*keys.Keeper], error) {
+		m, err := keys.NewManager(blobs, opts)
+		if err != nil {
+			return nil, err
+		}
+		// The keeper outlives the config that made it, so it logs to
+		// Caddy's default logger, not to that config's.
+		log := caddy.Log().Named("oauth")
+		return &pooled[*keys.Keeper]{value: keys.NewKeeper(m, keys.KeeperOptions{
+			// Worth a look: a storage that lost the keys has likely lost
+			// the token state too (revocations, opaque tokens).
+			Restored: func(set *keys.Set) {
+				log.Warn("signing keys were missing from storage; wrote back the keys in use (was the storage wiped or replaced?)",
+					zap.Any("keys", set.Describe()))
+			},
+			Report: func(err error) { log.Error("signing keys", zap.Error(err)) },
+		})}, nil
+	}
+	if where == "" {
+		p, err := make()
+		if err != nil {
+			return nil, err
+		}
+		return p.value, nil
+	}
+	return hold(h, fmt.Sprintf("keys %s %s %d %d", where, opts.Algorithm, opts.RotateEvery, opts.RetainFor), make)
 }
