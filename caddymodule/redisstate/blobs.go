@@ -65,7 +65,40 @@ func (b blobs) Load(ctx context.Context, name string) ([]byte, error) {
 		// never use it, and never say more than that.
 		return nil, fmt.Errorf("redisstate: load blob %s: does not open (sealed under another name or key?): %w", name, err)
 	}
+	b.reseal(ctx, key, sealed, value)
 	return value, nil
+}
+
+// resealer is a Sealer that can tell a value sealed by a key that no
+// longer seals (package sealing's Ring is one).
+type resealer interface {
+	NeedsReseal(sealed []byte) bool
+}
+
+// resealScript replaces a blob only if it is still the value that was
+// read: a blob another instance stored meanwhile (a rotation) must not be
+// put back to what it was.
+var resealScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("SET", KEYS[1], ARGV[2])
+end
+return 0`)
+
+// reseal stores value again under the ring's sealing key if sealed was
+// sealed by an older one, so that after a rotation of the ring every blob
+// moves to the new key as it is read, and the old key can be removed from
+// the ring. The MAC key, which nothing rewrites, would otherwise stay
+// under the old key for good. Best effort: the next read tries again.
+func (b blobs) reseal(ctx context.Context, key string, sealed, value []byte) {
+	r, ok := b.e.sealer.(resealer)
+	if !ok || !r.NeedsReseal(sealed) {
+		return
+	}
+	fresh, err := b.e.sealer.Seal(value, []byte(key))
+	if err != nil {
+		return
+	}
+	_ = resealScript.Run(ctx, b.e.rdb, []string{key}, sealed, fresh).Err()
 }
 
 // Store seals value and stores it as name, and tells every instance, so

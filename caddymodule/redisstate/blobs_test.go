@@ -194,3 +194,31 @@ func TestBlobs_ExpiredLockFreesForOthersAndIsNotTakenBack(t *testing.T) {
 		t.Errorf("lock TTL %v, want (0, %v]", ttl, lockTTL)
 	}
 }
+
+func TestBlobs_ARotatedRingReSealsWhatItReadsSoTheOldKeyCanGo(t *testing.T) {
+	ctx := context.Background()
+	f := newMiniFleet(t)
+	oldLine, _ := sealing.Generate("old")
+	newLine, _ := sealing.Generate("new")
+	ring := func(lines ...string) *sealing.Ring {
+		r, err := sealing.Parse(strings.Join(lines, "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before := f.engine(t, func(c *Config) { c.Sealer = ring(oldLine) })
+	if err := before.Blobs().Store(ctx, "mac_key", []byte("mac")); err != nil {
+		t.Fatal(err)
+	}
+	// The new key seals, the old one still opens: reading re-seals.
+	during := f.engine(t, func(c *Config) { c.Sealer = ring(newLine, oldLine) })
+	if v, err := during.Blobs().Load(ctx, "mac_key"); err != nil || string(v) != "mac" {
+		t.Fatalf("Load during the rotation = %q, %v", v, err)
+	}
+	// The old key removed: the blob must open with the new key alone.
+	after := f.engine(t, func(c *Config) { c.Sealer = ring(newLine) })
+	if v, err := after.Blobs().Load(ctx, "mac_key"); err != nil || string(v) != "mac" {
+		t.Errorf("Load after the old key was removed = %q, %v; want the blob re-sealed under the new key", v, err)
+	}
+}
