@@ -61,6 +61,10 @@ func (e *Engine) Put(ctx context.Context, kind state.Kind, id string, value []by
 		_, err = e.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			if kind == state.Revoked {
 				p.ZAdd(ctx, e.key("revoked"), redis.Z{Score: float64(ms), Member: id})
+				// Revocations of expired tokens go with every new one, so
+				// the set stays as large as the revoked live tokens even
+				// when no instance has reconnected (Each) for months.
+				p.ZRemRangeByScore(ctx, e.key("revoked"), "-inf", strconv.FormatInt(e.now().UnixMilli(), 10))
 			} else {
 				p.HSet(ctx, e.key("latest"), id, latestValue(ms, value))
 			}

@@ -296,3 +296,25 @@ func TestNew_PrefixDefaultsAndSeparatesFleets(t *testing.T) {
 		t.Error("a fleet with another prefix sees the revocation")
 	}
 }
+
+func TestEntries_ANewRevocationPrunesTheEndedOnes(t *testing.T) {
+	f := newMiniFleet(t)
+	e := f.engine(t)
+	ctx := t.Context()
+	for i := range 5 {
+		if err := e.Put(ctx, state.Revoked, fmt.Sprintf("short-%d", i), nil, t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clock.advance(2 * time.Minute)
+	if err := e.Put(ctx, state.Revoked, "fresh", nil, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	members, err := f.m.ZMembers(e.key("revoked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 1 || members[0] != "fresh" {
+		t.Errorf("revoked set holds %q, want only the live revocation: without a reconnect nothing else prunes it", members)
+	}
+}
