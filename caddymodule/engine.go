@@ -143,23 +143,25 @@ func (r RedisState) expanded() RedisState {
 }
 
 // holdEngine returns the Redis engine of r, shared by the configs that
-// name the same server, credentials, prefix and key ring.
+// name the same server, credentials, prefix and key ring. The ring is
+// read on every load, so that a reload after a rotation of the ring (a
+// key with a new ID) takes it up.
 func holdEngine(h *holds, r RedisState) (e *redisstate.Engine, key string, err error) {
+	var ring *sealing.Ring
+	if r.SealingKeysFile != "" {
+		ring, err = sealing.FromFile(r.SealingKeysFile)
+	} else {
+		ring, err = sealing.FromEnv(r.SealingKeysEnv)
+	}
+	if err != nil {
+		return nil, "", err
+	}
 	settings, err := json.Marshal(r)
 	if err != nil {
 		return nil, "", err
 	}
-	key = "redis " + string(settings)
+	key = "redis " + string(settings) + " " + ring.String()
 	e, err = hold(h, key, func() (*pooled[*redisstate.Engine], error) {
-		var ring *sealing.Ring
-		if r.SealingKeysFile != "" {
-			ring, err = sealing.FromFile(r.SealingKeysFile)
-		} else {
-			ring, err = sealing.FromEnv(r.SealingKeysEnv)
-		}
-		if err != nil {
-			return nil, err
-		}
 		e, err := redisstate.New(redisstate.Config{
 			URL:              r.URL,
 			Username:         r.Username,

@@ -62,6 +62,11 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := s.Verifier.Verify(r.Context(), token)
+	if errors.Is(err, tokenstate.ErrUnavailable) {
+		// A 200 would tell the client its token is gone while it works on.
+		oautherr.WriteTokenError(w, s.Realm, stateUnavailable("the token cannot be revoked now"))
+		return
+	}
 	if err != nil {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)

@@ -1,7 +1,9 @@
 package authserver_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 // issue fetches a token of the given format for the sender client.
@@ -187,5 +191,28 @@ func TestToken_AuditLinesNameClientTokenAndAddress(t *testing.T) {
 	}
 	if strings.Contains(f.logs.String(), "wrong-secret") || strings.Contains(f.logs.String(), tok.AccessToken) {
 		t.Error("a secret or a token reached the log")
+	}
+}
+
+// unreachable is a token state that cannot be asked.
+type unreachable struct{}
+
+func (unreachable) Verify(context.Context, string) (*tokens.Claims, error) {
+	return nil, fmt.Errorf("%w: connection refused", tokenstate.ErrUnavailable)
+}
+
+func TestRevokeAndIntrospect_AStateThatCannotBeAskedIs503NotAnAnswer(t *testing.T) {
+	f := newFixture(t)
+	tok := f.issue(t, "opaque").AccessToken
+	f.srv.Verifier = unreachable{}
+	// 200 would tell the client its token is gone while it works on, and
+	// active:false that a good token is bad.
+	if code := f.revoke(t, tok, senderID, f.senderSecret); code != http.StatusServiceUnavailable {
+		t.Errorf("revocation while the state cannot be asked = %d, want 503", code)
+	}
+	rec := f.do(t, request{target: authserver.IntrospectPath, body: "token=" + url.QueryEscape(tok),
+		header: basic(senderID, f.senderSecret)})
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("introspection while the state cannot be asked = %d (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }
