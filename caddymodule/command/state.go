@@ -33,9 +33,12 @@ func stateKeyCommand() *cobra.Command {
 		Long: `
 Prints a new 256-bit sealing key as one line of a key ring:
 <id>:<base64 of 32 bytes>. The first key of a ring seals, every key
-opens. To rotate, put the new line first, reload every instance, and
-remove the old line once every instance has re-sealed the state (the
-next key rotation or restart does it).
+opens. To rotate: add the new line second in every instance's ring and
+reload them all (every instance can now open what the new key seals);
+then move it first and reload them all (a value sealed by the old key is
+sealed again under the new one as an instance reads it, which every
+instance does when its config loads); then remove the old line and
+reload.
 
 Every instance of a fleet needs the same ring; keep it like a private key
 (readable by the gateway only). The key is printed, never stored.

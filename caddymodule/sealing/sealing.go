@@ -38,7 +38,8 @@
 //     will seal, and none seals with it yet.
 //  2. Move it first everywhere and reload. Values the old key sealed
 //     still open; NeedsReseal reports them, and the state engine seals
-//     them again under the new key.
+//     them again under the new key when it reads them (redisstate: every
+//     instance reads them when its config loads).
 //  3. Once everything is re-sealed, remove the old key and reload.
 //     Anything still sealed by it fails to open with an error naming its
 //     key ID, so a key removed too early is found, not guessed at.
