@@ -15,7 +15,7 @@ import (
 )
 
 // Several gateways on one file_system storage act as one: a fleet behind
-// one token URL (docs/operations.md, "Running several instances").
+// one token URL (docs/operations.md, "Running a fleet").
 
 // An emergency rotation (a compromised key) at one instance: the others
 // accept the new key's tokens from the first one on, without waiting for
