@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+)
+
+// Several gateways on one Redis act as one: a change made at one instance
+// holds at the others within a second (the state option's promise; the
+// aim is 100 ms), and what needs Redis fails safe while it is away. The
+// latencies are measured and logged; only the second is asserted.
+
+// propagation is the fleet's promise for a change made at one instance.
+const propagation = time.Second
+
+// neoSpec is a client whose tokens live until it asks for the next one
+// (SAP's lifetime 0).
+var neoSpec = clientSpec{name: "neo-sender", lifetime: "0", roles: []string{roleMessaging}}
+
+// latencies are measured propagation times.
+type latencies []time.Duration
+
+func (l latencies) String() string {
+	if len(l) == 0 {
+		return "none measured"
+	}
+	s := slices.Sorted(slices.Values(l))
+	return fmt.Sprintf("p50 %v, max %v (n=%d)", s[len(s)/2].Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond), len(s))
+}
+
+// until asks g with tok on the flow path, back to back, until it answers
+// want, and returns how long after since that was. It fails the test if
+// that takes longer than limit.
+func until(t *testing.T, g *env, tok string, want int, since time.Time, limit time.Duration, what string) time.Duration {
+	t.Helper()
+	for {
+		r := g.call(t, http.MethodGet, "/http/flow", tok, "")
+		took := time.Since(since)
+		if r.status == want {
+			return took
+		}
+		if took > limit {
+			t.Fatalf("%s: %s still answers %d after %v, want %d; body: %s", what, g.base, r.status, took.Round(time.Millisecond), want, r.body)
+		}
+	}
+}
+
+// revoke revokes tok at g (RFC 7009) as client c, and returns when g
+// answered.
+func (e *env) revoke(t *testing.T, tok string, c client) time.Time {
+	t.Helper()
+	e.postForm(t, "/oauth2/api/v1/revoke", url.Values{"token": {tok}}, c).wantStatus(t, http.StatusOK)
+	return time.Now()
+}
+
+// opaqueKey is the Redis key of an opaque token's record: the SHA-256 of
+// the token under the default prefix (package redisstate's key layout).
+func opaqueKey(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return "oauthgate:opaque:" + hex.EncodeToString(sum[:])
+}
+
+func TestRedisFleet_AChangeAtOneInstanceHoldsAtEveryOtherWithinASecond(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fleet := newRedisFleet(t, redisState(r.url(), sealingKeys(t)), 3, neoSpec)
+	a, b, c := fleet[0], fleet[1], fleet[2]
+	others := map[string]*env{"B": b, "C": c}
+	neo := a.clients[neoSpec.name]
+
+	t.Run("a JWT of A is accepted at B and C at once", func(t *testing.T) {
+		tok := a.token(t, a.A)
+		for _, g := range []*env{b, c, a} {
+			g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+		}
+	})
+
+	t.Run("an opaque token of A is accepted at B and C at once", func(t *testing.T) {
+		tok := a.tokenOfFormat(t, a.A, "opaque")
+		if n, err := r.do(t, "EXISTS", opaqueKey(tok)); err != nil || n != int64(1) {
+			t.Errorf("the opaque token's record is not in Redis: EXISTS %v (%v)", n, err)
+		}
+		for _, g := range []*env{b, c, a} {
+			g.call(t, http.MethodPost, "/http/flow", tok, "{}").wantStatus(t, http.StatusOK)
+		}
+	})
+
+	t.Run("a JWT revoked at A is refused at B and C within a second", func(t *testing.T) {
+		lat := map[string]latencies{}
+		for range 10 {
+			tok := a.token(t, a.A)
+			for _, g := range fleet { // every instance has verified it, and caches it
+				g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+			}
+			revoked := a.revoke(t, tok, a.A)
+			a.call(t, http.MethodGet, "/http/flow", tok, "").wantBearerChallenge(t, http.StatusUnauthorized, "invalid_token")
+			for name, g := range others {
+				lat[name] = append(lat[name], until(t, g, tok, http.StatusUnauthorized, revoked, propagation, "a JWT revoked at A"))
+			}
+		}
+		t.Logf("revocation at A to refusal at B: %v; at C: %v", lat["B"], lat["C"])
+	})
+
+	t.Run("a lifetime-0 token is refused at A within a second of the next token from B", func(t *testing.T) {
+		var lat latencies
+		for i := range 10 {
+			// Alternating, so that each instance supersedes the other's.
+			from, to := a, b
+			if i%2 == 1 {
+				from, to = b, a
+			}
+			prev := from.tokenOfFormat(t, neo, "jwt")
+			for _, g := range fleet {
+				g.call(t, http.MethodGet, "/http/flow", prev, "").wantStatus(t, http.StatusOK)
+			}
+			next := to.tokenOfFormat(t, neo, "jwt")
+			issued := time.Now()
+			lat = append(lat, until(t, from, prev, http.StatusUnauthorized, issued, propagation, "a superseded lifetime-0 token"))
+			c.call(t, http.MethodGet, "/http/flow", prev, "").wantBearerChallenge(t, http.StatusUnauthorized, "invalid_token")
+			for _, g := range fleet {
+				g.call(t, http.MethodGet, "/http/flow", next, "").wantStatus(t, http.StatusOK)
+			}
+		}
+		t.Logf("lifetime-0 token from one instance to refusal of the previous one at the other: %v", lat)
+	})
+
+	t.Run("after an immediate rotation at A, B and C accept every new token of A at once", func(t *testing.T) {
+		old := a.token(t, a.A)
+		kids := []any{parseJWS(t, old).header["kid"]}
+		var lat latencies
+		for i := range 4 {
+			a.adminKeys(t, http.MethodPost, "/oauth/keys/rotate?now=1")
+			rotated := time.Now()
+			tok := a.token(t, a.A)
+			kid := parseJWS(t, tok).header["kid"]
+			if slices.Contains(kids, kid) {
+				t.Fatalf("rotation %d: A still signs with an earlier key %v", i+1, kid)
+			}
+			kids = append(kids, kid)
+			if i%2 == 0 {
+				// The first token of the new key, straight to B and C.
+				for name, g := range others {
+					if r := g.call(t, http.MethodGet, "/http/flow", tok, ""); r.status != http.StatusOK {
+						t.Errorf("rotation %d: %s refused the first token of A's new key: %d %s", i+1, name, r.status, r.body)
+					}
+				}
+				continue
+			}
+			// No token makes B look for the key: the announcement alone
+			// brings it, and B signs with it from then on.
+			deadline := rotated.Add(propagation)
+			for !slices.ContainsFunc(b.jwks(t), func(k map[string]any) bool { return k["kid"] == kid }) {
+				if time.Now().After(deadline) {
+					t.Fatalf("rotation %d: B does not publish A's new key %v within %v", i+1, kid, propagation)
+				}
+			}
+			lat = append(lat, time.Since(rotated))
+			if got := parseJWS(t, b.token(t, b.A)).header["kid"]; got != kid {
+				t.Errorf("rotation %d: B signs with %v, want the new key %v", i+1, got, kid)
+			}
+			for _, g := range fleet {
+				g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+			}
+		}
+		t.Logf("immediate rotation at A to the new key in B's JWKS: %v", lat)
+		// Tokens of the replaced keys stay valid everywhere.
+		for _, g := range fleet {
+			g.call(t, http.MethodGet, "/http/flow", old, "").wantStatus(t, http.StatusOK)
+		}
+	})
+
+	t.Run("wrong secrets sent to A and B in turn get the budget of one instance", func(t *testing.T) {
+		// Per address is the smaller budget (10 a minute, against 20 per
+		// client): one instance checks 10 wrong secrets from one address,
+		// then answers 429 until the bucket refills, one every 6 s. Two
+		// instances counting apart would check 20.
+		perClient, perAddress := bruteforce.Config{}.Budgets()
+		if perAddress.Failures >= perClient.Failures {
+			t.Fatalf("budgets per client %+v, per address %+v: the test needs the address's to be the smaller", perClient, perAddress)
+		}
+		refill := perAddress.Per / time.Duration(perAddress.Failures)
+		sap := url.Values{"grant_type": {"client_credentials"}}
+		status := map[int]int{}
+		start := time.Now()
+		for i := range 32 {
+			g := []*env{a, b}[i%2]
+			guess := fmt.Sprintf("wrong-%02d-%s", i, rand.Text())
+			sensitive.add(kindGuess, guess)
+			r := g.tokenRequest(t, http.MethodPost, sap, nil, a.A.ID, guess)
+			status[r.status]++
+			checkRefusal(r, t.Errorf)
+		}
+		elapsed := time.Since(start)
+		checked := status[http.StatusUnauthorized]
+		// A refill during the run gives one instance one more check.
+		allowed := perAddress.Failures + int(elapsed/refill)
+		if status[http.StatusUnauthorized]+status[http.StatusTooManyRequests] != 32 {
+			t.Errorf("answers to 32 wrong secrets: %v; want only 401 and 429", status)
+		}
+		if checked < perAddress.Failures || checked > allowed {
+			t.Errorf("%d of 32 wrong secrets were checked (401) in %v; one instance checks %d: the instances do not share the budget",
+				checked, elapsed.Round(time.Millisecond), allowed)
+		}
+		t.Logf("answers to 32 wrong secrets, alternating A and B, in %v: %v", elapsed.Round(time.Millisecond), status)
+		// The right secret still gets a token, at either instance.
+		for _, g := range []*env{a, b} {
+			g.call(t, http.MethodGet, "/http/flow", g.token(t, g.A), "").wantStatus(t, http.StatusOK)
+		}
+	})
+}
