@@ -199,6 +199,42 @@ func TestRealRedis_WatcherResyncsAfterLosingItsConnection(t *testing.T) {
 	}
 }
 
+// A change made at another instance once Redis is back must hold here
+// within the fleet's second, however long Redis was away: the watcher
+// subscribes again (and resyncs) within that second, not only at its
+// next attempt of a backoff grown during the outage.
+func TestRealRedis_WatcherResyncsWithinASecondOfALongOutagesEnd(t *testing.T) {
+	s := startRedis(t)
+	sealer := newSealer(t)
+	a, b := s.engine(t, sealer), s.engine(t, sealer)
+	r := watch(t, b)
+	s.stop()
+	// Long enough for a backoff that doubles from 50 ms to reach 2 s.
+	time.Sleep(3300 * time.Millisecond)
+	s.start()
+	back := time.Now()
+	if err := a.Put(t.Context(), state.Revoked, "right-after", nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if got := r.next(t, 5*time.Second); got.sync {
+			break
+		}
+	}
+	took := time.Since(back)
+	t.Logf("Resync %v after Redis answered again", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("Resync %v after Redis answered again: a change made meanwhile at another instance was not held here within a second", took.Round(time.Millisecond))
+	}
+	var ids []string
+	if err := b.Each(t.Context(), state.Revoked, func(id string, _ []byte, _ time.Time) { ids = append(ids, id) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ids, "right-after") {
+		t.Errorf("after the Resync, Each lists %v, want the revocation made as Redis returned", ids)
+	}
+}
+
 // freezer forwards connections to a server and can freeze the ones open
 // so far: bytes still arrive but are dropped, and nothing is closed, as
 // in a partition or with a dead host.

@@ -27,9 +27,14 @@ const (
 	// connection that died without a word (a partition, a dead host)
 	// is found within idle + timeout, not at the next TCP keepalive.
 	idle = time.Second
-	// The wait between attempts to subscribe while Redis is away.
+	// The wait between attempts to subscribe while Redis is away. A
+	// change another instance makes once Redis is back reaches this one
+	// only when it has subscribed again and resynced, so the longest
+	// wait stays well within the second a change may take to reach the
+	// fleet. An attempt at a Redis that refuses costs a failed connect;
+	// one at a Redis that hangs is bounded by the dial timeout.
 	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	maxBackoff = 500 * time.Millisecond
 )
 
 // Watch tells w of the changes every instance makes, from the calling
