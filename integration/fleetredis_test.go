@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +23,10 @@ import (
 
 // propagation is the fleet's promise for a change made at one instance.
 const propagation = time.Second
+
+// outage is how long Redis stays away in the fault tests: longer than
+// the 2 s at which the instances' attempts to reconnect level off.
+const outage = 5 * time.Second
 
 // neoSpec is a client whose tokens live until it asks for the next one
 // (SAP's lifetime 0).
@@ -216,4 +222,160 @@ func TestRedisFleet_AChangeAtOneInstanceHoldsAtEveryOtherWithinASecond(t *testin
 			g.call(t, http.MethodGet, "/http/flow", g.token(t, g.A), "").wantStatus(t, http.StatusOK)
 		}
 	})
+}
+
+// wantUnavailable asserts the answer to a request that needs the state
+// engine while it is away: 503 temporarily_unavailable with Retry-After,
+// and no token.
+func wantUnavailable(t *testing.T, r response, what string) {
+	t.Helper()
+	if r.status != http.StatusServiceUnavailable {
+		t.Errorf("%s: status %d, want 503; body: %s", what, r.status, r.body)
+		return
+	}
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("%s: Retry-After %q, want a positive number of seconds", what, r.header.Get("Retry-After"))
+	}
+	if code := r.oauthError(t); code != "temporarily_unavailable" {
+		t.Errorf("%s: error %q, want temporarily_unavailable; body: %s", what, code, r.body)
+	}
+	if bytes.Contains(r.body, []byte("access_token")) {
+		t.Errorf("%s: a refused request got a token: %s", what, r.body)
+	}
+}
+
+// retry sends req until it is answered with anything but 503 or limit
+// has passed, and returns the last answer.
+func retry(limit time.Duration, req func() response) response {
+	deadline := time.Now().Add(limit)
+	for {
+		r := req()
+		if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fleetProbes is the load of the fault tests on a fleet: at every
+// instance, tokens that must pass and tokens that must be refused.
+func fleetProbes(fleet []*env, pass, refuse map[string]string) []probe {
+	var ps []probe
+	for i, g := range fleet {
+		at := fmt.Sprintf(" at %c", 'A'+i)
+		for name, tok := range pass {
+			ps = append(ps, probe{name: name + at, req: g.probeRequest(http.MethodGet, "/http/flow", "Bearer "+tok), want: []int{200}, proxied: true})
+		}
+		for name, tok := range refuse {
+			ps = append(ps, probe{name: name + at, req: g.probeRequest(http.MethodGet, "/http/flow", "Bearer "+tok), want: []int{401}})
+		}
+	}
+	return ps
+}
+
+// Redis stops under load and comes back with its data. Meanwhile no
+// decision is wrong: tokens are guarded from what each instance holds,
+// clients with a lifetime get JWTs, and what needs a write (an opaque
+// token, a lifetime-0 token, a revocation) is 503 with Retry-After. When
+// Redis is back, every instance catches up by itself: a revocation made
+// at A as soon as A can write again holds at B and C.
+func TestRedisFleet_WhileRedisIsDownNoDecisionIsWrongAndAfterwardsEveryInstanceCatchesUp(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fleet := newRedisFleet(t, redisState(r.url(), sealingKeys(t)), 3, neoSpec)
+	a, b, c := fleet[0], fleet[1], fleet[2]
+	neo := a.clients[neoSpec.name]
+
+	jwt, revoked, opaque := a.token(t, a.A), a.token(t, a.A), a.tokenOfFormat(t, a.A, "opaque")
+	b.revoke(t, revoked, a.A)
+	superseded := a.tokenOfFormat(t, neo, "jwt")
+	latest := c.tokenOfFormat(t, neo, "jwt")
+	for _, g := range fleet { // each instance holds the opaque token from now on
+		g.call(t, http.MethodGet, "/http/flow", opaque, "").wantStatus(t, http.StatusOK)
+		until(t, g, superseded, http.StatusUnauthorized, time.Now(), propagation, "a superseded lifetime-0 token")
+	}
+	l := newTraffic(fleetProbes(fleet,
+		map[string]string{"A's JWT": jwt, "A's opaque token": opaque, "the latest lifetime-0 token": latest},
+		map[string]string{"a revoked JWT": revoked, "a superseded lifetime-0 token": superseded}))
+	ctx, stop := l.run(t, 2*time.Minute)
+	if err := l.waitFor(ctx, l.answered(2, "")); err != nil {
+		t.Fatalf("waiting for answers with Redis up: %v", err)
+	}
+
+	const down = " (Redis down)"
+	l.enter(down, backendUp)
+	r.stopSaving(t)
+	stopped := time.Now()
+	sap := func(format string) url.Values {
+		return url.Values{"grant_type": {"client_credentials"}, "token_format": {format}}
+	}
+	for i, g := range fleet {
+		name := fmt.Sprintf("%c", 'A'+i)
+		tok := g.token(t, g.A) // a client with a lifetime needs no write
+		for _, h := range fleet {
+			h.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+		}
+		wantUnavailable(t, g.tokenRequest(t, http.MethodPost, sap("opaque"), nil, g.A.ID, g.A.Secret), "an opaque token from "+name)
+		wantUnavailable(t, g.tokenRequest(t, http.MethodPost, sap("jwt"), nil, neo.ID, neo.Secret), "a lifetime-0 token from "+name)
+		wantUnavailable(t, g.postForm(t, "/oauth2/api/v1/revoke", url.Values{"token": {tok}}, g.A), "a revocation at "+name)
+		// A revocation answered 503 did not happen.
+		g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+	}
+	if err := l.waitFor(ctx, l.answered(2, down)); err != nil {
+		t.Fatalf("waiting for answers with Redis down: %v", err)
+	}
+	// Long enough for the instances' attempts to reconnect to be at their
+	// longest interval, as in a real outage.
+	time.Sleep(time.Until(stopped.Add(outage)))
+
+	const back = " (Redis back)"
+	issuedMeanwhile := c.token(t, c.A)
+	l.enter(back, backendUp)
+	r.start(t)
+	returned := time.Now()
+	// As soon as A can write again.
+	rr := retry(10*time.Second, func() response {
+		return a.postForm(t, "/oauth2/api/v1/revoke", url.Values{"token": {issuedMeanwhile}}, a.A)
+	})
+	rr.wantStatus(t, http.StatusOK)
+	revokedAt := time.Now()
+	atB := until(t, b, issuedMeanwhile, http.StatusUnauthorized, revokedAt, propagation, "a revocation at A right after Redis returned")
+	atC := until(t, c, issuedMeanwhile, http.StatusUnauthorized, revokedAt, propagation, "a revocation at A right after Redis returned")
+	t.Logf("Redis back to A's first revocation: %v; that revocation to refusal at B: %v, at C: %v",
+		revokedAt.Sub(returned).Round(time.Millisecond), atB.Round(time.Millisecond), atC.Round(time.Millisecond))
+
+	// What needs a write works again everywhere, and is shared at once.
+	for i, g := range fleet {
+		name := fmt.Sprintf("%c", 'A'+i)
+		op := retry(10*time.Second, func() response {
+			return g.tokenRequest(t, http.MethodPost, sap("opaque"), nil, g.A.ID, g.A.Secret)
+		})
+		op.wantStatus(t, http.StatusOK)
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		op.decode(t, &tok)
+		for _, h := range fleet {
+			if r := h.call(t, http.MethodGet, "/http/flow", tok.AccessToken, ""); r.status != http.StatusOK {
+				t.Errorf("an opaque token from %s after Redis returned: %d at %s", name, r.status, h.base)
+			}
+		}
+	}
+	if err := l.waitFor(ctx, l.answered(2, back)); err != nil {
+		t.Fatalf("waiting for answers after Redis returned: %v", err)
+	}
+	stop()
+	l.check(t)
+
+	// Last, since it ends the load's latest lifetime-0 token.
+	prev := retry(10*time.Second, func() response {
+		return b.tokenRequest(t, http.MethodPost, sap("jwt"), nil, neo.ID, neo.Secret)
+	})
+	prev.wantStatus(t, http.StatusOK)
+	newest := b.tokenOfFormat(t, neo, "jwt")
+	issued := time.Now()
+	for _, g := range []*env{a, c} {
+		until(t, g, latest, http.StatusUnauthorized, issued, propagation, "the lifetime-0 token before the outage, superseded at B after it")
+		g.call(t, http.MethodGet, "/http/flow", newest, "").wantStatus(t, http.StatusOK)
+	}
 }

@@ -90,6 +90,21 @@ func (s *redisServer) stop(t *testing.T) {
 	fmt.Fprintf(s.log, "---- stopped (%v) ----\n", s.proc.err)
 }
 
+// stopSaving stops the server after it has saved its data, so that start
+// brings it back with them, as a Redis with persistence comes back from
+// maintenance.
+func (s *redisServer) stopSaving(t *testing.T) {
+	t.Helper()
+	// The server closes the connection instead of answering.
+	_, _ = s.do(t, "SHUTDOWN", "SAVE")
+	select {
+	case <-s.proc.done:
+	case <-time.After(stopTimeout):
+		t.Fatalf("redis-server %s did not exit within %v of SHUTDOWN SAVE", s.addr(), stopTimeout)
+	}
+	fmt.Fprintf(s.log, "---- shut down, data saved (%v) ----\n", s.proc.err)
+}
+
 // restartEmpty stops the server and starts an empty one on the same
 // port, as a Redis without persistence comes back after a crash.
 func (s *redisServer) restartEmpty(t *testing.T) {
