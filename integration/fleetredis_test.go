@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,17 +258,24 @@ func retry(limit time.Duration, req func() response) response {
 	}
 }
 
-// fleetProbes is the load of the fault tests on a fleet: at every
-// instance, tokens that must pass and tokens that must be refused.
-func fleetProbes(fleet []*env, pass, refuse map[string]string) []probe {
+// tokenProbe is a token of the load on a fleet and its right answer on a
+// flow its client may call.
+type tokenProbe struct {
+	name       string
+	tok        string
+	want       int
+	needsState bool // see probe.needsState
+}
+
+// fleetProbes is the load of the fault tests on a fleet: every token
+// at every instance.
+func fleetProbes(fleet []*env, tokens ...tokenProbe) []probe {
 	var ps []probe
 	for i, g := range fleet {
-		at := fmt.Sprintf(" at %c", 'A'+i)
-		for name, tok := range pass {
-			ps = append(ps, probe{name: name + at, req: g.probeRequest(http.MethodGet, "/http/flow", "Bearer "+tok), want: []int{200}, proxied: true})
-		}
-		for name, tok := range refuse {
-			ps = append(ps, probe{name: name + at, req: g.probeRequest(http.MethodGet, "/http/flow", "Bearer "+tok), want: []int{401}})
+		for _, tp := range tokens {
+			ps = append(ps, probe{name: fmt.Sprintf("%s at %c", tp.name, 'A'+i),
+				req:  g.probeRequest(http.MethodGet, "/http/flow", "Bearer "+tp.tok),
+				want: []int{tp.want}, proxied: tp.want == http.StatusOK, needsState: tp.needsState})
 		}
 	}
 	return ps
@@ -294,16 +302,20 @@ func TestRedisFleet_WhileRedisIsDownNoDecisionIsWrongAndAfterwardsEveryInstanceC
 		g.call(t, http.MethodGet, "/http/flow", opaque, "").wantStatus(t, http.StatusOK)
 		until(t, g, superseded, http.StatusUnauthorized, time.Now(), propagation, "a superseded lifetime-0 token")
 	}
+	// The opaque token is held by every instance: no need to ask Redis.
 	l := newTraffic(fleetProbes(fleet,
-		map[string]string{"A's JWT": jwt, "A's opaque token": opaque, "the latest lifetime-0 token": latest},
-		map[string]string{"a revoked JWT": revoked, "a superseded lifetime-0 token": superseded}))
+		tokenProbe{name: "A's JWT", tok: jwt, want: http.StatusOK},
+		tokenProbe{name: "A's opaque token", tok: opaque, want: http.StatusOK},
+		tokenProbe{name: "the latest lifetime-0 token", tok: latest, want: http.StatusOK},
+		tokenProbe{name: "a revoked JWT", tok: revoked, want: http.StatusUnauthorized},
+		tokenProbe{name: "a superseded lifetime-0 token", tok: superseded, want: http.StatusUnauthorized}))
 	ctx, stop := l.run(t, 2*time.Minute)
 	if err := l.waitFor(ctx, l.answered(2, "")); err != nil {
 		t.Fatalf("waiting for answers with Redis up: %v", err)
 	}
 
 	const down = " (Redis down)"
-	l.enter(down, backendUp)
+	l.enterStateAway(down)
 	r.stopSaving(t)
 	stopped := time.Now()
 	sap := func(format string) url.Values {
@@ -378,4 +390,150 @@ func TestRedisFleet_WhileRedisIsDownNoDecisionIsWrongAndAfterwardsEveryInstanceC
 		until(t, g, latest, http.StatusUnauthorized, issued, propagation, "the lifetime-0 token before the outage, superseded at B after it")
 		g.call(t, http.MethodGet, "/http/flow", newest, "").wantStatus(t, http.StatusOK)
 	}
+}
+
+// Redis keys (package redisstate's layout, default prefix) of what an
+// instance writes back to a Redis that lost it.
+const (
+	signingKeysKey = "oauthgate:blob:oauthgate/signing_keys.json"
+	macKeyKey      = "oauthgate:blob:oauthgate/tokens/opaque_mac_key"
+	revokedKey     = "oauthgate:revoked"
+	latestKey      = "oauthgate:latest"
+)
+
+// waitForKeys waits until the server holds every key, and returns how
+// long after since that was; it fails the test after limit, naming the
+// keys still missing.
+func waitForKeys(t *testing.T, r *redisServer, since time.Time, limit time.Duration, keys map[string]string) time.Duration {
+	t.Helper()
+	for {
+		var missing []string
+		for what, key := range keys {
+			if n, err := r.do(t, "EXISTS", key); err != nil || n != int64(1) {
+				missing = append(missing, what)
+			}
+		}
+		if len(missing) == 0 {
+			return time.Since(since)
+		}
+		if time.Since(since) > limit {
+			slices.Sort(missing)
+			t.Fatalf("%v after the restart, Redis still lacks: %v", limit, missing)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kids lists the kids of g's JWKS, sorted.
+func kids(t *testing.T, g *env) []string {
+	t.Helper()
+	var ids []string
+	for _, k := range g.jwks(t) {
+		ids = append(ids, fmt.Sprint(k["kid"]))
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Redis restarts empty (it keeps nothing on disk) under load. No instance
+// makes a new signing key while it holds one: each writes back what it
+// holds, the keys, the MAC key of opaque tokens, the revocations, the
+// lifetime-0 records and the opaque tokens it has seen. So tokens issued
+// before stay valid, of both formats, whichever instance alone held
+// them; revoked and superseded ones stay refused; and an instance started
+// afterwards agrees with the others.
+func TestRedisFleet_RedisRestartedEmptyGetsBackWhatTheInstancesHold(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fleet := newRedisFleet(t, redisState(r.url(), sealingKeys(t)), 3, neoSpec)
+	a, b, c := fleet[0], fleet[1], fleet[2]
+	neo := a.clients[neoSpec.name]
+
+	jwt := a.token(t, a.A)
+	kid, published := parseJWS(t, jwt).header["kid"], kids(t, a)
+	revokedJWT := b.token(t, b.A)
+	c.revoke(t, revokedJWT, a.A)
+	revokedOpaque := a.tokenOfFormat(t, a.A, "opaque")
+	for _, g := range fleet {
+		g.call(t, http.MethodGet, "/http/flow", revokedOpaque, "").wantStatus(t, http.StatusOK)
+	}
+	b.revoke(t, revokedOpaque, a.A)
+	superseded := a.tokenOfFormat(t, neo, "jwt")
+	latest := b.tokenOfFormat(t, neo, "jwt")
+	for _, g := range fleet {
+		for _, tok := range []string{revokedJWT, revokedOpaque, superseded} {
+			until(t, g, tok, http.StatusUnauthorized, time.Now(), propagation, "a token refused before the restart")
+		}
+	}
+	// An opaque token of each instance, presented there only: no other
+	// instance has it in memory.
+	opaque := make([]string, len(fleet))
+	want := map[string]string{"the signing keys": signingKeysKey, "the MAC key": macKeyKey,
+		"the revocations": revokedKey, "the lifetime-0 records": latestKey}
+	for i, g := range fleet {
+		opaque[i] = g.tokenOfFormat(t, g.A, "opaque")
+		g.call(t, http.MethodGet, "/http/flow", opaque[i], "").wantStatus(t, http.StatusOK)
+		want[fmt.Sprintf("the opaque token of %c", 'A'+i)] = opaqueKey(opaque[i])
+	}
+
+	// The revoked opaque token is held nowhere: each request for it asks
+	// Redis, and is 503 while Redis restarts.
+	l := newTraffic(fleetProbes(fleet,
+		tokenProbe{name: "A's JWT", tok: jwt, want: http.StatusOK},
+		tokenProbe{name: "the latest lifetime-0 token", tok: latest, want: http.StatusOK},
+		tokenProbe{name: "a revoked JWT", tok: revokedJWT, want: http.StatusUnauthorized},
+		tokenProbe{name: "a revoked opaque token", tok: revokedOpaque, want: http.StatusUnauthorized, needsState: true},
+		tokenProbe{name: "a superseded lifetime-0 token", tok: superseded, want: http.StatusUnauthorized}))
+	ctx, stop := l.run(t, 2*time.Minute)
+	if err := l.waitFor(ctx, l.answered(2, "")); err != nil {
+		t.Fatalf("waiting for answers before the restart: %v", err)
+	}
+	l.enterStateAway(" (Redis restarting)")
+	r.restartEmpty(t)
+	t.Logf("Redis empty again to everything written back: %v", waitForKeys(t, r, time.Now(), 5*time.Second, want).Round(time.Millisecond))
+	const after = " (after the restart)"
+	l.enter(after, backendUp)
+
+	for i, g := range fleet {
+		name := fmt.Sprintf("%c", 'A'+i)
+		if got := kids(t, g); !slices.Equal(got, published) {
+			t.Errorf("%s publishes %v after the restart, want the keys before it %v", name, got, published)
+		}
+		if got := parseJWS(t, g.token(t, g.A)).header["kid"]; got != kid {
+			t.Errorf("%s signs with %v after the restart, want the key before it %v", name, got, kid)
+		}
+		for j, tok := range opaque {
+			if r := g.call(t, http.MethodGet, "/http/flow", tok, ""); r.status != http.StatusOK {
+				t.Errorf("the opaque token of %c, issued before the restart, at %s: %d %s", 'A'+j, name, r.status, r.body)
+			}
+		}
+	}
+	if !slices.ContainsFunc(fleet, func(g *env) bool {
+		return strings.Contains(g.gatewayLog.String(), "signing keys were missing from storage; wrote back the keys in use")
+	}) {
+		t.Error("no instance logged that it wrote back the signing keys")
+	}
+
+	// An instance started now has only Redis to learn from.
+	d := a.peer(t)
+	if got := kids(t, d); !slices.Equal(got, published) {
+		t.Errorf("an instance started after the restart publishes %v, want %v", got, published)
+	}
+	for name, tok := range map[string]string{"A's JWT": jwt, "the latest lifetime-0 token": latest,
+		"the opaque token of A": opaque[0], "the opaque token of B": opaque[1], "the opaque token of C": opaque[2]} {
+		if r := d.call(t, http.MethodGet, "/http/flow", tok, ""); r.status != http.StatusOK {
+			t.Errorf("%s at an instance started after the restart: %d %s", name, r.status, r.body)
+		}
+	}
+	for name, tok := range map[string]string{"a revoked JWT": revokedJWT, "a revoked opaque token": revokedOpaque,
+		"a superseded lifetime-0 token": superseded} {
+		if r := d.call(t, http.MethodGet, "/http/flow", tok, ""); r.status != http.StatusUnauthorized {
+			t.Errorf("%s at an instance started after the restart: %d %s", name, r.status, r.body)
+		}
+	}
+	if err := l.waitFor(ctx, l.answered(2, after)); err != nil {
+		t.Fatalf("waiting for answers after the restart: %v", err)
+	}
+	stop()
+	l.check(t)
 }

@@ -119,10 +119,9 @@ func (s *redisServer) restartEmpty(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Nothing to load: it starts empty. (Its clients may write to it as
+	// soon as it answers, so DBSIZE proves nothing here.)
 	s.start(t)
-	if n, err := s.do(t, "DBSIZE"); err != nil || n != int64(0) {
-		t.Fatalf("the restarted server holds %v keys (%v), want none", n, err)
-	}
 }
 
 // do runs one command on the server.
