@@ -537,3 +537,114 @@ func TestRedisFleet_RedisRestartedEmptyGetsBackWhatTheInstancesHold(t *testing.T
 	stop()
 	l.check(t)
 }
+
+// The primary moves under load, twice: by SENTINEL FAILOVER, as an
+// operator moves it (the old primary becomes a replica), and by stopping
+// the new primary, which the Sentinel finds down and replaces. The fleet
+// follows through the Sentinel without a restart and without a wrong
+// decision (503 only for what needs Redis while there is no primary);
+// after each move a revocation at A holds at B and C within a second, and
+// what needs a write works again.
+func TestRedisFleet_SentinelFailoverUnderLoadIsFollowedWithoutARestartOrAWrongDecision(t *testing.T) {
+	t.Parallel()
+	first := startRedis(t)
+	second := startReplica(t, first)
+	s := startSentinel(t, first, "fleet", 1)
+	// The URL's host is not used with Sentinels: the Sentinel names the
+	// primary.
+	fleet := newRedisFleet(t, redisState("redis://sentinel-managed/0", sealingKeys(t),
+		"sentinels "+s.addr, "master_name fleet"), 3, neoSpec)
+	a, b, c := fleet[0], fleet[1], fleet[2]
+	neo := a.clients[neoSpec.name]
+
+	jwt, revoked, opaque := a.token(t, a.A), a.token(t, a.A), b.tokenOfFormat(t, a.A, "opaque")
+	a.revoke(t, revoked, a.A)
+	superseded := a.tokenOfFormat(t, neo, "jwt")
+	latest := c.tokenOfFormat(t, neo, "jwt")
+	for _, g := range fleet {
+		g.call(t, http.MethodGet, "/http/flow", opaque, "").wantStatus(t, http.StatusOK)
+		for _, tok := range []string{revoked, superseded} {
+			until(t, g, tok, http.StatusUnauthorized, time.Now(), propagation, "a token refused before the failover")
+		}
+	}
+	if n, err := first.do(t, "ZCARD", revokedKey); err != nil || n != int64(1) {
+		t.Fatalf("the primary holds %v revocations (%v), want 1: is the fleet on it?", n, err)
+	}
+	// An instance that lost its connection forgets the opaque tokens it
+	// has seen, and asks Redis again: 503 while there is no primary.
+	l := newTraffic(fleetProbes(fleet,
+		tokenProbe{name: "A's JWT", tok: jwt, want: http.StatusOK},
+		tokenProbe{name: "A's opaque token", tok: opaque, want: http.StatusOK, needsState: true},
+		tokenProbe{name: "the latest lifetime-0 token", tok: latest, want: http.StatusOK},
+		tokenProbe{name: "a revoked JWT", tok: revoked, want: http.StatusUnauthorized},
+		tokenProbe{name: "a superseded lifetime-0 token", tok: superseded, want: http.StatusUnauthorized}))
+	ctx, stop := l.run(t, 2*time.Minute)
+	if err := l.waitFor(ctx, l.answered(2, "")); err != nil {
+		t.Fatalf("waiting for answers before the failover: %v", err)
+	}
+
+	// moved checks the fleet on the new primary, and lets the load run
+	// a while on it.
+	moved := func(phase string, primary *redisServer, since time.Time) {
+		t.Helper()
+		l.enter(phase, backendUp)
+		tok := c.token(t, c.A)
+		for _, g := range fleet {
+			g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+		}
+		rr := retry(15*time.Second, func() response {
+			return a.postForm(t, "/oauth2/api/v1/revoke", url.Values{"token": {tok}}, a.A)
+		})
+		rr.wantStatus(t, http.StatusOK)
+		revokedAt := time.Now()
+		atB := until(t, b, tok, http.StatusUnauthorized, revokedAt, propagation, "a revocation at A"+phase)
+		atC := until(t, c, tok, http.StatusUnauthorized, revokedAt, propagation, "a revocation at A"+phase)
+		t.Logf("%s: the move to A's first revocation %v; that revocation to refusal at B: %v, at C: %v", strings.TrimSpace(phase),
+			revokedAt.Sub(since).Round(time.Millisecond), atB.Round(time.Millisecond), atC.Round(time.Millisecond))
+		if n, err := primary.do(t, "ZCARD", revokedKey); err != nil || n.(int64) < 2 {
+			t.Errorf("%s: the new primary holds %v revocations (%v), want the one before and the new one", phase, n, err)
+		}
+		op := retry(15*time.Second, func() response {
+			return b.tokenRequest(t, http.MethodPost, url.Values{"grant_type": {"client_credentials"}, "token_format": {"opaque"}}, nil, b.A.ID, b.A.Secret)
+		})
+		op.wantStatus(t, http.StatusOK)
+		var fresh struct {
+			AccessToken string `json:"access_token"`
+		}
+		op.decode(t, &fresh)
+		for _, g := range fleet {
+			g.call(t, http.MethodGet, "/http/flow", fresh.AccessToken, "").wantStatus(t, http.StatusOK)
+		}
+		if err := l.waitFor(ctx, l.answered(2, phase)); err != nil {
+			t.Fatalf("waiting for answers%s: %v", phase, err)
+		}
+	}
+
+	l.enterStateAway(" (SENTINEL FAILOVER)")
+	start := time.Now()
+	s.failover(t, second)
+	moved(" (after SENTINEL FAILOVER)", second, start)
+
+	// The Sentinel makes the old primary a replica of the new one; once
+	// it is in sync, it can take over in turn.
+	deadline := time.Now().Add(readyTimeout)
+	for first.info(t, "replication", "role") != "slave" || first.info(t, "replication", "master_link_status") != "up" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old primary did not become a replica of the new one within %v", readyTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l.enterStateAway(" (primary stopped)")
+	start = time.Now()
+	second.stop(t)
+	for s.primary(t) != first.addr() || first.info(t, "replication", "role") != "master" {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the Sentinel did not promote %s within 30 s of the primary's stop", first.addr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("primary stopped to the Sentinel's promotion of the replica: %v", time.Since(start).Round(time.Millisecond))
+	moved(" (after the primary stopped)", first, start)
+	stop()
+	l.check(t)
+}

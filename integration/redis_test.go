@@ -255,8 +255,11 @@ func (s *sentinel) primary(t *testing.T) string {
 }
 
 // failover has the Sentinel promote a replica (SENTINEL FAILOVER, as an
-// operator moving the primary does), and waits until it names the
-// replica as the primary and the replica acts as one.
+// operator moving the primary does), and waits until the failover has
+// ended: the Sentinel has announced the new primary (+switch-master),
+// and the replica acts as one. (The Sentinel names the replica a little
+// earlier, from the moment it is promoted; the old primary is made a
+// replica only later, when the Sentinel next looks at it.)
 func (s *sentinel) failover(t *testing.T, to *redisServer) {
 	t.Helper()
 	deadline := time.Now().Add(readyTimeout)
@@ -271,12 +274,38 @@ func (s *sentinel) failover(t *testing.T, to *redisServer) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for s.primary(t) != to.addr() || to.info(t, "replication", "role") != "master" {
+	for s.primary(t) != to.addr() || s.failingOver(t) || to.info(t, "replication", "role") != "master" {
 		if time.Now().After(deadline) {
-			t.Fatalf("after SENTINEL FAILOVER the Sentinel names %s, want %s (role %s)", s.primary(t), to.addr(), to.info(t, "replication", "role"))
+			t.Fatalf("after SENTINEL FAILOVER the Sentinel names %s, want %s (still failing over: %v; role %s)",
+				s.primary(t), to.addr(), s.failingOver(t), to.info(t, "replication", "role"))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// failingOver reports whether the Sentinel's failover of its primary is
+// still in progress.
+func (s *sentinel) failingOver(t *testing.T) bool {
+	t.Helper()
+	out, err := redisDo(t, s.addr, "SENTINEL", "MASTER", s.master)
+	if err != nil {
+		t.Fatalf("Sentinel %s: %v", s.addr, err)
+	}
+	var flags string
+	switch m := out.(type) {
+	case map[any]any: // RESP3
+		flags = fmt.Sprint(m["flags"])
+	case []any: // RESP2: name, value, …
+		for i := 0; i+1 < len(m); i += 2 {
+			if m[i] == "flags" {
+				flags = fmt.Sprint(m[i+1])
+			}
+		}
+	}
+	if flags == "" {
+		t.Fatalf("Sentinel %s: SENTINEL MASTER %s has no flags: %v", s.addr, s.master, out)
+	}
+	return strings.Contains(flags, "failover")
 }
 
 // ---- a fleet on Redis ----
