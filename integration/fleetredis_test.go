@@ -25,9 +25,10 @@ import (
 // propagation is the fleet's promise for a change made at one instance.
 const propagation = time.Second
 
-// outage is how long Redis stays away in the fault tests: longer than
-// the 2 s at which the instances' attempts to reconnect level off.
-const outage = 5 * time.Second
+// outage is how long Redis stays away in the Redis-down test: well past
+// the point where the instances' attempts to reconnect have slowed to
+// their longest interval (package redisstate), as in a real outage.
+const outage = 3 * time.Second
 
 // neoSpec is a client whose tokens live until it asks for the next one
 // (SAP's lifetime 0).
@@ -76,6 +77,10 @@ func opaqueKey(tok string) string {
 	return "oauthgate:opaque:" + hex.EncodeToString(sum[:])
 }
 
+// What a change made at instance A must do at instances B and C, on
+// Redis, row by row; where a row says "within a second" it is measured.
+// On Caddy's storage the revocation and lifetime-0 rows take up to 10 s
+// (the sync interval), and each instance has a failure budget of its own.
 func TestRedisFleet_AChangeAtOneInstanceHoldsAtEveryOtherWithinASecond(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
@@ -144,7 +149,7 @@ func TestRedisFleet_AChangeAtOneInstanceHoldsAtEveryOtherWithinASecond(t *testin
 		old := a.token(t, a.A)
 		kids := []any{parseJWS(t, old).header["kid"]}
 		var lat latencies
-		for i := range 4 {
+		for i := range 6 {
 			a.adminKeys(t, http.MethodPost, "/oauth/keys/rotate?now=1")
 			rotated := time.Now()
 			tok := a.token(t, a.A)
@@ -214,8 +219,8 @@ func TestRedisFleet_AChangeAtOneInstanceHoldsAtEveryOtherWithinASecond(t *testin
 			t.Errorf("answers to 32 wrong secrets: %v; want only 401 and 429", status)
 		}
 		if checked < perAddress.Failures || checked > allowed {
-			t.Errorf("%d of 32 wrong secrets were checked (401) in %v; one instance checks %d: the instances do not share the budget",
-				checked, elapsed.Round(time.Millisecond), allowed)
+			t.Errorf("%d of 32 wrong secrets were checked (401) in %v; one instance checks %d to %d in that time",
+				checked, elapsed.Round(time.Millisecond), perAddress.Failures, allowed)
 		}
 		t.Logf("answers to 32 wrong secrets, alternating A and B, in %v: %v", elapsed.Round(time.Millisecond), status)
 		// The right secret still gets a token, at either instance.
@@ -336,8 +341,6 @@ func TestRedisFleet_WhileRedisIsDownNoDecisionIsWrongAndAfterwardsEveryInstanceC
 	if err := l.waitFor(ctx, l.answered(2, down)); err != nil {
 		t.Fatalf("waiting for answers with Redis down: %v", err)
 	}
-	// Long enough for the instances' attempts to reconnect to be at their
-	// longest interval, as in a real outage.
 	time.Sleep(time.Until(stopped.Add(outage)))
 
 	const back = " (Redis back)"
