@@ -207,6 +207,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.keysChanged = make(chan struct{}, 1)
 	a.tokens.OnBlobs = func(name string) {
 		if name == "" || name == keys.StorageKey {
+			a.keys.StorageChanged()
 			select { // the key sync reads them; one wake-up is enough
 			case a.keysChanged <- struct{}{}:
 			default:

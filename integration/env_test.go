@@ -72,11 +72,11 @@ const policyRules = `rules:
 // caddyfileTemplate is the gateway configuration: directory, gateway port,
 // backend address, the values for the global oauth block, the admin
 // listener, any further oauth options, guard options, global options,
-// site directives and the issuer.
+// site directives, the issuer and the storage directory.
 const caddyfileTemplate = `{
 	admin %[5]s
 	persist_config off
-	storage file_system %[1]s/storage
+	storage file_system %[11]s
 	%[8]s
 	oauth {
 		issuer %[10]s
@@ -124,6 +124,7 @@ var (
 // and gateway, all in the test's temporary directory.
 type env struct {
 	dir         string
+	storage     string // Caddy's file_system storage
 	clientsFile string
 	caddyfile   string
 	caddyEnv    []string // environment of every caddy process
@@ -156,6 +157,10 @@ type envConfig struct {
 	guardOptions string // lines for the oauth_guard block
 	global       string // more global options, e.g. debug
 	site         string // more directives for the site block, e.g. log
+	// ownStorage gives every peer a Caddy storage of its own instead of
+	// the first instance's: with a state engine that holds what a fleet
+	// shares, it shows that nothing shared goes through the disk.
+	ownStorage bool
 }
 
 // newEnvConfig is newEnv with a varied configuration.
@@ -164,6 +169,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 	dir := t.TempDir()
 	e := &env{
 		dir:         dir,
+		storage:     filepath.Join(dir, "storage"),
 		clientsFile: filepath.Join(dir, "clients.json"),
 		caddyfile:   filepath.Join(dir, "Caddyfile"),
 		caddyEnv:    caddyEnviron(t, dir),
@@ -226,18 +232,21 @@ func (e *env) writeCaddyfile(t *testing.T, issuer string) {
 		admin = e.admin
 	}
 	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, e.dir, port, e.backend.addr, leeway, admin,
-		e.cfg.oauthOptions, e.cfg.guardOptions, e.cfg.global, e.cfg.site, e.issuer))
+		e.cfg.oauthOptions, e.cfg.guardOptions, e.cfg.global, e.cfg.site, e.issuer, e.storage))
 }
 
 // peer starts another instance of e's gateway, as a fleet behind one
-// token URL runs it: the same storage, clients, policy, issuer and
-// backend, its own port, admin API and log. It is stopped when the test
-// ends.
+// token URL runs it: the same storage (unless envConfig.ownStorage),
+// clients, policy, issuer and backend, its own port, admin API and log.
+// It is stopped when the test ends.
 func (e *env) peer(t *testing.T) *env {
 	t.Helper()
 	p := *e
 	p.gatewayLog = newLineLog()
 	p.caddyfile = ""
+	if p.cfg.ownStorage {
+		p.storage = t.TempDir()
+	}
 	// As in newEnvConfig, the hygiene check runs after the process has
 	// stopped, and the output is shown on failure.
 	t.Cleanup(func() { checkLogHygiene(t, map[string]*lineLog{"peer caddy output": p.gatewayLog}) })

@@ -54,6 +54,9 @@ const (
 type phase struct {
 	name    string // added to the probes' names in the counts
 	backend int32
+	// stateAway: the state engine (Redis) cannot be asked, so a probe
+	// that needs it may also be answered 503.
+	stateAway bool
 }
 
 // probe is one kind of request of the mixed traffic and the answers that
@@ -65,18 +68,28 @@ type probe struct {
 	// proxied: when allowed, the request goes on to the backend, so its
 	// right answer while the backend is down is 502 instead of 200.
 	proxied bool
+	// needsState: deciding it asks the state engine (an opaque token the
+	// instance does not hold), so 503 with Retry-After is right too
+	// while the engine is away.
+	needsState bool
 }
 
-// wantWith is the right answers with the backend in state s. While it is
-// being stopped, a request may meet it up or down.
-func (p probe) wantWith(s int32) []int {
-	switch {
+// wantIn is the right answers in phase ph. While the backend is being
+// stopped, a request may meet it up or down.
+func (p probe) wantIn(ph *phase) []int {
+	var want []int
+	switch s := ph.backend; {
 	case !p.proxied || s == backendUp:
-		return p.want
+		want = p.want
 	case s == backendStopping:
-		return append([]int{http.StatusBadGateway}, p.want...)
+		want = append([]int{http.StatusBadGateway}, p.want...)
+	default:
+		want = []int{http.StatusBadGateway}
 	}
-	return []int{http.StatusBadGateway}
+	if p.needsState && ph.stateAway {
+		want = append(slices.Clone(want), http.StatusServiceUnavailable)
+	}
+	return want
 }
 
 // traffic sends probes from several workers and counts every answer.
@@ -110,7 +123,15 @@ func newTraffic(probes []probe) *traffic {
 }
 
 // enter starts a phase: answers are counted under its name from now on.
-func (l *traffic) enter(name string, backend int32) { l.phase.Store(&phase{name, backend}) }
+func (l *traffic) enter(name string, backend int32) {
+	l.phase.Store(&phase{name: name, backend: backend})
+}
+
+// enterStateAway starts a phase in which the state engine is away (the
+// backend is up).
+func (l *traffic) enterStateAway(name string) {
+	l.phase.Store(&phase{name: name, backend: backendUp, stateAway: true})
+}
 
 // reload runs a config reload. A request that overlaps it may get no
 // answer at all, and that is Caddy's doing, not the gateway's: on Linux
@@ -175,7 +196,7 @@ func (l *traffic) do(p probe) {
 	}
 	after := l.phase.Load()
 	duringReload := reloads%2 == 1 || l.reloads.Load() != reloads
-	want := slices.Concat(p.wantWith(before.backend), p.wantWith(after.backend))
+	want := slices.Concat(p.wantIn(before), p.wantIn(after))
 	slices.Sort(want)
 	want = slices.Compact(want)
 	key := p.name + before.name

@@ -68,6 +68,10 @@ type Keeper struct {
 	mu       sync.Mutex
 	inflight *flight   // the read for unknown kids running now
 	lastRead time.Time // when the last read for unknown kids started
+	// announced counts the changes other instances announced
+	// (StorageChanged); covered is the count a completed read began
+	// after. While they differ, an unknown kid reads storage at once.
+	announced, covered uint64
 }
 
 // flight is one read for unknown kids; done is closed when it has ended.
@@ -111,7 +115,7 @@ func (k *Keeper) miss(kid string) *Key {
 	f, leader := k.inflight, false
 	if f == nil {
 		now := k.m.opts.Now()
-		if !k.lastRead.IsZero() && now.Sub(k.lastRead) < k.opts.MinReadInterval {
+		if k.announced == k.covered && !k.lastRead.IsZero() && now.Sub(k.lastRead) < k.opts.MinReadInterval {
 			k.mu.Unlock()
 			// A scheduled Sync or a Rotate may have brought it since.
 			return k.set.Load().Lookup(kid)
@@ -144,6 +148,19 @@ func (k *Keeper) read(f *flight) {
 	if err := k.Sync(ctx); err != nil && k.opts.Report != nil {
 		k.opts.Report(fmt.Errorf("reading signing keys for a token of an unknown kid: %w", err))
 	}
+}
+
+// StorageChanged tells the Keeper that another instance announced a
+// change of the key set in storage (a state engine that announces, such
+// as Redis). The next kid it does not know reads storage at once, even
+// within MinReadInterval of the last read: a token of a key rotated at
+// once elsewhere can arrive before the Sync the announcement started has
+// read the keys. Its effect ends when a read that began after it has
+// loaded the set: a Sync it started, or the read of that kid.
+func (k *Keeper) StorageChanged() {
+	k.mu.Lock()
+	k.announced++
+	k.mu.Unlock()
 }
 
 // Sync reads the key set from storage and does the maintenance that is
@@ -180,9 +197,15 @@ func (k *Keeper) update(ctx context.Context, o op) (*Set, error) {
 		return nil, fmt.Errorf("waiting for another sync of the signing keys: %w", ctx.Err())
 	}
 	defer func() { <-k.sem }()
+	k.mu.Lock()
+	announced := k.announced // what is read from here on includes these
+	k.mu.Unlock()
 	set, restored, err := k.m.update(ctx, o, k.set.Load())
 	if set != nil {
 		k.set.Store(set)
+		k.mu.Lock()
+		k.covered = max(k.covered, announced)
+		k.mu.Unlock()
 	}
 	if restored && k.opts.Restored != nil {
 		k.opts.Restored(set)

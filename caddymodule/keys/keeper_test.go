@@ -134,6 +134,61 @@ func TestKeeper_UnknownKidsReadStorageAtMostOncePerInterval(t *testing.T) {
 	}
 }
 
+// An instance rotates at once and announces it (Redis), but the token of
+// the new key can reach this one before the sync the announcement
+// started has read the keys, and within a second of a read for a junk
+// kid: the announcement lets that token's kid read storage at once, and
+// only it.
+func TestKeeper_AnAnnouncedChangeLetsTheNextUnknownKidReadStorageAtOnce(t *testing.T) {
+	st := newMemStorage()
+	clock := keystest.NewClock(t0)
+	k := syncedKeeper(t, st, clock, keys.KeeperOptions{})
+	if k.Lookup(junkKid) != nil { // a read: the next one waits for the interval
+		t.Fatal("a junk kid found a key")
+	}
+	key := mustRotate(t, newManager(t, st, clock, scheduled(jwa.ES256())), true).Signing()
+	st.heal()
+	if k.Lookup(key.ID) != nil || st.reads() != 0 {
+		t.Fatalf("without an announcement, %d reads within the interval", st.reads())
+	}
+
+	k.StorageChanged()
+	if k.Lookup(key.ID) == nil {
+		t.Fatal("after the announcement, the new key's kid did not read storage")
+	}
+	read := st.reads()
+	if k.Lookup(strings.Repeat("B", 43)) != nil || st.reads() != read {
+		t.Errorf("a junk kid after the announcement's read: %d more reads, want none", st.reads()-read)
+	}
+
+	// A Sync that read after an announcement ends it too; one that had
+	// not loaded the set yet does not.
+	k.StorageChanged()
+	mustKeeperSync(t, k)
+	read = st.reads()
+	k.Lookup(strings.Repeat("C", 43))
+	if st.reads() != read {
+		t.Errorf("a junk kid after a Sync that followed the announcement: %d more reads, want none", st.reads()-read)
+	}
+	k.StorageChanged()
+	st.loadErr = func(int) error { return errors.New("storage down") }
+	if err := k.Sync(context.Background()); err == nil {
+		t.Fatal("a Sync on a failing storage succeeded")
+	}
+	st.heal()
+	k.Lookup(strings.Repeat("D", 43))
+	if st.reads() == 0 {
+		t.Error("a Sync that failed ended the announcement: the next unknown kid did not read storage")
+	}
+}
+
+func mustKeeperSync(t *testing.T, k *keys.Keeper) {
+	t.Helper()
+	if err := k.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+}
+
 func TestKeeper_ConcurrentMissesShareOneRead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStorage()

@@ -199,6 +199,42 @@ func TestRealRedis_WatcherResyncsAfterLosingItsConnection(t *testing.T) {
 	}
 }
 
+// A change made at another instance once Redis is back must hold here
+// within the fleet's second, however long Redis was away: the watcher
+// subscribes again (and resyncs) within that second, not only at its
+// next attempt of a backoff grown during the outage.
+func TestRealRedis_WatcherResyncsWithinASecondOfALongOutagesEnd(t *testing.T) {
+	s := startRedis(t)
+	sealer := newSealer(t)
+	a, b := s.engine(t, sealer), s.engine(t, sealer)
+	r := watch(t, b)
+	s.stop()
+	// Long enough for a backoff that doubles from 50 ms to reach 2 s.
+	time.Sleep(3300 * time.Millisecond)
+	s.start()
+	back := time.Now()
+	if err := a.Put(t.Context(), state.Revoked, "right-after", nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if got := r.next(t, 5*time.Second); got.sync {
+			break
+		}
+	}
+	took := time.Since(back)
+	t.Logf("Resync %v after Redis answered again", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("Resync %v after Redis answered again: a change made meanwhile at another instance was not held here within a second", took.Round(time.Millisecond))
+	}
+	var ids []string
+	if err := b.Each(t.Context(), state.Revoked, func(id string, _ []byte, _ time.Time) { ids = append(ids, id) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ids, "right-after") {
+		t.Errorf("after the Resync, Each lists %v, want the revocation made as Redis returned", ids)
+	}
+}
+
 // freezer forwards connections to a server and can freeze the ones open
 // so far: bytes still arrive but are dropped, and nothing is closed, as
 // in a partition or with a dead host.
@@ -291,9 +327,9 @@ func TestRealRedis_WatcherFindsAConnectionThatFellSilent(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	r := watch(t, b)
-	// A quiet connection that answers its pings is kept: no Resync
+	// A quiet subscription that hears its beats is kept: no Resync
 	// (each one reads every revocation) for want of traffic.
-	r.none(t, 2*idle+timeout/2)
+	r.none(t, 5*beat+timeout/2)
 
 	start := time.Now()
 	fz.freeze()
@@ -301,7 +337,7 @@ func TestRealRedis_WatcherFindsAConnectionThatFellSilent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		if got := r.next(t, 3*(idle+timeout)); got.sync {
+		if got := r.next(t, 3*(beat+timeout)); got.sync {
 			break
 		} else if got.id == "while-silent" {
 			t.Fatal("a frozen connection delivered a message")
@@ -544,8 +580,11 @@ func TestRealRedis_LimiterScriptsShareOneBudget(t *testing.T) {
 	}
 }
 
-func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
-	primary := startRedis(t)
+// startSentinel starts a redis-sentinel that watches primary as "fleet",
+// with a quorum of 1, and returns its address. It is stopped when the
+// test ends.
+func startSentinel(t *testing.T, primary *redisServer) string {
+	t.Helper()
 	bin, err := exec.LookPath("redis-sentinel")
 	if err != nil {
 		t.Skip("redis-sentinel is not installed")
@@ -561,7 +600,22 @@ func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sentinel := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// sentinelDo runs one command on the Sentinel at addr.
+func sentinelDo(t *testing.T, addr string, args ...any) (any, error) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true, Protocol: 2})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	return c.Do(ctx, args...).Result()
+}
+
+func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
+	primary := startRedis(t)
+	sentinel := startSentinel(t, primary)
 
 	e, err := New(Config{Sentinels: []string{sentinel}, MasterName: "fleet", Sealer: newSealer(t)})
 	if err != nil {
@@ -585,4 +639,104 @@ func TestRealRedis_SentinelNamesThePrimary(t *testing.T) {
 	if n, err := primary.do("ZCARD", "oauthgate:revoked"); err != nil || n != int64(1) {
 		t.Errorf("the primary holds %v revocations (%v), want 1", n, err)
 	}
+}
+
+// After a failover, the old primary runs on as a primary of its own until
+// the Sentinel next looks at it and makes it a replica (up to 10 s): a
+// subscription left on it hears nothing published on the new one. A
+// watcher must notice within the fleet's second, subscribe on the new
+// primary and resync.
+func TestRealRedis_WatcherFollowsAFailoverWhoseOldPrimaryRunsOn(t *testing.T) {
+	primary := startRedis(t)
+	replica := startRedis(t)
+	if _, err := replica.do("REPLICAOF", "127.0.0.1", strconv.Itoa(primary.port)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica to sync", func() bool { return info(t, replica, "master_link_status") == "up" })
+	sentinel := startSentinel(t, primary)
+	waitFor(t, "the Sentinel to know the replica", func() bool {
+		out, err := sentinelDo(t, sentinel, "SENTINEL", "REPLICAS", "fleet")
+		list, _ := out.([]any)
+		return err == nil && len(list) == 1
+	})
+	sealer := newSealer(t)
+	engine := func() *Engine {
+		e, err := New(Config{Sentinels: []string{sentinel}, MasterName: "fleet", Sealer: sealer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Close() })
+		return e
+	}
+	a, b := engine(), engine()
+	r := watch(t, b)
+
+	waitFor(t, "SENTINEL FAILOVER to be accepted", func() bool {
+		_, err := sentinelDo(t, sentinel, "SENTINEL", "FAILOVER", "fleet")
+		return err == nil // NOGOODSLAVE until the Sentinel has checked the replica
+	})
+	waitFor(t, "the failover to end", func() bool {
+		out, err := sentinelDo(t, sentinel, "SENTINEL", "MASTER", "fleet")
+		m, _ := out.([]any)
+		for i := 0; err == nil && i+1 < len(m); i += 2 {
+			if m[i] == "port" && m[i+1] == strconv.Itoa(replica.port) {
+				return true
+			}
+		}
+		return false
+	})
+	if role := info(t, primary, "role"); role != "master" {
+		t.Fatalf("the old primary is a %s already; the test needs it to run on as a primary", role)
+	}
+	start := time.Now()
+	if err := a.Put(t.Context(), state.Revoked, "after-failover", nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := r.next(t, 15*time.Second)
+		if got.id == "after-failover" {
+			break
+		}
+		if got.sync {
+			var ids []string
+			if err := b.Each(t.Context(), state.Revoked, func(id string, _ []byte, _ time.Time) { ids = append(ids, id) }); err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(ids, "after-failover") {
+				break
+			}
+		}
+	}
+	took := time.Since(start)
+	t.Logf("a change on the new primary reached the watcher %v after it was made", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("a change on the new primary reached the watcher %v after it was made, want within a second", took.Round(time.Millisecond))
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: gave up after 10 s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// info returns a field of the server's INFO replication.
+func info(t *testing.T, s *redisServer, field string) string {
+	t.Helper()
+	out, err := s.do("INFO", "replication")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(fmt.Sprint(out), "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }

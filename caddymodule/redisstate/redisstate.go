@@ -27,6 +27,7 @@
 //	<prefix>fail:c:<hash>   string: a client ID's failure bucket (unix ms when full), expiring then
 //	<prefix>fail:a:<hash>   string: an address's failure bucket, likewise
 //	<prefix>events          pub/sub channel: one small JSON message per change
+//	<prefix>beat:<random>   pub/sub channel: one watcher's beats, published through the primary
 //
 // # Memory
 //

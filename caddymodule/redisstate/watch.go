@@ -2,6 +2,8 @@ package redisstate
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net"
 	"time"
@@ -23,13 +25,25 @@ type BlobWatcher interface {
 }
 
 const (
-	// idle is how long a quiet subscription waits before it pings: a
-	// connection that died without a word (a partition, a dead host)
-	// is found within idle + timeout, not at the next TCP keepalive.
-	idle = time.Second
-	// The wait between attempts to subscribe while Redis is away.
+	// beat is how often a subscription proves that it hears the
+	// primary: it publishes a beat through the primary, on a channel of
+	// its own, and must hear it back within another beat. A subscription
+	// that does not is subscribed again and resyncs: one left on an old
+	// primary after a failover (which runs on as a primary of its own
+	// until the Sentinel makes it a replica, up to 10 s later), or a
+	// connection that died without a word (a partition, a dead host).
+	// Both are found within two beats, within the second a change may
+	// take to reach the fleet; a ping on the subscription would find
+	// only the second.
+	beat = 250 * time.Millisecond
+	// The wait between attempts to subscribe while Redis is away. A
+	// change another instance makes once Redis is back reaches this one
+	// only when it has subscribed again and resynced, so the longest
+	// wait stays well within the second a change may take to reach the
+	// fleet. An attempt at a Redis that refuses costs a failed connect;
+	// one at a Redis that hangs is bounded by the dial timeout.
 	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	maxBackoff = 500 * time.Millisecond
 )
 
 // Watch tells w of the changes every instance makes, from the calling
@@ -56,6 +70,9 @@ func (e *Engine) Watch(ctx context.Context, w state.Watcher) {
 	}
 }
 
+// errBeatLost ends a subscription whose beat did not come back.
+const errBeatLost = errString("redisstate: watch: the subscription did not hear its beat published through the primary")
+
 // subscribe runs one subscription until it fails, and reports whether it
 // got as far as being subscribed.
 func (e *Engine) subscribe(ctx context.Context, w state.Watcher) (subscribed bool, err error) {
@@ -68,44 +85,59 @@ func (e *Engine) subscribe(ctx context.Context, w state.Watcher) (subscribed boo
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	beats := e.key("beat:", hex.EncodeToString(id[:]))
 	sctx, cancel := e.op(ctx)
-	err = ps.Subscribe(sctx, e.channel())
+	err = ps.Subscribe(sctx, e.channel(), beats)
 	cancel()
 	if err != nil {
 		return false, err
 	}
 	bw, _ := w.(BlobWatcher)
-	pinged := false
+	// The next beat is published at next; one published is due back by
+	// due (zero while none is out).
+	next, due := time.Now().Add(beat), time.Time{}
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, idle)
+		until := next
+		if !due.IsZero() {
+			until = due
+		}
+		msg, err := ps.ReceiveTimeout(ctx, max(time.Until(until), time.Millisecond))
 		var ne net.Error
-		switch {
-		case err == nil:
-		case !pinged && errors.As(err, &ne) && ne.Timeout():
-			// Quiet: ask for a Pong. Silence for another idle means the
-			// connection is dead, and the error below says so.
-			pctx, cancel := e.op(ctx)
-			err = ps.Ping(pctx)
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			return subscribed, err
+		}
+		switch now := time.Now(); {
+		case !due.IsZero() && now.After(due):
+			// A message received with this is not lost: the Resync
+			// after the next subscription reads what it announced.
+			return subscribed, errBeatLost
+		case due.IsZero() && !now.Before(next):
+			// A beat that cannot be published within a beat is as lost
+			// as one that does not come back.
+			pctx, cancel := context.WithTimeout(ctx, beat)
+			err := e.rdb.Publish(pctx, beats, "").Err()
 			cancel()
 			if err != nil {
 				return subscribed, err
 			}
-			pinged = true
-			continue
-		default:
-			return subscribed, err
+			due = time.Now().Add(beat)
 		}
-		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			// The first confirms the subscription; any later one follows
 			// a reconnect that go-redis made on its own, after which
 			// messages may be missing just as after one of ours.
-			if m.Kind == "subscribe" {
+			if m.Kind == "subscribe" && m.Channel == e.channel() {
 				subscribed = true
 				w.Resync(ctx)
 			}
 		case *redis.Message:
+			if m.Channel == beats {
+				next, due = time.Now().Add(beat), time.Time{}
+				continue
+			}
 			ev, err := decode(m.Payload)
 			switch {
 			case err != nil:

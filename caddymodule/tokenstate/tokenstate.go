@@ -12,6 +12,7 @@
 package tokenstate
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -30,6 +31,16 @@ import (
 
 // MACKeyName is where the opaque-token MAC key lives among the blobs.
 const MACKeyName = state.StorageDir + "/opaque_mac_key"
+
+// epochName is where a random value lives that is made anew, under the
+// MAC key's lock, whenever the MAC key had to be written: on first start,
+// and by the first instance to find that the engine lost everything. An
+// instance that then finds another epoch than the one it saw last knows
+// the engine was wiped meanwhile, although the MAC key is back already,
+// and writes back the opaque tokens it holds.
+const epochName = state.StorageDir + "/epoch"
+
+const epochLen = 16
 
 // Opaque is what an opaque token stands for.
 type Opaque struct {
@@ -74,6 +85,7 @@ type Store struct {
 	OnBlobs func(name string)
 
 	mu      sync.RWMutex
+	epoch   []byte               // the epoch seen at the last Sync (epochName)
 	revoked map[string]time.Time // hashed jti → expiry of the token
 	latest  map[string]latest    // client ID → latest token
 	opaque  *opaqueCache         // hashed token → record, those looked up
@@ -90,7 +102,7 @@ func Open(ctx context.Context, blobs state.Blobs, entries state.Entries, now fun
 	s := &Store{blobs: blobs, entries: entries, now: now,
 		revoked: map[string]time.Time{}, latest: map[string]latest{}, opaque: newOpaqueCache(opaqueCacheSize)}
 	var err error
-	if s.macKey, _, err = loadOrCreateMACKey(ctx, blobs, nil); err != nil {
+	if s.macKey, s.epoch, _, err = loadOrCreateMACKey(ctx, blobs, nil); err != nil {
 		return nil, err
 	}
 	if err := s.Sync(ctx); err != nil {
@@ -107,39 +119,59 @@ func Open(ctx context.Context, blobs state.Blobs, entries state.Entries, now fun
 // ctx ends.
 func (s *Store) Run(ctx context.Context) { s.entries.Watch(ctx, (*watcher)(s)) }
 
-// loadOrCreateMACKey returns the opaque-token MAC key, and whether it was
-// missing. A missing key is made on first start, or, by an instance that
-// holds one (held), written back: the blobs were wiped, and the opaque
-// tokens issued before must stay authentic. It is written under a lock,
-// re-checked after taking it, as another instance may have written it
-// meanwhile.
-func loadOrCreateMACKey(ctx context.Context, blobs state.Blobs, held []byte) (key []byte, missing bool, err error) {
-	load := func() ([]byte, error) {
-		key, err := blobs.Load(ctx, MACKeyName)
-		if err == nil && len(key) != macKeyLen {
-			return nil, fmt.Errorf("%s: want %d bytes, found %d", MACKeyName, macKeyLen, len(key))
-		}
-		return key, err
-	}
-	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
-		return key, false, err
+// loadOrCreateMACKey returns the opaque-token MAC key and the epoch, and
+// whether the key was missing. A missing key is made on first start, or,
+// by an instance that holds one (held), written back: the blobs were
+// wiped, and the opaque tokens issued before must stay authentic. Either
+// way a new epoch is written with it; a missing epoch alone (a store of
+// an earlier release) is made too. Both are written under the MAC key's
+// lock, re-checked after taking it, as another instance may have written
+// them meanwhile.
+func loadOrCreateMACKey(ctx context.Context, blobs state.Blobs, held []byte) (key, epoch []byte, missing bool, err error) {
+	if key, epoch, err = loadMACKey(ctx, blobs); !errors.Is(err, fs.ErrNotExist) {
+		return key, epoch, false, err
 	}
 	if err := blobs.Lock(ctx, MACKeyName); err != nil {
-		return nil, true, fmt.Errorf("locking %s: %w", MACKeyName, err)
+		return nil, nil, true, fmt.Errorf("locking %s: %w", MACKeyName, err)
 	}
 	defer func() { _ = blobs.Unlock(context.WithoutCancel(ctx), MACKeyName) }()
-	if key, err := load(); !errors.Is(err, fs.ErrNotExist) {
-		return key, true, err
+	key, epoch, err = loadMACKey(ctx, blobs)
+	switch {
+	case !errors.Is(err, fs.ErrNotExist):
+		return key, epoch, false, err
+	case key == nil:
+		missing, key = true, held
+		if key == nil {
+			key = make([]byte, macKeyLen)
+			_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
+		}
+		if err := blobs.Store(ctx, MACKeyName, key); err != nil {
+			return nil, nil, true, fmt.Errorf("storing %s: %w", MACKeyName, err)
+		}
 	}
-	key = held
-	if key == nil {
-		key = make([]byte, macKeyLen)
-		_, _ = rand.Read(key) // crypto/rand.Read never fails (Go ≥ 1.24)
+	epoch = make([]byte, epochLen)
+	_, _ = rand.Read(epoch)
+	if err := blobs.Store(ctx, epochName, epoch); err != nil {
+		return nil, nil, missing, fmt.Errorf("storing %s: %w", epochName, err)
 	}
-	if err := blobs.Store(ctx, MACKeyName, key); err != nil {
-		return nil, true, fmt.Errorf("storing %s: %w", MACKeyName, err)
+	return key, epoch, missing, nil
+}
+
+// loadMACKey loads the MAC key, then the epoch. With the key but no
+// epoch, it returns the key and an error wrapping fs.ErrNotExist.
+func loadMACKey(ctx context.Context, blobs state.Blobs) (key, epoch []byte, err error) {
+	load := func(name string, size int) ([]byte, error) {
+		b, err := blobs.Load(ctx, name)
+		if err == nil && len(b) != size {
+			return nil, fmt.Errorf("%s: want %d bytes, found %d", name, size, len(b))
+		}
+		return b, err
 	}
-	return key, true, nil
+	if key, err = load(MACKeyName, macKeyLen); err != nil {
+		return nil, nil, err
+	}
+	epoch, err = load(epochName, epochLen)
+	return key, epoch, err
 }
 
 func hash(s string) string {
@@ -313,11 +345,17 @@ func (s *Store) Sync(ctx context.Context) error {
 	// again: one of them may have been revoked at an instance whose
 	// announcement this one missed. If the engine has lost the MAC key,
 	// it has lost everything: what is held here is written back first,
-	// since these tokens were not revoked.
-	_, wiped, err := loadOrCreateMACKey(ctx, s.blobs, s.macKey)
+	// since these tokens were not revoked. So it is if the epoch changed:
+	// another instance found the engine wiped and wrote the key back
+	// before this one looked.
+	_, epoch, wiped, err := loadOrCreateMACKey(ctx, s.blobs, s.macKey)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	wiped = wiped || !bytes.Equal(epoch, s.epoch)
+	s.epoch = epoch
+	s.mu.Unlock()
 	var restore []func() error
 	for h, rec := range s.opaque.drain() {
 		if wiped && now.Before(rec.Expiry) {

@@ -29,11 +29,12 @@ func (s *memStorage) List(ctx context.Context, dir string, recursive bool) ([]st
 	return keys, err
 }
 
-// entries counts the token-state entries in storage, not the MAC key.
+// entries counts the token-state entries in storage, not the MAC key
+// and the epoch.
 func entries(st *memStorage) int {
 	n := 0
 	for _, k := range st.Keys() {
-		if k != MACKeyName {
+		if k != MACKeyName && k != epochName {
 			n++
 		}
 	}
@@ -304,6 +305,67 @@ func TestSync_WritesBackWhatAWipedEngineLost(t *testing.T) {
 		t.Error("a revocation held before the wipe was not written back: the token is accepted again")
 	case !b.Superseded("zero-client", "earlier-jti", t0.Add(-time.Minute)):
 		t.Error("a lifetime-0 record held before the wipe was not written back")
+	}
+}
+
+// After a wipe, every instance writes back the opaque tokens it holds, not
+// only the first to resync: the others find the MAC key written back
+// already, yet their tokens are lost all the same.
+func TestSync_EveryInstanceWritesBackItsOpaqueTokensAfterAWipe(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a, b := open(t, st, c), open(t, st, c)
+	held := map[*Store]string{}
+	for s, id := range map[*Store]string{a: "of-a", b: "of-b"} {
+		held[s] = s.NewOpaque()
+		if err := s.PutOpaque(ctx, held[s], &Opaque{ClientID: "c", Expiry: t0.Add(time.Hour), ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, k := range st.Keys() { // the engine restarts empty
+		if err := st.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []*Store{a, b, a, b} { // b resyncs after a wrote the MAC key back
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fresh := open(t, st, c)
+	for s, name := range map[*Store]string{a: "the first instance to resync", b: "an instance that resynced after it"} {
+		if lookup(t, fresh, held[s]) == nil {
+			t.Errorf("the opaque token held by %s alone was not written back", name)
+		}
+	}
+}
+
+// Without a wipe, a Sync writes back nothing: an opaque token this
+// instance holds that another revoked (an announcement it missed) stays
+// revoked.
+func TestSync_WithoutAWipeAnOpaqueTokenRevokedElsewhereStaysRevoked(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a, b := open(t, st, c), open(t, st, c)
+	tok := a.NewOpaque()
+	if err := a.PutOpaque(ctx, tok, &Opaque{ClientID: "c", Expiry: t0.Add(time.Hour), ID: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	if lookup(t, b, tok) == nil { // b holds it from now on
+		t.Fatal("the opaque token is unknown at the other instance")
+	}
+	if err := a.RevokeOpaque(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Store{b, a, b} {
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lookup(t, b, tok) != nil || lookup(t, open(t, st, c), tok) != nil {
+		t.Error("an opaque token revoked at another instance is valid again after a Sync")
 	}
 }
 
