@@ -519,6 +519,14 @@ if ((scale != 0)) && selected scale; then
 		die "BENCH_SCALE_LOOKUPS ($scale_lookups) + $scale_count must be at most BENCH_SCALE_OPAQUE ($scale_opaque), and at least 3"
 	redis_args=(-redis "$redis_addr" -prefix oauthgate-scale: -sealing-keys "$work/sealing.keys")
 	ms() { echo $(($(date +%s%N) / 1000000)); }
+	# heap is the gateway's live heap in bytes: the heap profile of the
+	# admin API, asked with gc=1, collects first; expvar then reads it.
+	# The profile is kept (the last one is the scale case's).
+	heap() {
+		curl -sf --max-time 60 -o "bench-results/$stamp-scale.heap.pprof" "http://127.0.0.1:$admin_port/debug/pprof/heap?gc=1" ||
+			die "scale: could not fetch the heap profile from the admin API"
+		curl -sf --max-time 10 "http://127.0.0.1:$admin_port/debug/vars" | sed -nE 's/.*"HeapAlloc": *([0-9]+).*/\1/p'
+	}
 	# new_instance starts a gateway on the scale prefix and sets
 	# start_ms (launch to first answer, probed every 20 ms), start_rss
 	# (kB, 2 s later: after the resync the watch does once subscribed)
@@ -531,6 +539,7 @@ if ((scale != 0)) && selected scale; then
 		start_ms=$(($(ms) - t0))
 		sleep 2
 		start_rss=$(rss VmRSS)
+		start_heap=$(heap)
 		bin/benchtool stats -redis "$redis_addr" >"$work/stats-1.txt"
 		start_cmds=$(awk 'NR == FNR { a[$2] = $3; next } $3 > a[$2] { printf "%s%s %d", sep, toupper($2), $3 - a[$2]; sep = ", " }' \
 			"$work/stats-0.txt" "$work/stats-1.txt")
@@ -539,7 +548,7 @@ if ((scale != 0)) && selected scale; then
 	start_gateway guard-redis-scale # the first start makes the keys and the MAC key
 	stop_gateway
 	new_instance
-	empty_ms=$start_ms empty_rss=$start_rss empty_cmds=$start_cmds
+	empty_ms=$start_ms empty_rss=$start_rss empty_cmds=$start_cmds empty_heap=$start_heap
 	stop_gateway
 
 	bin/benchtool fill "${redis_args[@]}" -client-id "$client_id" -audience "$issuer" \
@@ -549,11 +558,12 @@ if ((scale != 0)) && selected scale; then
 	new_instance
 	log "scale: a new instance answered in ${start_ms} ms, RSS $((start_rss / 1024)) MB"
 	part=$((scale_lookups / 3))
-	part_rss=()
+	part_rss=() part_heap=()
 	for k in 0 1 2; do
 		bin/benchtool lookup "${redis_args[@]}" -url "$base/http/flow" -from $((k * part)) -n "$part" -c "$conns" >"$work/lookup-$k.txt"
 		part_rss+=("$(rss VmRSS)")
-		log "scale: $(cat "$work/lookup-$k.txt"); RSS $((part_rss[k] / 1024)) MB"
+		part_heap+=("$(heap)")
+		log "scale: $(cat "$work/lookup-$k.txt"); RSS $((part_rss[k] / 1024)) MB, live heap $((part_heap[k] >> 20)) MB"
 	done
 	bin/benchtool lookup "${redis_args[@]}" -url "$base/http/flow" -from $((3 * part)) -n "$scale_count" -c 1 -count \
 		>"$work/lookup-count.txt"
@@ -566,9 +576,9 @@ if ((scale != 0)) && selected scale; then
 	scale_lines=$(
 		echo "scale (state redis, ES256 gateway; $scale_opaque opaque tokens and $scale_revoked revocations pipelined into Redis in the engine's key layout, benchtool fill):"
 		sed 's/^/  /' "$work/fill.txt"
-		awk -v e="$empty_ms" -v er="$empty_rss" -v s="$start_ms" -v sr="$start_rss" -v n="$scale_revoked" 'BEGIN {
-			printf "  new instance, empty state: answered %d ms after launch, RSS %.1f MB\n", e, er / 1024
-			printf "  new instance, with them:   answered %d ms after launch, RSS %.1f MB (%+.1f MB, %.0f bytes per revocation held)\n", s, sr / 1024, (sr - er) / 1024, n > 0 ? (sr - er) * 1024 / n : 0
+		awk -v e="$empty_ms" -v er="$empty_rss" -v eh="$empty_heap" -v s="$start_ms" -v sr="$start_rss" -v sh="$start_heap" -v n="$scale_revoked" 'BEGIN {
+			printf "  new instance, empty state: answered %d ms after launch, RSS %.1f MB, live heap %.1f MB\n", e, er / 1024, eh / 1048576
+			printf "  new instance, with them:   answered %d ms after launch, RSS %.1f MB (%+.1f MB), live heap %.1f MB (%+.1f MB: %.0f bytes per revocation held)\n", s, sr / 1024, (sr - er) / 1024, sh / 1048576, (sh - eh) / 1048576, n > 0 ? (sh - eh) / n : 0
 		}'
 		echo "  Redis commands of its start (launch + 2 s): $start_cmds"
 		echo "  (empty state: $empty_cmds)"
@@ -576,6 +586,11 @@ if ((scale != 0)) && selected scale; then
 			grow = (c - s) / 1024; limit = bound + 50
 			printf "  RSS after %d, %d, %d distinct opaque tokens looked up: %.1f, %.1f, %.1f MB (%+.1f MB from start, %+.1f MB over the last %d; peak %.1f MB)\n", part, 2 * part, 3 * part, a / 1024, b / 1024, c / 1024, grow, (c - b) / 1024, part, p / 1024
 			printf "  target: growth <= opaque cache bound %d MB + 50 MB: %s\n", bound, (grow <= limit ? "met" : sprintf("NOT MET (%.1f MB over)", grow - limit))
+		}'
+		# tokenstate's opaqueCacheSize: the cache holds at most 100,000.
+		awk -v s="$start_heap" -v a="${part_heap[0]}" -v b="${part_heap[1]}" -v c="${part_heap[2]}" -v part="$part" 'BEGIN {
+			cached = 3 * part < 100000 ? 3 * part : 100000
+			printf "  live heap after them: %.1f, %.1f, %.1f MB (%+.1f MB from start, %.0f bytes per cached opaque token, %d cached; %+.1f MB over the last %d)\n", a / 1048576, b / 1048576, c / 1048576, (c - s) / 1048576, (c - s) / cached, cached, (c - b) / 1048576, part
 		}'
 		for k in 0 1 2; do sed 's/^/  /' "$work/lookup-$k.txt"; done
 		echo "  a lookup of an opaque token not seen before, $scale_count sent one at a time: Redis commands per request $per_lookup"
@@ -646,7 +661,7 @@ summary=$(
 	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "settings: duration=$duration warmup=$warmup rounds=$rounds threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb scale=$scale scale_opaque=$scale_opaque scale_revoked=$scale_revoked scale_lookups=$scale_lookups"
 	echo
-	report
+	if [[ -s $runs ]]; then report; fi
 	if [[ -n $memory_line ]]; then printf '\n%s\n' "$memory_line"; fi
 	if [[ -n $scale_lines ]]; then printf '\n%s\n' "$scale_lines"; fi
 )
@@ -657,6 +672,10 @@ summary=$(
 			"$name" "$((duration - 2))" "$stamp" "$name"
 		go tool pprof -top -cum -nodecount=30 bin/caddy "bench-results/$stamp-$name.cpu.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
 	done
+	if [[ -n $scale_lines ]]; then
+		printf '\nLive heap of the scale case'"'"'s instance after its lookups (go tool pprof -top -sample_index=inuse_space bin/caddy bench-results/%s-scale.heap.pprof):\n' "$stamp"
+		go tool pprof -top -sample_index=inuse_space -nodecount=20 bin/caddy "bench-results/$stamp-scale.heap.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+	fi
 	if [[ ${BENCH_GO:-1} != 0 ]]; then
 		printf '\nGo benchmarks: go test -run '"'"'^$'"'"' -bench . -benchmem -benchtime %s ./caddymodule/...\n' "$go_time"
 		grep -v 'no test files' "$go_out" || true
