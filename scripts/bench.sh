@@ -578,7 +578,7 @@ if ((scale != 0)) && selected scale; then
 		sed 's/^/  /' "$work/fill.txt"
 		awk -v e="$empty_ms" -v er="$empty_rss" -v eh="$empty_heap" -v s="$start_ms" -v sr="$start_rss" -v sh="$start_heap" -v n="$scale_revoked" 'BEGIN {
 			printf "  new instance, empty state: answered %d ms after launch, RSS %.1f MB, live heap %.1f MB\n", e, er / 1024, eh / 1048576
-			printf "  new instance, with them:   answered %d ms after launch, RSS %.1f MB (%+.1f MB), live heap %.1f MB (%+.1f MB: %.0f bytes per revocation held)\n", s, sr / 1024, (sr - er) / 1024, sh / 1048576, (sh - eh) / 1048576, n > 0 ? (sh - eh) / n : 0
+			printf "  new instance, with them:   answered %d ms after launch, RSS %.1f MB (%+.1f MB), live heap %.1f MB (%+.1f MB: %.0f bytes per revocation held)\n", s, sr / 1024, (sr - er) / 1024, sh / 1048576, (sh - eh) / 1048576, (n > 0 ? (sh - eh) / n : 0)
 		}'
 		echo "  Redis commands of its start (launch + 2 s): $start_cmds"
 		echo "  (empty state: $empty_cmds)"
