@@ -19,13 +19,25 @@
 #   BENCH_PROFILE_CASES    cases whose CPU profile is taken, in an extra run
 #                          after the measured one (default: the guard with one token and
 #                          with distinct tokens, the large policy, the invalid
-#                          token, the EdDSA token endpoint)
+#                          token, the EdDSA token endpoint, the token endpoint on Redis)
+#   BENCH_SCALE            0 skips the scale case (default 1): opaque tokens and
+#                          revocations in Redis, a new instance, lookups
+#   BENCH_SCALE_OPAQUE     opaque tokens put in Redis for it (default 1000000)
+#   BENCH_SCALE_REVOKED    revocations put in Redis for it (default 100000)
+#   BENCH_SCALE_LOOKUPS    distinct opaque tokens the new instance is sent, in
+#                          three parts (default 300000: three times its cache)
+#   BENCH_OPAQUE_CACHE_BOUND_MB  the bound of an instance's opaque-token cache, in MB
+#                          (default 30: 100,000 entries, by tokenstate's own estimate)
 #   BENCH_GO               0 skips the Go benchmarks (default 1)
 #   BENCH_GO_TIME          their -benchtime (default 1s)
 #   BENCH_CASES            run only these load cases (and their references)
 #   BENCH_ROUNDS           runs of the whole sequence of load cases (default 1);
 #                          each case's figures are the mean of its runs
 #   BENCH_KEEP             1 keeps the temporary directory (configs, logs, tokens)
+#
+# The cases on Redis state (guard-redis-*, token-redis-*, scale) start a
+# redis-server of their own on a free 127.0.0.1 port, in the temporary
+# directory, without persistence, and stop it on exit.
 #
 # Everything listens on and sends to 127.0.0.1 only. The exit status is
 # non-zero when the harness fails (a build, a process that does not start,
@@ -42,7 +54,15 @@ conns=${BENCH_CONNECTIONS:-$((cpus * 16))}
 distinct=${BENCH_DISTINCT_TOKENS:-120000}
 memory_tokens=${BENCH_MEMORY_TOKENS:-1000000}
 cache_bound_mb=${BENCH_CACHE_BOUND_MB:-50}
-profile_cases=${BENCH_PROFILE_CASES-guard-same-rs256 guard-distinct-rs256 guard-distinct-es256 guard-policy-10k guard-invalid-token token-eddsa}
+profile_cases=${BENCH_PROFILE_CASES-guard-same-rs256 guard-distinct-rs256 guard-distinct-es256 guard-policy-10k guard-invalid-token token-eddsa token-redis-es256}
+scale=${BENCH_SCALE:-1}
+scale_opaque=${BENCH_SCALE_OPAQUE:-1000000}
+scale_revoked=${BENCH_SCALE_REVOKED:-100000}
+scale_lookups=${BENCH_SCALE_LOOKUPS:-300000}
+opaque_cache_bound_mb=${BENCH_OPAQUE_CACHE_BOUND_MB:-30}
+# The scale case's count of Redis commands per lookup is taken over these
+# many more tokens, none seen before, sent one at a time.
+scale_count=1000
 go_time=${BENCH_GO_TIME:-1s}
 rounds=${BENCH_ROUNDS:-1}
 only=${BENCH_CASES:-}
@@ -71,6 +91,14 @@ guard-policy-10k      guard-rs256-10k  same-rs256       guard-same-rs256  0.95 -
 token-es256           guard-es256      token-generated  respond           0.35 -
 token-eddsa           guard-eddsa      token-generated  respond           0.45 -
 token-argon2id        guard-es256      token-argon2id   respond           0.35 -
+guard-file-same-rs256 guard-rs256      same-rs256       -                 -    -
+guard-file-distinct-rs256 guard-rs256  distinct-rs256   -                 -    -
+guard-file-distinct-es256 guard-es256  distinct-es256   -                 -    -
+token-file-es256      guard-es256      token-generated  -                 -    -
+guard-redis-same-rs256 guard-redis-rs256 same-rs256     guard-file-same-rs256 0.97 -
+guard-redis-distinct-rs256 guard-redis-rs256 distinct-rs256 guard-file-distinct-rs256 0.97 -
+guard-redis-distinct-es256 guard-redis-es256 distinct-es256 guard-file-distinct-es256 0.97 -
+token-redis-es256     guard-redis-es256 token-generated token-file-es256  0.90 -
 "
 # The order of the runs: each group between two runs of its reference;
 # the 10,000-rule guard right after the 10-rule guard it is compared with.
@@ -78,7 +106,11 @@ order="proxy guard-same-rs256 guard-policy-10k guard-same-es256 guard-missing-to
 guard-invalid-token proxy
 proxy-distinct-rs256 guard-distinct-rs256 proxy-distinct-rs256
 proxy-distinct-es256 guard-distinct-es256 proxy-distinct-es256
-respond token-es256 token-eddsa token-argon2id respond"
+respond token-es256 token-eddsa token-argon2id respond
+guard-file-same-rs256 guard-redis-same-rs256 guard-file-same-rs256
+guard-file-distinct-rs256 guard-redis-distinct-rs256 guard-file-distinct-rs256
+guard-file-distinct-es256 guard-redis-distinct-es256 guard-file-distinct-es256
+token-file-es256 token-redis-es256 token-file-es256"
 
 field() { awk -v n="$2" '$1 == c { print $n }' c="$1" <<<"$cases"; }
 
@@ -91,20 +123,36 @@ selected() {
 	return 1
 }
 
+# uses_redis says whether a selected case runs on Redis state.
+uses_redis() {
+	local c
+	for c in $order; do
+		if [[ $(field "$c" 2) == guard-redis-* ]] && selected "$c"; then
+			return 0
+		fi
+	done
+	((scale != 0)) && selected scale
+}
+
 # ---- tools ----
 
-if ! command -v wrk >/dev/null; then
-	log "installing wrk (Debian package)"
-	sudo=()
+need() { # command, Debian package
+	command -v "$1" >/dev/null && return 0
+	log "installing $1 (Debian package $2)"
+	local sudo=()
 	if ((EUID != 0)); then
 		if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
-			die "wrk is missing and installing it needs root: apt-get install wrk"
+			die "$1 is missing and installing it needs root: apt-get install $2"
 		fi
 		sudo=(sudo -n)
 	fi
-	"${sudo[@]}" apt-get install -y -qq wrk >/dev/null 2>&1 ||
-		{ "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq wrk >/dev/null; } ||
-		die "could not install wrk"
+	"${sudo[@]}" apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+		{ "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "$2" >/dev/null; } ||
+		die "could not install $2"
+}
+need wrk wrk
+if uses_redis; then
+	need redis-server redis-server
 fi
 command -v curl >/dev/null || die "curl is needed"
 
@@ -127,6 +175,7 @@ chmod 700 "$work"
 cleanup() {
 	local running
 	running=$(jobs -p)
+	# shellcheck disable=SC2086 # one pid per word
 	[[ -z $running ]] || kill $running 2>/dev/null || true
 	wait 2>/dev/null || true
 	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
@@ -152,15 +201,33 @@ for _ in $(seq 100); do
 done
 grep -q listening "$work/iflow.err" || die "the backend did not start: $(cat "$work/iflow.err")"
 
+# The Redis of the cases on Redis state: no snapshots, no append-only
+# file, so that it costs what serving the gateway costs and nothing else.
+redis_pid='' redis_addr=''
+if uses_redis; then
+	redis_addr=127.0.0.1:$(port)
+	mkdir "$work/redis"
+	redis-server --bind 127.0.0.1 --port "${redis_addr#*:}" --dir "$work/redis" --save '' --appendonly no \
+		--logfile "$work/redis.log" &
+	redis_pid=$!
+	for _ in $(seq 100); do
+		bin/benchtool stats -redis "$redis_addr" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	bin/benchtool stats -redis "$redis_addr" >/dev/null || die "redis-server did not start: $(tail -5 "$work/redis.log")"
+	bin/caddy oauth state key --id bench >"$work/sealing.keys"
+	chmod 600 "$work/sealing.keys"
+fi
+
 gw_pid=
-start_gateway() {
+start_gateway() { # config[, seconds between probes: 0.1]
 	bin/caddy run --config "$work/$1.Caddyfile" --adapter caddyfile >>"$work/caddy-$1.log" 2>&1 &
 	gw_pid=$!
-	local i
-	for ((i = 0; i < 600; i++)); do
+	local deadline=$(($(date +%s) + 60))
+	while (($(date +%s) < deadline)); do
 		[[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$base/" || true) != 000 ]] && return 0
 		kill -0 "$gw_pid" 2>/dev/null || die "caddy ($1) exited:$(printf '\n')$(tail -20 "$work/caddy-$1.log")"
-		sleep 0.1
+		sleep "${2:-0.1}"
 	done
 	die "caddy ($1) did not answer within 60s"
 }
@@ -195,13 +262,18 @@ global() { # storage name, oauth block
 	printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s\n%s\n}\n' \
 		"$admin_port" "$work/storage-$1" "${2:-}"
 }
-oauth_block() { # algorithm, policy file
-	printf '\toauth {\n\t\tissuer %s\n\t\tclients %s\n\t\tpolicy %s\n\t\tsigning_algorithm %s\n\t}\n' \
+oauth_block() { # algorithm, policy file[, Redis key prefix: state on Redis]
+	printf '\toauth {\n\t\tissuer %s\n\t\tclients %s\n\t\tpolicy %s\n\t\tsigning_algorithm %s\n' \
 		"$issuer" "$work/clients.json" "$2" "$1"
+	if [[ -n ${3:-} ]]; then
+		printf '\t\tstate redis redis://%s {\n\t\t\tprefix %s\n\t\t\tsealing_keys_file %s\n\t\t}\n' \
+			"$redis_addr" "$3" "$work/sealing.keys"
+	fi
+	printf '\t}\n'
 }
-guard_config() { # name, algorithm, policy file
+guard_config() { # name, algorithm, policy file[, Redis key prefix]
 	{
-		global "${2,,}" "$(oauth_block "$2" "$3")"
+		global "${2,,}" "$(oauth_block "$2" "$3" "${4:-}")"
 		printf '%s {\n\tbind 127.0.0.1\n\toauth_server\n\toauth_guard /http/*\n\treverse_proxy /http/* 127.0.0.1:%s\n}\n' \
 			"$base" "$backend_port"
 	} >"$work/$1.Caddyfile"
@@ -210,6 +282,15 @@ guard_config guard-rs256 RS256 "$work/policy-10.yaml"
 guard_config guard-rs256-10k RS256 "$work/policy-10k.yaml"
 guard_config guard-es256 ES256 "$work/policy-10.yaml"
 guard_config guard-eddsa EdDSA "$work/policy-10.yaml"
+# The same gateways with their state in Redis, one key prefix each: the
+# prefixes of rs256 and es256 get the signing keys of the file storage
+# (below), so that both gateways accept the same tokens; the scale case's
+# makes its own.
+if uses_redis; then
+	guard_config guard-redis-rs256 RS256 "$work/policy-10.yaml" oauthgate-rs256:
+	guard_config guard-redis-es256 ES256 "$work/policy-10.yaml" oauthgate-es256:
+	guard_config guard-redis-scale ES256 "$work/policy-10.yaml" oauthgate-scale:
+fi
 {
 	global ref
 	printf '%s {\n\tbind 127.0.0.1\n\treverse_proxy /http/* 127.0.0.1:%s\n}\n' "$base" "$backend_port"
@@ -222,14 +303,28 @@ fetch() { # algorithm, count, file
 	BENCH_CLIENT_SECRET=$client_secret bin/benchtool fetch -url "$base/oauth2/api/v1/token" \
 		-id "$client_id" -n "$2" -c "$conns" -out "$3" >&2
 }
+# sends says whether a selected case sends this request.
+sends() {
+	local c
+	for c in $order; do
+		if [[ $(field "$c" 3) == "$1" ]] && selected "$c"; then
+			return 0
+		fi
+	done
+	return 1
+}
 for alg in rs256 es256 eddsa; do
 	start_gateway "guard-$alg" # the first start makes the signing key
 	fetch "$alg" 1 "$work/same-$alg.txt"
-	if [[ $alg != eddsa ]] && { selected "guard-distinct-$alg" || selected "proxy-distinct-$alg"; }; then
+	if sends "distinct-$alg"; then
 		log "fetching $distinct distinct $alg tokens"
 		fetch "$alg" "$distinct" "$work/distinct-$alg.txt"
 	fi
 	stop_gateway
+	if [[ -f $work/guard-redis-$alg.Caddyfile ]]; then
+		bin/benchtool seed -redis "$redis_addr" -prefix "oauthgate-$alg:" -sealing-keys "$work/sealing.keys" \
+			-storage "$work/storage-$alg"
+	fi
 done
 same_rs256=$(cat "$work/same-rs256.txt")
 same_es256=$(cat "$work/same-es256.txt")
@@ -299,6 +394,11 @@ num() { sed -E "s/.*\"$1\":([0-9]+).*/\1/" <<<"$2"; }
 # moves by more than the gaps the targets are about.
 clk_tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# redis_ticks is redis-server's, 0 without one. The cases on Redis state
+# report it beside the gateway's: it runs on the same CPUs.
+redis_ticks() {
+	if [[ -n $redis_pid ]]; then cpu_ticks "$redis_pid"; else echo 0; fi
+}
 
 # ---- the load cases ----
 
@@ -324,10 +424,12 @@ run_case() {
 	wrk_run "$warmup" >/dev/null
 	request "$kind"
 
-	local line requests rps non2xx ticks
+	local line requests rps non2xx ticks rticks
 	ticks=$(cpu_ticks "$gw_pid")
+	rticks=$(redis_ticks)
 	line=$(wrk_run "$duration")
 	ticks=$(($(cpu_ticks "$gw_pid") - ticks))
+	rticks=$(($(redis_ticks) - rticks))
 	requests=$(num requests "$line")
 	rps=$(awk -v n="$requests" -v us="$(num duration_us "$line")" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
 	non2xx=$(num non2xx "$line")
@@ -337,10 +439,14 @@ run_case() {
 		((non2xx == requests)) || die "$name: only $non2xx of $requests answers were refused"
 		(($(wc -l <"$work/iflow.log") == upstream_before)) || die "$name: refused requests reached the backend"
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")" \
+	local rcpu=-
+	if [[ $config == guard-redis-* ]]; then
+		rcpu=$(awk -v t="$rticks" -v hz="$clk_tck" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")" \
 		"$requests" "$(num socket_errors "$line")" "$(num reused "$line")" \
-		"$(awk -v t="$ticks" -v hz="$clk_tck" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')" >>"$runs"
-	log "$(printf '%-22s %8s req/s  p50 %6s us  p99 %6s us' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")")"
+		"$(awk -v t="$ticks" -v hz="$clk_tck" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')" "$rcpu" >>"$runs"
+	log "$(printf '%-26s %8s req/s  p50 %6s us  p99 %6s us' "$name" "$rps" "$(num p50_us "$line")" "$(num p99_us "$line")")"
 	stop_gateway
 
 	# The CPU profile is taken in a run of its own, whose numbers are not
@@ -374,9 +480,10 @@ done
 
 # ---- memory: RSS before and after many distinct valid tokens ----
 
+rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$gw_pid/status"; } # VmRSS or VmHWM, kB
+
 memory_line=
 if ((memory_tokens > 0)) && selected memory; then
-	rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$gw_pid/status"; }
 	start_gateway guard-es256
 	request same-es256
 	wrk_run "$warmup" >/dev/null
@@ -396,6 +503,101 @@ if ((memory_tokens > 0)) && selected memory; then
 	}')
 fi
 
+# ---- scale: many opaque tokens and revocations in Redis, a new instance ----
+
+# An instance on Redis state loads the revocations (and lifetime-0
+# records) at start, and never lists the opaque tokens: it looks each up
+# once, in one GET, and keeps at most 100,000 of them. This fills Redis
+# with scale_opaque opaque tokens and scale_revoked revocations, pipelined
+# straight into the engine's key layout (benchtool fill), and measures
+# what Redis holds per entry, a new instance's start and RSS, its RSS
+# while it serves lookups of more distinct opaque tokens than it keeps,
+# and the Redis commands one lookup of a token not seen before costs.
+scale_lines=
+if ((scale != 0)) && selected scale; then
+	((scale_lookups >= 3 && scale_lookups + scale_count <= scale_opaque)) ||
+		die "BENCH_SCALE_LOOKUPS ($scale_lookups) + $scale_count must be at most BENCH_SCALE_OPAQUE ($scale_opaque), and at least 3"
+	redis_args=(-redis "$redis_addr" -prefix oauthgate-scale: -sealing-keys "$work/sealing.keys")
+	ms() { echo $(($(date +%s%N) / 1000000)); }
+	# heap is the gateway's live heap in bytes: the heap profile of the
+	# admin API, asked with gc=1, collects first; expvar then reads it.
+	# The profile is kept (the last one is the scale case's).
+	heap() {
+		curl -sf --max-time 60 -o "bench-results/$stamp-scale.heap.pprof" "http://127.0.0.1:$admin_port/debug/pprof/heap?gc=1" ||
+			die "scale: could not fetch the heap profile from the admin API"
+		curl -sf --max-time 10 "http://127.0.0.1:$admin_port/debug/vars" | sed -nE 's/.*"HeapAlloc": *([0-9]+).*/\1/p'
+	}
+	# new_instance starts a gateway on the scale prefix and sets
+	# start_ms (launch to first answer, probed every 20 ms), start_rss
+	# (kB, 2 s later: after the resync the watch does once subscribed)
+	# and start_cmds (the Redis commands it sent meanwhile).
+	new_instance() {
+		bin/benchtool stats -redis "$redis_addr" >"$work/stats-0.txt"
+		local t0
+		t0=$(ms)
+		start_gateway guard-redis-scale 0.02
+		start_ms=$(($(ms) - t0))
+		sleep 2
+		start_rss=$(rss VmRSS)
+		start_heap=$(heap)
+		bin/benchtool stats -redis "$redis_addr" >"$work/stats-1.txt"
+		start_cmds=$(awk 'NR == FNR { a[$2] = $3; next } $3 > a[$2] { printf "%s%s %d", sep, toupper($2), $3 - a[$2]; sep = ", " }' \
+			"$work/stats-0.txt" "$work/stats-1.txt")
+	}
+	log "scale: a gateway on Redis state, then $scale_opaque opaque tokens and $scale_revoked revocations"
+	start_gateway guard-redis-scale # the first start makes the keys and the MAC key
+	stop_gateway
+	new_instance
+	empty_ms=$start_ms empty_rss=$start_rss empty_cmds=$start_cmds empty_heap=$start_heap
+	stop_gateway
+
+	bin/benchtool fill "${redis_args[@]}" -client-id "$client_id" -audience "$issuer" \
+		-opaque "$scale_opaque" -revoked "$scale_revoked" >"$work/fill.txt"
+	sed 's/^/scale: /' "$work/fill.txt" >&2
+
+	new_instance
+	log "scale: a new instance answered in ${start_ms} ms, RSS $((start_rss / 1024)) MB"
+	part=$((scale_lookups / 3))
+	part_rss=() part_heap=()
+	for k in 0 1 2; do
+		bin/benchtool lookup "${redis_args[@]}" -url "$base/http/flow" -from $((k * part)) -n "$part" -c "$conns" >"$work/lookup-$k.txt"
+		part_rss+=("$(rss VmRSS)")
+		part_heap+=("$(heap)")
+		log "scale: $(cat "$work/lookup-$k.txt"); RSS $((part_rss[k] / 1024)) MB, live heap $((part_heap[k] >> 20)) MB"
+	done
+	bin/benchtool lookup "${redis_args[@]}" -url "$base/http/flow" -from $((3 * part)) -n "$scale_count" -c 1 -count \
+		>"$work/lookup-count.txt"
+	peak=$(rss VmHWM)
+	stop_gateway
+	per_lookup=$(sed -n 's/^Redis commands per request: //p' "$work/lookup-count.txt")
+	round_trip=NOT\ MET
+	[[ $per_lookup == "1.000 (GET 1.000;"* ]] && round_trip=met
+
+	scale_lines=$(
+		echo "scale (state redis, ES256 gateway; $scale_opaque opaque tokens and $scale_revoked revocations pipelined into Redis in the engine's key layout, benchtool fill):"
+		sed 's/^/  /' "$work/fill.txt"
+		awk -v e="$empty_ms" -v er="$empty_rss" -v eh="$empty_heap" -v s="$start_ms" -v sr="$start_rss" -v sh="$start_heap" -v n="$scale_revoked" 'BEGIN {
+			printf "  new instance, empty state: answered %d ms after launch, RSS %.1f MB, live heap %.1f MB\n", e, er / 1024, eh / 1048576
+			printf "  new instance, with them:   answered %d ms after launch, RSS %.1f MB (%+.1f MB), live heap %.1f MB (%+.1f MB: %.0f bytes per revocation held)\n", s, sr / 1024, (sr - er) / 1024, sh / 1048576, (sh - eh) / 1048576, (n > 0 ? (sh - eh) / n : 0)
+		}'
+		echo "  Redis commands of its start (launch + 2 s): $start_cmds"
+		echo "  (empty state: $empty_cmds)"
+		awk -v s="$start_rss" -v a="${part_rss[0]}" -v b="${part_rss[1]}" -v c="${part_rss[2]}" -v p="$peak" -v part="$part" -v bound="$opaque_cache_bound_mb" 'BEGIN {
+			grow = (c - s) / 1024; limit = bound + 50
+			printf "  RSS after %d, %d, %d distinct opaque tokens looked up: %.1f, %.1f, %.1f MB (%+.1f MB from start, %+.1f MB over the last %d; peak %.1f MB)\n", part, 2 * part, 3 * part, a / 1024, b / 1024, c / 1024, grow, (c - b) / 1024, part, p / 1024
+			printf "  target: growth <= opaque cache bound %d MB + 50 MB: %s\n", bound, (grow <= limit ? "met" : sprintf("NOT MET (%.1f MB over)", grow - limit))
+		}'
+		# tokenstate's opaqueCacheSize: the cache holds at most 100,000.
+		awk -v s="$start_heap" -v a="${part_heap[0]}" -v b="${part_heap[1]}" -v c="${part_heap[2]}" -v part="$part" 'BEGIN {
+			cached = 3 * part < 100000 ? 3 * part : 100000
+			printf "  live heap after them: %.1f, %.1f, %.1f MB (%+.1f MB from start, %.0f bytes per cached opaque token, %d cached; %+.1f MB over the last %d)\n", a / 1048576, b / 1048576, c / 1048576, (c - s) / 1048576, (c - s) / cached, cached, (c - b) / 1048576, part
+		}'
+		for k in 0 1 2; do sed 's/^/  /' "$work/lookup-$k.txt"; done
+		echo "  a lookup of an opaque token not seen before, $scale_count sent one at a time: Redis commands per request $per_lookup"
+		echo "  target: one round trip (one GET, nothing else) per lookup: $round_trip"
+	)
+fi
+
 # ---- the report ----
 
 report() {
@@ -411,12 +613,13 @@ report() {
 		if (!($1 in runs)) order[++k] = $1
 		runs[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; errs[$1] += $6; cpu[$1] += $8
 		sent[$1] += $5; reused[$1] += $7
+		if ($9 != "-") rcpu[$1] += $9
 		list[$1] = list[$1] (list[$1] == "" ? "" : ", ") $2
 		if (runs[$1] == 1 || $2 < lo[$1]) lo[$1] = $2
 		if ($2 > hi[$1]) hi[$1] = $2
 	}
 	END {
-		printf "%-22s %9s %9s %9s %8s  %-20s %6s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "CPU us", "reference", "ratio", "p99 x", "CPU x", "target", "result"
+		printf "%-26s %9s %9s %9s %8s  %-25s %6s %6s %6s  %-22s %s\n", "case", "req/s", "p50 ms", "p99 ms", "CPU us", "reference", "ratio", "p99 x", "CPU x", "target", "result"
 		for (j = 1; j <= k; j++) {
 			c = order[j]; m = runs[c]
 			R = rps[c] / m; P50 = p50[c] / m / 1000; P99 = p99[c] / m / 1000; C = cpu[c] / m
@@ -424,7 +627,7 @@ report() {
 			if (r == "-" || !(r in runs)) {
 				note = r == "-" ? "reference" : "no reference run"
 				if (m > 1) note = note sprintf(" (runs %s; spread %.1f%%)", list[c], 100 * (hi[c] - lo[c]) / R)
-				printf "%-22s %9.0f %9.2f %9.2f %8.1f  %-20s %6s %6s %6s  %-22s %s\n", c, R, P50, P99, C, "-", "-", "-", "-", "-", note
+				printf "%-26s %9.0f %9.2f %9.2f %8.1f  %-25s %6s %6s %6s  %-22s %s\n", c, R, P50, P99, C, "-", "-", "-", "-", "-", note
 				continue
 			}
 			ratio = R / (rps[r] / runs[r]); pr = (p99[c] / m) / (p99[r] / runs[r]); cr = C / (cpu[r] / runs[r])
@@ -437,7 +640,8 @@ report() {
 			}
 			if (errs[c] > 0) why = why (why == "" ? "" : ", ") errs[c] " socket errors"
 			if (reused[c] > 0) why = why (why == "" ? "" : ", ") sprintf("%.0f%% of requests repeated a token", 100 * reused[c] / sent[c])
-			printf "%-22s %9.0f %9.2f %9.2f %8.1f  %-20s %6.2f %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, C, r, ratio, pr, cr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
+			if (c in rcpu) why = why (why == "" ? "" : ", ") sprintf("redis-server %.1f us/req", rcpu[c] / m)
+			printf "%-26s %9.0f %9.2f %9.2f %8.1f  %-25s %6.2f %6.2f %6.2f  %-22s %s\n", c, R, P50, P99, C, r, ratio, pr, cr, target, ok ? "met" (why == "" ? "" : " (" why ")") : "NOT MET (" why ")"
 		}
 	}' "$runs"
 }
@@ -452,13 +656,14 @@ fi
 
 summary=$(
 	echo "oauthgate make bench, $stamp (took $(($(date +%s) - start_time))s)"
-	echo "machine: nproc=$cpus cpu=\"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\" go=$(go env GOVERSION) kernel=$(uname -r) wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')"
+	echo "machine: nproc=$cpus cpu=\"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\" go=$(go env GOVERSION) kernel=$(uname -r) wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')${redis_pid:+ redis-server=$(dpkg-query -W -f '${Version}' redis-server 2>/dev/null || echo '?')}"
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "settings: duration=$duration warmup=$warmup rounds=$rounds threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb"
+	echo "settings: duration=$duration warmup=$warmup rounds=$rounds threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb scale=$scale scale_opaque=$scale_opaque scale_revoked=$scale_revoked scale_lookups=$scale_lookups"
 	echo
-	report
+	if [[ -s $runs ]]; then report; fi
 	if [[ -n $memory_line ]]; then printf '\n%s\n' "$memory_line"; fi
+	if [[ -n $scale_lines ]]; then printf '\n%s\n' "$scale_lines"; fi
 )
 {
 	echo "$summary"
@@ -467,6 +672,10 @@ summary=$(
 			"$name" "$((duration - 2))" "$stamp" "$name"
 		go tool pprof -top -cum -nodecount=30 bin/caddy "bench-results/$stamp-$name.cpu.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
 	done
+	if [[ -n $scale_lines ]]; then
+		printf '\nLive heap of the scale case'"'"'s instance after its lookups (go tool pprof -top -sample_index=inuse_space bin/caddy bench-results/%s-scale.heap.pprof):\n' "$stamp"
+		go tool pprof -top -sample_index=inuse_space -nodecount=20 bin/caddy "bench-results/$stamp-scale.heap.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+	fi
 	if [[ ${BENCH_GO:-1} != 0 ]]; then
 		printf '\nGo benchmarks: go test -run '"'"'^$'"'"' -bench . -benchmem -benchtime %s ./caddymodule/...\n' "$go_time"
 		grep -v 'no test files' "$go_out" || true

@@ -2,7 +2,8 @@
 // and wrk cannot do well: it writes large policy files, fetches many
 // distinct tokens from the token endpoint, and sends a very large number
 // of distinct valid tokens through the guard (for the memory case), minted
-// with the gateway's own key from its file storage.
+// with the gateway's own key from its file storage. redis.go has the
+// subcommands of the cases on Redis state.
 //
 // It talks to 127.0.0.1 only: URLs naming any other host are refused, so
 // a mistyped variable cannot turn it into a load generator against
@@ -12,6 +13,7 @@
 //	benchtool fetch  -url TOKEN_URL -id CLIENT_ID -n N -c C -out FILE   (secret in $BENCH_CLIENT_SECRET)
 //	benchtool flood  -url URL -storage DIR -issuer ISS -client-id ID -n N -c C
 //	benchtool port   (prints a port that is free on 127.0.0.1)
+//	benchtool seed|fill|lookup|stats -redis 127.0.0.1:PORT …   (see redis.go)
 package main
 
 import (
@@ -44,12 +46,13 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("benchtool: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: benchtool policy|fetch|flood|port [flags]")
+		log.Fatal("usage: benchtool policy|fetch|flood|port|seed|fill|lookup|stats [flags]")
 	}
-	cmds := map[string]func([]string) error{"policy": writePolicy, "fetch": fetch, "flood": flood, "port": freePort}
+	cmds := map[string]func([]string) error{"policy": writePolicy, "fetch": fetch, "flood": flood, "port": freePort,
+		"seed": seed, "fill": fill, "lookup": lookup, "stats": stats}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
-		log.Fatalf("unknown command %q (want policy, fetch, flood or port)", os.Args[1])
+		log.Fatalf("unknown command %q (want policy, fetch, flood, port, seed, fill, lookup or stats)", os.Args[1])
 	}
 	if err := run(os.Args[2:]); err != nil {
 		log.Fatalf("%s: %v", os.Args[1], err)
