@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -148,35 +149,53 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // authenticate finds the client the credentials belong to. Each
-// candidate (see basicCredentials) is tried. While the limiter holds the
-// claimed client ID or the caller's address, slow-hash verifications that
-// are not already cached are refused: a legitimate client with a cached
-// or generated secret keeps getting tokens, guesses get 429.
+// candidate (see basicCredentials) is tried, first by what costs no
+// argon2id (SHA-256 secrets and cached argon2id verifications) and
+// without asking the limiter: a right secret there is not a guess that
+// needs bounding, and a fleet-wide limiter is a round trip to the state
+// engine that a legitimate client would otherwise pay on every token.
+// Only when that fails is the limiter asked: it holds one failure while
+// the argon2id verifications run, and while it holds the claimed client
+// ID or the caller's address they are refused (429). Guessing is bounded
+// as before, since every wrong guess ends on the limiter.
 func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Client, *oautherr.Error) {
 	if len(creds) == 0 {
 		return nil, oautherr.InvalidClient("client authentication failed")
 	}
 	now, ip := s.now(), s.remoteIP(r)
+	reg := s.State.Clients()
+	try := func(opt clients.AuthOptions) (client *clients.Client, slowRefused bool) {
+		for _, c := range creds {
+			client, err := reg.Authenticate(c.id, c.secret, opt)
+			if err == nil {
+				return client, false
+			}
+			// The same for every candidate: it depends on the registry
+			// holding any argon2id secret, not on the client.
+			slowRefused = errors.Is(err, clients.ErrSlowHashRefused)
+		}
+		return nil, slowRefused
+	}
+	client, slowRefused := try(clients.AuthOptions{Now: now, NoSlowHash: true})
+	if client != nil {
+		return client, nil
+	}
 	// The last candidate is the decoded one, the only form a registered
 	// ID can have: every percent-encoding of an ID counts against it.
 	claimed := creds[len(creds)-1].id
-	var wait time.Duration
 	if s.Limiter != nil {
-		wait = s.Limiter.Take(claimed, ip, now)
+		if wait := s.Limiter.Take(claimed, ip, now); wait > 0 {
+			s.Limiter.Fail(claimed, ip, now)
+			return nil, oautherr.TooManyFailures(wait)
+		}
 	}
-	reg := s.State.Clients()
-	opt := clients.AuthOptions{Now: now, NoSlowHash: wait > 0}
-	for _, c := range creds {
-		if client, err := reg.Authenticate(c.id, c.secret, opt); err == nil {
-			if s.Limiter != nil && wait == 0 {
+	if slowRefused {
+		if client, _ = try(clients.AuthOptions{Now: now}); client != nil {
+			if s.Limiter != nil {
 				s.Limiter.Refund(claimed, ip)
 			}
 			return client, nil
 		}
-	}
-	if wait > 0 {
-		s.Limiter.Fail(claimed, ip, now)
-		return nil, oautherr.TooManyFailures(wait)
 	}
 	// One answer for unknown client, wrong secret and disabled client:
 	// the endpoint must not reveal which clients exist.

@@ -185,3 +185,84 @@ func TestToken_EncodedSpellingsOfAClientIDShareItsFailureBudget(t *testing.T) {
 	tokenError(t, f.do(t, request{target: sapQuery, header: basic("hum%61n", "guess")}), http.StatusTooManyRequests, "temporarily_unavailable")
 	tokenError(t, f.do(t, request{target: sapQuery, header: basic("human", "guess")}), http.StatusTooManyRequests, "temporarily_unavailable")
 }
+
+// countingLimiter is a bruteforce.Limiter that counts what it is asked.
+type countingLimiter struct {
+	*bruteforce.Limiter
+	takes, refunds, fails int
+}
+
+func (l *countingLimiter) Take(id, addr string, now time.Time) time.Duration {
+	l.takes++
+	return l.Limiter.Take(id, addr, now)
+}
+
+func (l *countingLimiter) Refund(id, addr string) {
+	l.refunds++
+	l.Limiter.Refund(id, addr)
+}
+
+func (l *countingLimiter) Fail(id, addr string, now time.Time) {
+	l.fails++
+	l.Limiter.Fail(id, addr, now)
+}
+
+// A fleet-wide limiter is a round trip to the state engine: the right
+// secret must not pay it when no argon2id is at stake, and every wrong
+// guess must still end on it.
+func TestToken_TheLimiterIsAskedOnlyWhenAnArgon2idVerificationIsAtStake(t *testing.T) {
+	const chosen = "a secret chosen by a person"
+	slow, err := clients.HashChosenSecret(chosen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastSecret, fastStored := clients.NewSecret()
+	for _, tc := range []struct {
+		name                 string
+		withArgon2id         bool
+		header               http.Header
+		status               int
+		takes, refunds, fail int
+	}{
+		{"a generated secret costs nothing", false, basic("machine", fastSecret), 200, 0, 0, 0},
+		{"a wrong guess at a generated secret is taken", false, basic("machine", "guess"), 401, 1, 0, 0},
+		{"an unknown client is taken", false, basic("nobody", "guess"), 401, 1, 0, 0},
+		{"a generated secret beside argon2id ones costs nothing", true, basic("machine", fastSecret), 200, 0, 0, 0},
+		{"an uncached argon2id secret is taken and refunded", true, basic("human", chosen), 200, 1, 1, 0},
+		{"a wrong guess at an argon2id secret is taken", true, basic("human", "guess"), 401, 1, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			cs := []clients.Client{{ID: "machine", Name: "Machine", Secrets: []clients.Secret{fastStored}}}
+			if tc.withArgon2id {
+				cs = append(cs, clients.Client{ID: "human", Name: "Human", Secrets: []clients.Secret{slow}})
+			}
+			f.withClients(t, clients.NewCache(0), cs...)
+			lim := &countingLimiter{Limiter: bruteforce.New(bruteforce.Config{})}
+			f.srv.Limiter = lim
+			if rec := f.do(t, request{target: sapQuery, header: tc.header}); rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			if lim.takes != tc.takes || lim.refunds != tc.refunds || lim.fails != tc.fail {
+				t.Errorf("Take %d, Refund %d, Fail %d; want %d, %d, %d", lim.takes, lim.refunds, lim.fails, tc.takes, tc.refunds, tc.fail)
+			}
+		})
+	}
+}
+
+func TestToken_ACachedArgon2idSecretCostsNoLimiterCall(t *testing.T) {
+	f := newFixture(t)
+	const chosen = "a secret chosen by a person"
+	slow, err := clients.HashChosenSecret(chosen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.withClients(t, clients.NewCache(0), clients.Client{ID: "human", Name: "Human", Secrets: []clients.Secret{slow}})
+	lim := &countingLimiter{Limiter: bruteforce.New(bruteforce.Config{})}
+	f.srv.Limiter = lim
+	okToken(t, f.do(t, request{target: sapQuery, header: basic("human", chosen)}))
+	okToken(t, f.do(t, request{target: sapQuery, header: basic("human", chosen)}))
+	if lim.takes != 1 || lim.refunds != 1 {
+		t.Errorf("Take %d, Refund %d over two tokens; want 1 and 1 (the first verification only)", lim.takes, lim.refunds)
+	}
+}

@@ -4,19 +4,20 @@
 // Only failures consume budget. (Take holds one failure while an
 // authentication runs, so that concurrent guesses are counted before they
 // finish; Refund returns it when the secret was right.) A client that
-// presents the right secret is never counted in the end, however often it asks for tokens, so it keeps getting them
-// even while an attacker is guessing its secret (the endpoint still
-// verifies fast and cached secrets when over the limit; it only refuses
-// uncached argon2id work). The endpoint does, per request:
+// presents the right secret is never counted in the end, however often it
+// asks for tokens, so it keeps getting them even while an attacker is
+// guessing its secret: the endpoint checks fast and cached secrets first,
+// without asking the limiter, and only refuses uncached argon2id work
+// when over the limit. The endpoint does, per request:
 //
-//	wait := lim.Take(clientID, remoteAddr, now) // > 0: over the limit; else one failure taken
-//	... authenticate (no uncached argon2id if wait > 0) ...
-//	switch {
-//	case ok && wait == 0:
-//		lim.Refund(clientID, remoteAddr)
-//	case !ok && wait > 0:
+//	if ok := authenticate(no argon2id); ok { return }   // the limiter is not asked
+//	if wait := lim.Take(clientID, remoteAddr, now); wait > 0 {
 //		lim.Fail(clientID, remoteAddr, now) // 429 with Retry-After: ceil(wait seconds)
-//	}                                           // !ok && wait == 0: 401, the failure already taken
+//		return
+//	}
+//	if ok := authenticate(with argon2id); ok {
+//		lim.Refund(clientID, remoteAddr)
+//	}                                       // else 401, the failure already taken
 //
 // Each tracked key is a token bucket holding Rate.Failures tokens that
 // refills at Rate.Failures per Rate.Per; a failure takes one token. A

@@ -15,8 +15,9 @@ import (
 
 const (
 	// limiterTimeout bounds one limiter call, well below timeout: the
-	// token endpoint asks on every request, and Redis answers in well
-	// under a millisecond when it answers at all.
+	// token endpoint asks on every request that needs argon2id or fails,
+	// and Redis answers in well under a millisecond when it answers at
+	// all.
 	limiterTimeout = 500 * time.Millisecond
 	// downFor is how long the limiter counts locally after Redis failed
 	// it, before it tries Redis again: while Redis is away, each request
