@@ -325,7 +325,12 @@ func lookup(args []string) error {
 		return err
 	}
 	var before map[string]int64
+	var beats *beatCounter
 	if *count {
+		if beats, err = countBeats(ctx, rdb, *rf.prefix); err != nil {
+			return err
+		}
+		defer beats.stop()
 		if before, err = commandCalls(ctx, rdb); err != nil {
 			return err
 		}
@@ -358,7 +363,7 @@ func lookup(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("Redis commands per request: %s\n", perRequest(before, after, *n, elapsed))
+		fmt.Printf("Redis commands per request: %s\n", perRequest(before, after, beats.stop(), *n, elapsed))
 	}
 	return nil
 }
@@ -410,14 +415,55 @@ func commandCalls(ctx context.Context, rdb *redis.Client) (map[string]int64, err
 	return calls, nil
 }
 
+// beatCounter counts the beats the gateway's subscription publishes
+// (redisstate's beat, four a second on a channel of its own), so that
+// they are told apart from PUBLISHes a request would cost.
+type beatCounter struct {
+	ps   *redis.PubSub
+	n    atomic.Int64
+	done chan struct{}
+}
+
+func countBeats(ctx context.Context, rdb *redis.Client, prefix string) (*beatCounter, error) {
+	ps := rdb.PSubscribe(ctx, prefix+"beat:*")
+	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+		_ = ps.Close()
+		return nil, err
+	}
+	b := &beatCounter{ps: ps, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		for range ps.Channel() {
+			b.n.Add(1)
+		}
+	}()
+	return b, nil
+}
+
+// stop ends the count, after a moment for a beat published just before
+// to arrive, and returns it; later calls return the same.
+func (b *beatCounter) stop() int64 {
+	select {
+	case <-b.done:
+	default:
+		time.Sleep(20 * time.Millisecond)
+		_ = b.ps.Close()
+		<-b.done
+	}
+	return b.n.Load()
+}
+
 // perRequest formats the growth of each command's calls, divided by n.
-// PING is counted apart: the gateway's subscription pings once a second
-// while no change is announced (redisstate's idle), whatever it serves.
-func perRequest(before, after map[string]int64, n int, took time.Duration) string {
+// Apart from them: PING, which a subscription sends once a second while
+// it hears nothing, and the PUBLISHes of the subscription's beats.
+func perRequest(before, after map[string]int64, beats int64, n int, took time.Duration) string {
 	var parts []string
 	var total, pings int64
 	for name, v := range after {
 		d := v - before[name]
+		if name == "publish" {
+			d -= beats
+		}
 		switch {
 		case d <= 0:
 		case name == "ping":
@@ -431,8 +477,8 @@ func perRequest(before, after map[string]int64, n int, took time.Duration) strin
 	if len(parts) == 0 {
 		parts = []string{"none"}
 	}
-	return fmt.Sprintf("%.3f (%s; %d commands over %d requests; besides, %d PING of the subscription's keepalive in %.1fs)",
-		float64(total)/float64(n), strings.Join(parts, ", "), total, n, pings, took.Seconds())
+	return fmt.Sprintf("%.3f (%s; %d commands over %d requests; besides, in %.1fs, %d PING and %d PUBLISH of the subscription's keepalive and beats)",
+		float64(total)/float64(n), strings.Join(parts, ", "), total, n, took.Seconds(), pings, beats)
 }
 
 func infoInt(info, field string) (int64, error) {
