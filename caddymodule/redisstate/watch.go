@@ -24,6 +24,15 @@ type BlobWatcher interface {
 	BlobsChanged(name string)
 }
 
+// FailWatcher is a Watcher that is told why its subscription failed: once
+// when it fails after having worked (or never worked), not at each retry,
+// so that an outage is one line and a subscription that Redis refuses
+// (an ACL without the channels) is not silent.
+type FailWatcher interface {
+	state.Watcher
+	WatchFailed(err error)
+}
+
 const (
 	// beat is how often a subscription proves that it hears the
 	// primary: it publishes a beat through the primary, on a channel of
@@ -54,13 +63,19 @@ const (
 // the two. A message that does not decode is treated alike.
 func (e *Engine) Watch(ctx context.Context, w state.Watcher) {
 	backoff := minBackoff
+	fw, _ := w.(FailWatcher)
+	told := false
 	for ctx.Err() == nil {
 		subscribed, err := e.subscribe(ctx, w)
 		if errors.Is(err, redis.ErrClosed) {
 			return // the Engine was closed (or ctx ended and closed the PubSub)
 		}
 		if subscribed {
-			backoff = minBackoff
+			backoff, told = minBackoff, false
+		}
+		if fw != nil && !told && ctx.Err() == nil {
+			fw.WatchFailed(err)
+			told = true
 		}
 		select {
 		case <-ctx.Done():

@@ -212,3 +212,42 @@ func TestWatch_ReturnsWhenTheEngineCloses(t *testing.T) {
 		t.Fatal("Watch did not return after the Engine closed")
 	}
 }
+
+// failRecorder is a recorder that is also told of failed subscriptions.
+type failRecorder struct {
+	*recorder
+	fails chan error
+}
+
+func (r *failRecorder) WatchFailed(err error) { r.fails <- err }
+
+func TestWatch_TellsOfAFailedSubscriptionOncePerOutage(t *testing.T) {
+	f := newMiniFleet(t)
+	e := f.engine(t)
+	r := &failRecorder{recorder: newRecorder(), fails: make(chan error, 16)}
+	go e.Watch(t.Context(), r)
+	r.next(t, 2*time.Second) // subscribed: the first Resync
+	for outage := range 2 {
+		f.m.Close()
+		select {
+		case err := <-r.fails:
+			if err == nil {
+				t.Fatalf("outage %d: told of a failure without its error", outage+1)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("outage %d: not told that the subscription failed", outage+1)
+		}
+		// Retries go on (every 0.5 s at most) without telling again.
+		select {
+		case err := <-r.fails:
+			t.Fatalf("outage %d: told again: %v", outage+1, err)
+		case <-time.After(1500 * time.Millisecond):
+		}
+		if err := f.m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for c := r.next(t, 3*time.Second); !c.sync; c = r.next(t, time.Until(deadline)) {
+		}
+	}
+}

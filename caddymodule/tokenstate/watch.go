@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,14 @@ func (w *watcher) Resync(ctx context.Context) {
 		s.OnError(err)
 	}
 	w.BlobsChanged("")
+}
+
+// WatchFailed passes on why the engine's announcements stopped coming;
+// the watch resyncs by itself once they come again.
+func (w *watcher) WatchFailed(err error) {
+	if w.OnError != nil {
+		w.OnError(fmt.Errorf("watching the state for changes of other instances (retrying): %w", err))
+	}
 }
 
 // BlobsChanged passes on that some instance stored a blob ("" for any):
