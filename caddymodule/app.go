@@ -56,13 +56,13 @@ type App struct {
 	// ClientsFile is the path of the clients file (JSON, written by
 	// "caddy oauth client add"). Required. It is watched like the policy:
 	// a change (a new, disabled or removed client, a rotated secret) is in
-	// force within a second or two; a file that does not parse is refused
+	// force within half a second; a file that does not parse is refused
 	// and the last good one stays in force.
 	ClientsFile string `json:"clients,omitempty"`
 
 	// PolicyFile is the path of the policy file (YAML): subjects and their
 	// roles, and the roles each path requires. Required. It is watched:
-	// a change is in force within a second or two, without a reload and
+	// a change is in force within half a second, without a reload and
 	// without dropping a request; a file that does not parse is refused
 	// (logged with file:line, counted in oauthgate_file_reloads_total)
 	// and the last good policy stays in force.

@@ -318,7 +318,7 @@ func (e *env) restartGateway(t *testing.T) {
 
 // setClientDisabled flips "disabled" of a client in the clients file. It
 // edits the JSON generically so that fields this test does not know about
-// survive. The gateway applies it within a second or two.
+// survive. The gateway applies it within half a second.
 func (e *env) setClientDisabled(t *testing.T, id string) {
 	t.Helper()
 	data, err := os.ReadFile(e.clientsFile)

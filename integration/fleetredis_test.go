@@ -651,3 +651,67 @@ func TestRedisFleet_SentinelFailoverUnderLoadIsFollowedWithoutARestartOrAWrongDe
 	stop()
 	l.check(t)
 }
+
+// docs/operations.md, "Moving a running gateway from Caddy storage to
+// Redis": the first instance moved imports what storage holds, and from
+// then on every instance on Redis, with a storage of its own, honours
+// the tokens issued before the move.
+func TestRedisFleet_AGatewayMovedFromStorageToRedisKeepsItsTokens(t *testing.T) {
+	t.Parallel()
+	a := newEnvConfig(t, envConfig{admin: true, ownStorage: true})
+	jwt := a.token(t, a.A)
+	opaque := a.tokenOfFormat(t, a.A, "opaque")
+	revoked := a.token(t, a.A)
+	a.revoke(t, revoked, a.A)
+
+	r := startRedis(t)
+	a.cfg.oauthOptions = redisState(r.url(), sealingKeys(t))
+	a.writeCaddyfile(t, a.issuer)
+	a.restartGateway(t)
+	if !strings.Contains(a.gatewayLog.String(), "imported the signing keys and token state from Caddy's storage") {
+		t.Error("the moved instance did not log the import")
+	}
+	b := a.peer(t) // a storage of its own: what it knows came through Redis
+
+	for name, g := range map[string]*env{"the moved instance": a, "an instance on Redis only": b} {
+		g.call(t, http.MethodGet, "/http/flow", jwt, "").wantStatus(t, http.StatusOK)
+		g.call(t, http.MethodPost, "/http/flow", opaque, "{}").wantStatus(t, http.StatusOK)
+		resp := g.call(t, http.MethodGet, "/http/flow", revoked, "")
+		if resp.status != http.StatusUnauthorized {
+			t.Errorf("%s: a token revoked before the move got %d, want 401", name, resp.status)
+		}
+	}
+	// The keys crossed over sealed: Redis holds no private key in clear.
+	blob, err := r.do(t, "GET", "oauthgate:blob:oauthgate/signing_keys.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := blob.(string); s == "" || strings.Contains(s, `"kty"`) || strings.Contains(s, `"d"`) {
+		t.Errorf("the signing keys in Redis are missing or in clear (%d bytes)", len(s))
+	}
+	// A new token of the moved instance passes at the other.
+	b.call(t, http.MethodGet, "/http/flow", a.token(t, a.A), "").wantStatus(t, http.StatusOK)
+}
+
+// A disabled client is a change of the clients file, which a fleet
+// shares (docs/operations.md, "Running a fleet"): every instance that
+// reads it refuses the client's tokens within a second, measured.
+func TestRedisFleet_AClientDisabledInTheSharedFileIsRefusedEverywhereWithinASecond(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fleet := newRedisFleet(t, redisState(r.url(), sealingKeys(t)), 3)
+	a := fleet[0]
+	tok := a.token(t, a.A)
+	for _, g := range fleet {
+		g.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+	}
+	a.setClientDisabled(t, a.A.ID)
+	disabled := time.Now()
+	var lat latencies
+	for _, g := range fleet {
+		lat = append(lat, until(t, g, tok, http.StatusUnauthorized, disabled, propagation, "a token of a client disabled in the clients file"))
+	}
+	t.Logf("clients file written to refusal at A, B, C: %v", lat)
+	a.tokenRequest(t, http.MethodPost, url.Values{"grant_type": {"client_credentials"}}, nil, a.A.ID, a.A.Secret).
+		wantStatus(t, http.StatusUnauthorized)
+}

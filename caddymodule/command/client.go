@@ -28,7 +28,7 @@ chosen by a person (--secret-stdin) is stored with argon2id. No command
 shows a stored hash.
 
 Every change replaces the file atomically. A running gateway watches the
-file and applies a change within a second or two.
+file and applies a change within half a second.
 `,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender
   $ caddy oauth client list --clients clients.json`,
@@ -281,7 +281,7 @@ client that is already %s is left alone, and the file is not written.
 				return err
 			}
 			fmt.Fprintf(out, "Client %q (%s) %s in %s.\n", c.Name, c.ID, done, path)
-			fmt.Fprintf(out, "Once the gateway has re-read the file (within a second or two), %s.\n", effect)
+			fmt.Fprintf(out, "Once the gateway has re-read the file (within half a second), %s.\n", effect)
 			return nil
 		},
 	}
@@ -296,7 +296,7 @@ func clientRemoveCommand() *cobra.Command {
 		Short: "Removes a client and its secrets from the clients file",
 		Long: `
 Removes a client, with all its secrets, from the clients file. Once the
-gateway has re-read the file (within a second or two), the client's credentials no
+gateway has re-read the file (within half a second), the client's credentials no
 longer authenticate and the guard refuses the tokens it was issued. This
 cannot be undone: the client would need a new ID and secret, so consider
 "caddy oauth client disable" instead.
@@ -331,7 +331,7 @@ The client's subject, oauth_client_<client ID>, may still hold roles under
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Client %q (%s) and its %d secret(s) removed from %s.\n", name, id, secrets, path)
-			fmt.Fprintln(out, "Once the gateway has re-read the file (within a second or two), the guard refuses its tokens.")
+			fmt.Fprintln(out, "Once the gateway has re-read the file (within half a second), the guard refuses its tokens.")
 			fmt.Fprintf(out, "Its subject %s may still hold roles under \"subjects\" in the policy file: remove it there too.\n", subject)
 			return nil
 		},

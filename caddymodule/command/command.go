@@ -30,7 +30,7 @@ Commands for the operator of an oauthgate gateway:
 
   client   register, list, disable and remove OAuth clients and their secrets
            in the clients file (a running gateway applies a change within
-           a second or two)
+           half a second)
   token    fetch an access token from a token endpoint, as a sender does
   keys     list or rotate the signing keys of a running Caddy
   policy   check a policy file, and explain how it decides a request

@@ -21,10 +21,15 @@ import (
 // with coarse timestamps), so until it is older its content is compared.
 const racyWindow = 2 * time.Second
 
+const defaultInterval = 250 * time.Millisecond
+
 // Watcher holds the current value of a file and reloads it when the file
 // changes.
 type Watcher[T any] struct {
-	// Interval between looks at the file; default 1s.
+	// Interval between looks at the file; default 250 ms. A change is in
+	// force once it has stayed the same for an interval, so within two:
+	// a client disabled in a file that a fleet shares is refused by every
+	// instance within half a second. A look costs one stat.
 	Interval time.Duration
 	// OnReload is called with each new value once it is in force.
 	OnReload func(*T)
@@ -78,7 +83,7 @@ func (w *Watcher[T]) Current() *T { return w.current.Load() }
 func (w *Watcher[T]) Run(ctx context.Context) {
 	tick := w.tick
 	if tick == nil {
-		t := time.NewTicker(cmp.Or(w.Interval, time.Second))
+		t := time.NewTicker(cmp.Or(w.Interval, defaultInterval))
 		defer t.Stop()
 		tick = t.C
 	}
