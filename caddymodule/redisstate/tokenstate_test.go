@@ -65,6 +65,6 @@ func TestTokenstate_TwoInstancesAgreeThroughRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually("the other instance holds a lifetime-0 token superseded", func() bool {
-		return b.Superseded("c2", "jti-old", t0)
+		return b.Superseded(ctx, "c2", "jti-old", t0)
 	})
 }

@@ -88,6 +88,7 @@ type Store struct {
 	epoch   []byte               // the epoch seen at the last Sync (epochName)
 	revoked map[string]time.Time // hashed jti → expiry of the token
 	latest  map[string]latest    // client ID → latest token
+	older   map[string]struct{}  // jti → older than a record of its second (Superseded)
 	opaque  *opaqueCache         // hashed token → record, those looked up
 }
 
@@ -100,7 +101,7 @@ func Open(ctx context.Context, blobs state.Blobs, entries state.Entries, now fun
 		now = time.Now
 	}
 	s := &Store{blobs: blobs, entries: entries, now: now,
-		revoked: map[string]time.Time{}, latest: map[string]latest{}, opaque: newOpaqueCache(opaqueCacheSize)}
+		revoked: map[string]time.Time{}, latest: map[string]latest{}, older: map[string]struct{}{}, opaque: newOpaqueCache(opaqueCacheSize)}
 	var err error
 	if s.macKey, s.epoch, _, err = loadOrCreateMACKey(ctx, blobs, nil); err != nil {
 		return nil, err
@@ -300,21 +301,49 @@ func (s *Store) setLatest(clientID string, rec latest) {
 }
 
 // Superseded reports whether a later token of the same client has ended
-// this one.
-func (s *Store) Superseded(clientID, jti string, iat time.Time) bool {
+// this one. A JWT's iat is in whole seconds, so a token of the same
+// second as a lifetime-0 record held here, and not the record's own, may
+// be older than the record's token or newer: issued at another instance
+// a moment ago, its announcement not yet here. Only then is the engine's
+// record read (once per such token: one found older is remembered); if
+// the engine cannot answer, the token is refused.
+func (s *Store) Superseded(ctx context.Context, clientID, jti string, iat time.Time) bool {
 	s.mu.RLock()
 	rec, ok := s.latest[clientID]
+	_, older := s.older[jti]
 	s.mu.RUnlock()
 	switch {
 	case !ok || jti == rec.ID:
 		return false
 	case iat.Before(rec.IssuedAt):
 		return true
-	default:
-		// Same second: only a lifetime-0 record ends its neighbours.
-		return rec.Zero && iat.Equal(rec.IssuedAt)
+	case !rec.Zero || !iat.Equal(rec.IssuedAt):
+		return false
+	case older:
+		return true
 	}
+	data, err := s.entries.Get(ctx, state.Latest, clientID)
+	var cur latest
+	if err != nil || json.Unmarshal(data, &cur) != nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setLatest(clientID, cur)
+	if cur.ID == jti {
+		return false
+	}
+	if len(s.older) >= maxOlder {
+		clear(s.older)
+	}
+	s.older[jti] = struct{}{}
+	return true
 }
+
+// maxOlder bounds the tokens remembered as older than a lifetime-0 record
+// of their second. Only tokens this gateway signed get there, so it fills
+// only with a client that fetches thousands of tokens a second.
+const maxOlder = 10_000
 
 // Sync reads the revocations and latest-token records of every instance
 // again, forgets the opaque tokens looked up so far, and drops what has

@@ -185,7 +185,7 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 		if tc.name == "another client's token" {
 			client = "other"
 		}
-		if got := s.Superseded(client, tc.jti, tc.iat); got != tc.want {
+		if got := s.Superseded(ctx, client, tc.jti, tc.iat); got != tc.want {
 			t.Errorf("%s: Superseded = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -193,10 +193,10 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 	// The client moves to a 60-minute lifetime: its next token still ends
 	// the lifetime-0 one, and later tokens of the same second coexist.
 	issue("n1", t0.Add(20*time.Second), false)
-	if !s.Superseded("c", "z3", t0.Add(10*time.Second)) {
+	if !s.Superseded(ctx, "c", "z3", t0.Add(10*time.Second)) {
 		t.Error("the lifetime-0 token survived the change of lifetime")
 	}
-	if s.Superseded("c", "n0", t0.Add(20*time.Second)) {
+	if s.Superseded(ctx, "c", "n0", t0.Add(20*time.Second)) {
 		t.Error("a same-second token of a non-zero lifetime was superseded")
 	}
 	c.t = far // every lifetime-0 token has expired: the record goes
@@ -214,7 +214,7 @@ func TestIssued_RecordsNothingForOrdinaryClients(t *testing.T) {
 	if err := s.Issued(context.Background(), "c", "j", t0, t0.Add(time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
-	if entries(st) != 0 || s.Superseded("c", "older", t0.Add(-time.Hour)) {
+	if entries(st) != 0 || s.Superseded(context.Background(), "c", "older", t0.Add(-time.Hour)) {
 		t.Error("a client with a non-zero lifetime got a latest-token record")
 	}
 }
@@ -303,7 +303,7 @@ func TestSync_WritesBackWhatAWipedEngineLost(t *testing.T) {
 		t.Error("an opaque token held before the wipe was not written back")
 	case !b.Revoked("revoked-jti"):
 		t.Error("a revocation held before the wipe was not written back: the token is accepted again")
-	case !b.Superseded("zero-client", "earlier-jti", t0.Add(-time.Minute)):
+	case !b.Superseded(ctx, "zero-client", "earlier-jti", t0.Add(-time.Minute)):
 		t.Error("a lifetime-0 record held before the wipe was not written back")
 	}
 }
@@ -377,4 +377,71 @@ func lookup(t *testing.T, s *Store, token string) *Opaque {
 		t.Fatalf("LookupOpaque: %v", err)
 	}
 	return rec
+}
+
+// countingEntries counts Get calls, and fails them while down.
+type countingEntries struct {
+	state.Entries
+	gets int
+	down bool
+}
+
+func (e *countingEntries) Get(ctx context.Context, kind state.Kind, id string) ([]byte, error) {
+	e.gets++
+	if e.down {
+		return nil, errors.New("engine down")
+	}
+	return e.Entries.Get(ctx, kind, id)
+}
+
+// A JWT's iat is in seconds: a lifetime-0 token issued at another
+// instance in the same second as the record held here may be the newer
+// one, its announcement still on the way. It must pass at once, and the
+// token it superseded must not.
+func TestSuperseded_ASameSecondTokenNewerThanTheRecordHeldHerePasses(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	a := open(t, st, c)
+	be := &countingEntries{Entries: state.StorageEntries(st, c.now)}
+	b, err := Open(ctx, st, be, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Issued(ctx, "c", "first", t0, t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(ctx); err != nil { // b holds the record of "first"
+		t.Fatal(err)
+	}
+	if err := a.Issued(ctx, "c", "second", t0, t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	// b has not heard of "second" yet.
+	be.gets = 0
+	if b.Superseded(ctx, "c", "second", t0) {
+		t.Error("the newer token of the same second was refused")
+	}
+	if !b.Superseded(ctx, "c", "first", t0) {
+		t.Error("the token it superseded passed")
+	}
+	if be.gets != 2 {
+		t.Errorf("%d reads of the engine, want 2: one for each token", be.gets)
+	}
+
+	// A token found older is not asked about again; with the engine down,
+	// a token that cannot be placed is refused.
+	be.gets = 0
+	if !b.Superseded(ctx, "c", "first", t0) || b.Superseded(ctx, "c", "second", t0) {
+		t.Error("a token already placed changed its answer")
+	}
+	if be.gets != 0 {
+		t.Errorf("%d reads of the engine for tokens already placed, want 0", be.gets)
+	}
+	if err := a.Issued(ctx, "c", "third", t0, t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	be.down = true
+	if !b.Superseded(ctx, "c", "third", t0) {
+		t.Error("a token that could not be placed passed while the engine was down")
+	}
 }

@@ -52,7 +52,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 	if v.ClientActive != nil && !v.ClientActive(c.ClientID) {
 		return nil, &tokens.Error{Reason: "token's client is disabled or no longer registered"}
 	}
-	if v.State.Superseded(c.ClientID, c.ID, c.IssuedAt) {
+	if v.State.Superseded(ctx, c.ClientID, c.ID, c.IssuedAt) {
 		return nil, &tokens.Error{Reason: "token is superseded by a newer token of its client"}
 	}
 	return c, nil
