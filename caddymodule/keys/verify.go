@@ -43,6 +43,9 @@ func newVerify(alg jwa.SignatureAlgorithm, pub any) (func(input, sig []byte) boo
 				return rsa.VerifyPSS(rk, h, digest(h, input), sig, opts) == nil
 			}, nil
 		}
+		if p := newPKCS1(rk, h); p != nil {
+			return func(input, sig []byte) bool { return p.verify(digest(h, input), sig) }, nil
+		}
 		return func(input, sig []byte) bool {
 			return rsa.VerifyPKCS1v15(rk, h, digest(h, input), sig) == nil
 		}, nil
