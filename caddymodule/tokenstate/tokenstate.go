@@ -306,38 +306,49 @@ func (s *Store) setLatest(clientID string, rec latest) {
 // be older than the record's token or newer: issued at another instance
 // a moment ago, its announcement not yet here. Only then is the engine's
 // record read (once per such token: one found older is remembered); if
-// the engine cannot answer, the token is refused.
-func (s *Store) Superseded(ctx context.Context, clientID, jti string, iat time.Time) bool {
+// the engine cannot answer, the error wraps ErrUnavailable.
+func (s *Store) Superseded(ctx context.Context, clientID, jti string, iat time.Time) (bool, error) {
 	s.mu.RLock()
 	rec, ok := s.latest[clientID]
 	_, older := s.older[jti]
 	s.mu.RUnlock()
 	switch {
 	case !ok || jti == rec.ID:
-		return false
+		return false, nil
 	case iat.Before(rec.IssuedAt):
-		return true
+		return true, nil
 	case !rec.Zero || !iat.Equal(rec.IssuedAt):
-		return false
+		return false, nil
 	case older:
-		return true
+		return true, nil
 	}
 	data, err := s.entries.Get(ctx, state.Latest, clientID)
+	if err != nil {
+		return true, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	var cur latest
-	if err != nil || json.Unmarshal(data, &cur) != nil {
-		return true
+	if err := json.Unmarshal(data, &cur); err != nil {
+		return true, fmt.Errorf("%w: latest-token record of %s: %w", ErrUnavailable, clientID, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setLatest(clientID, cur)
-	if cur.ID == jti {
-		return false
+	held := s.latest[clientID]
+	// A record written here while the engine was read may be newer than
+	// what the engine said: it is kept.
+	if held.ID == rec.ID {
+		s.setLatest(clientID, cur)
+		held = s.latest[clientID]
 	}
-	if len(s.older) >= maxOlder {
-		clear(s.older)
+	if cur.ID != jti {
+		if len(s.older) >= maxOlder {
+			clear(s.older)
+		}
+		s.older[jti] = struct{}{}
+		return true, nil
 	}
-	s.older[jti] = struct{}{}
-	return true
+	// The engine's latest token is this one, unless a token recorded here
+	// meanwhile is newer: refused then, though not remembered as older.
+	return held.ID != jti, nil
 }
 
 // maxOlder bounds the tokens remembered as older than a lifetime-0 record

@@ -185,7 +185,7 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 		if tc.name == "another client's token" {
 			client = "other"
 		}
-		if got := s.Superseded(ctx, client, tc.jti, tc.iat); got != tc.want {
+		if got := isSuperseded(t, s, client, tc.jti, tc.iat); got != tc.want {
 			t.Errorf("%s: Superseded = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -193,10 +193,10 @@ func TestSuperseded_LifetimeZeroTokensEndWithTheNextOne(t *testing.T) {
 	// The client moves to a 60-minute lifetime: its next token still ends
 	// the lifetime-0 one, and later tokens of the same second coexist.
 	issue("n1", t0.Add(20*time.Second), false)
-	if !s.Superseded(ctx, "c", "z3", t0.Add(10*time.Second)) {
+	if !isSuperseded(t, s, "c", "z3", t0.Add(10*time.Second)) {
 		t.Error("the lifetime-0 token survived the change of lifetime")
 	}
-	if s.Superseded(ctx, "c", "n0", t0.Add(20*time.Second)) {
+	if isSuperseded(t, s, "c", "n0", t0.Add(20*time.Second)) {
 		t.Error("a same-second token of a non-zero lifetime was superseded")
 	}
 	c.t = far // every lifetime-0 token has expired: the record goes
@@ -214,7 +214,7 @@ func TestIssued_RecordsNothingForOrdinaryClients(t *testing.T) {
 	if err := s.Issued(context.Background(), "c", "j", t0, t0.Add(time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
-	if entries(st) != 0 || s.Superseded(context.Background(), "c", "older", t0.Add(-time.Hour)) {
+	if entries(st) != 0 || isSuperseded(t, s, "c", "older", t0.Add(-time.Hour)) {
 		t.Error("a client with a non-zero lifetime got a latest-token record")
 	}
 }
@@ -303,7 +303,7 @@ func TestSync_WritesBackWhatAWipedEngineLost(t *testing.T) {
 		t.Error("an opaque token held before the wipe was not written back")
 	case !b.Revoked("revoked-jti"):
 		t.Error("a revocation held before the wipe was not written back: the token is accepted again")
-	case !b.Superseded(ctx, "zero-client", "earlier-jti", t0.Add(-time.Minute)):
+	case !isSuperseded(t, b, "zero-client", "earlier-jti", t0.Add(-time.Minute)):
 		t.Error("a lifetime-0 record held before the wipe was not written back")
 	}
 }
@@ -418,10 +418,10 @@ func TestSuperseded_ASameSecondTokenNewerThanTheRecordHeldHerePasses(t *testing.
 	}
 	// b has not heard of "second" yet.
 	be.gets = 0
-	if b.Superseded(ctx, "c", "second", t0) {
+	if isSuperseded(t, b, "c", "second", t0) {
 		t.Error("the newer token of the same second was refused")
 	}
-	if !b.Superseded(ctx, "c", "first", t0) {
+	if !isSuperseded(t, b, "c", "first", t0) {
 		t.Error("the token it superseded passed")
 	}
 	if be.gets != 2 {
@@ -431,7 +431,7 @@ func TestSuperseded_ASameSecondTokenNewerThanTheRecordHeldHerePasses(t *testing.
 	// A token found older is not asked about again; with the engine down,
 	// a token that cannot be placed is refused.
 	be.gets = 0
-	if !b.Superseded(ctx, "c", "first", t0) || b.Superseded(ctx, "c", "second", t0) {
+	if !isSuperseded(t, b, "c", "first", t0) || isSuperseded(t, b, "c", "second", t0) {
 		t.Error("a token already placed changed its answer")
 	}
 	if be.gets != 0 {
@@ -441,7 +441,61 @@ func TestSuperseded_ASameSecondTokenNewerThanTheRecordHeldHerePasses(t *testing.
 		t.Fatal(err)
 	}
 	be.down = true
-	if !b.Superseded(ctx, "c", "third", t0) {
-		t.Error("a token that could not be placed passed while the engine was down")
+	if _, err := b.Superseded(ctx, "c", "third", t0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("a token that could not be placed while the engine was down: %v, want ErrUnavailable (a 503, not a refusal)", err)
 	}
+}
+
+// entriesWithHook runs hook after a Get has read the engine and before
+// it returns: a token recorded here while the engine was asked.
+type entriesWithHook struct {
+	state.Entries
+	hook func()
+}
+
+func (e *entriesWithHook) Get(ctx context.Context, kind state.Kind, id string) ([]byte, error) {
+	v, err := e.Entries.Get(ctx, kind, id)
+	if e.hook != nil {
+		e.hook()
+		e.hook = nil
+	}
+	return v, err
+}
+
+func TestSuperseded_ATokenRecordedHereWhileTheEngineIsAskedIsNotOverwritten(t *testing.T) {
+	ctx := context.Background()
+	st, c := newMem(), &clock{t0}
+	other := open(t, st, c)
+	he := &entriesWithHook{Entries: state.StorageEntries(st, c.now)}
+	s, err := Open(ctx, st, he, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Issued(ctx, "c", "r", t0, t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Issued(ctx, "c", "y", t0, t0.Add(time.Hour), true); err != nil { // not heard here
+		t.Fatal(err)
+	}
+	he.hook = func() { // the client's next token, issued here during the read
+		if err := s.Issued(ctx, "c", "z", t0, t0.Add(time.Hour), true); err != nil {
+			t.Error(err)
+		}
+	}
+	if !isSuperseded(t, s, "c", "y", t0) {
+		t.Error("y passed although z was issued here after it")
+	}
+	if !isSuperseded(t, s, "c", "y", t0) || isSuperseded(t, s, "c", "z", t0) {
+		t.Error("the engine's stale answer replaced z, the newest token held here")
+	}
+}
+
+// isSuperseded is s.Superseded for a check that must not fail.
+func isSuperseded(t *testing.T, s *Store, client, jti string, iat time.Time) bool {
+	t.Helper()
+	got, err := s.Superseded(context.Background(), client, jti, iat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -52,7 +52,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 	if v.ClientActive != nil && !v.ClientActive(c.ClientID) {
 		return nil, &tokens.Error{Reason: "token's client is disabled or no longer registered"}
 	}
-	if v.State.Superseded(ctx, c.ClientID, c.ID, c.IssuedAt) {
+	switch superseded, err := v.State.Superseded(ctx, c.ClientID, c.ID, c.IssuedAt); {
+	case err != nil:
+		return nil, err
+	case superseded:
 		return nil, &tokens.Error{Reason: "token is superseded by a newer token of its client"}
 	}
 	return c, nil
