@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"crypto"
+	"crypto/fips140"
 	"crypto/rsa"
 	"math"
 
@@ -33,10 +34,11 @@ var digestInfo = map[crypto.Hash][]byte{
 
 // newPKCS1 prepares pub for signatures over h, or returns nil for a key
 // that crypto/rsa is left to judge (and refuse): one shorter than 2048
-// bits, or with an even or out-of-range exponent or modulus.
+// bits, or with an even or out-of-range exponent or modulus; and every
+// key in FIPS 140-3 mode, whose stricter key rules are crypto/rsa's.
 func newPKCS1(pub *rsa.PublicKey, h crypto.Hash) *pkcs1 {
 	prefix, ok := digestInfo[h]
-	if !ok || pub.N == nil || pub.N.BitLen() < 2048 || pub.N.Bit(0) == 0 ||
+	if !ok || fips140.Enabled() || pub.N == nil || pub.N.BitLen() < 2048 || pub.N.Bit(0) == 0 ||
 		pub.E < 3 || pub.E&1 == 0 || pub.E > math.MaxInt32 {
 		return nil
 	}
