@@ -15,9 +15,9 @@ import (
 // instance imported, or the fleet has been on the engine all along.
 // Storing the marker last makes an import that failed half-way run again
 // in full at the next start. Entries that do not decode are skipped and
-// returned as a *CorruptError, with true: the rest was imported. It runs under the engine's lock, so that of
-// several instances starting at once one imports and the others find it
-// done.
+// returned as a *CorruptError, with true: the rest was imported. It
+// runs under the engine's lock, so that of several instances starting at
+// once one imports and the others find it done.
 func Import(ctx context.Context, from Storage, toBlobs Blobs, to Entries, marker string, blobs ...string) (bool, error) {
 	const lock = "oauthgate/import"
 	if err := toBlobs.Lock(ctx, lock); err != nil {

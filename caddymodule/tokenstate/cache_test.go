@@ -11,17 +11,17 @@ func TestOpaqueCache_AFloodPushesOutOthersAtRandomNotInOrder(t *testing.T) {
 	c := newOpaqueCache(size)
 	exp := time.Now().Add(time.Hour)
 	for i := range size {
-		c.put(hash(fmt.Sprint("victim", i)), &Opaque{ClientID: "victim", Expiry: exp})
+		c.put(digestOfToken(fmt.Sprint("victim", i)), &Opaque{ClientID: "victim", Expiry: exp})
 	}
 	for i := range flood {
-		c.put(hash(fmt.Sprint("flood", i)), &Opaque{ClientID: "attacker", Expiry: exp})
+		c.put(digestOfToken(fmt.Sprint("flood", i)), &Opaque{ClientID: "attacker", Expiry: exp})
 	}
 	if n := len(c.m); n != size {
 		t.Fatalf("%d entries, want the bound %d", n, size)
 	}
 	victims := 0
 	for i := range size {
-		if c.get(hash(fmt.Sprint("victim", i))) != nil {
+		if c.get(digestOfToken(fmt.Sprint("victim", i))) != nil {
 			victims++
 		}
 	}
@@ -39,9 +39,9 @@ func TestOpaqueCache_RecordsShareWhatTheyHaveInCommonButNotTheCallersLists(t *te
 	aud := []string{"https://api.example"}
 	a := &Opaque{ClientID: "c", Subject: "oauth_client_c", Audience: aud, Scope: []string{"r1", "r2"}, ID: "1"}
 	b := &Opaque{ClientID: "c", Subject: "oauth_client_c", Audience: []string{"https://api.example"}, Scope: []string{"r1", "r2"}, ID: "2"}
-	c.put(hash("a"), a)
-	c.put(hash("b"), b)
-	ga, gb := c.get(hash("a")), c.get(hash("b"))
+	c.put(digestOfToken("a"), a)
+	c.put(digestOfToken("b"), b)
+	ga, gb := c.get(digestOfToken("a")), c.get(digestOfToken("b"))
 	if ga.ID != "1" || gb.ID != "2" || ga.Scope[1] != "r2" {
 		t.Fatalf("got %+v and %+v", ga, gb)
 	}
@@ -52,9 +52,11 @@ func TestOpaqueCache_RecordsShareWhatTheyHaveInCommonButNotTheCallersLists(t *te
 	if ga.Audience[0] != "https://api.example" {
 		t.Error("the cache shares the caller's list")
 	}
-	c.remove(hash("a"))
-	if c.get(hash("a")) != nil || c.get(hash("b")) == nil {
+	c.remove(digestOfToken("a"))
+	if c.get(digestOfToken("a")) != nil || c.get(digestOfToken("b")) == nil {
 		t.Error("remove took the wrong entry")
 	}
-	c.remove("not a hash") // an id announced by a foreign writer
+	if _, ok := digestOf("not a hash"); ok { // an id announced by a foreign writer
+		t.Error("an id that is no hash was taken for one")
+	}
 }

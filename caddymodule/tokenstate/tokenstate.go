@@ -175,10 +175,13 @@ func loadMACKey(ctx context.Context, blobs state.Blobs) (key, epoch []byte, err 
 	return key, epoch, err
 }
 
-func hash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+func hash(s string) string { return digestOfToken(s).id() }
+
+// digestOfToken is the SHA-256 of an opaque token (or a jti): the cache
+// keys on it, the engine on its hex form (id).
+func digestOfToken(s string) digest { return sha256.Sum256([]byte(s)) }
+
+func (d digest) id() string { return hex.EncodeToString(d[:]) }
 
 // Revoke refuses the JWT with this jti until it expires.
 func (s *Store) Revoke(ctx context.Context, jti string, exp time.Time) error {
@@ -205,15 +208,15 @@ func (s *Store) Revoked(jti string) bool {
 
 // PutOpaque records an opaque token. Only its hash is stored.
 func (s *Store) PutOpaque(ctx context.Context, token string, rec *Opaque) error {
-	h := hash(token)
+	d := digestOfToken(token)
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := s.entries.Put(ctx, state.Opaque, h, data, rec.Expiry); err != nil {
+	if err := s.entries.Put(ctx, state.Opaque, d.id(), data, rec.Expiry); err != nil {
 		return err
 	}
-	s.opaque.put(h, rec)
+	s.opaque.put(d, rec)
 	return nil
 }
 
@@ -231,10 +234,10 @@ const RetryAfter = 5 * time.Second
 // A token this instance has not seen yet costs one lookup in the engine;
 // if that fails, the error wraps ErrUnavailable.
 func (s *Store) LookupOpaque(ctx context.Context, token string) (*Opaque, error) {
-	h := hash(token)
-	rec := s.opaque.get(h)
+	d := digestOfToken(token)
+	rec := s.opaque.get(d)
 	if rec == nil {
-		data, err := s.entries.Get(ctx, state.Opaque, h)
+		data, err := s.entries.Get(ctx, state.Opaque, d.id())
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
@@ -245,7 +248,7 @@ func (s *Store) LookupOpaque(ctx context.Context, token string) (*Opaque, error)
 		if json.Unmarshal(data, rec) != nil {
 			return nil, nil
 		}
-		s.opaque.put(h, rec)
+		s.opaque.put(d, rec)
 	}
 	if !s.now().Before(rec.Expiry) {
 		return nil, nil
@@ -255,11 +258,11 @@ func (s *Store) LookupOpaque(ctx context.Context, token string) (*Opaque, error)
 
 // RevokeOpaque forgets an opaque token.
 func (s *Store) RevokeOpaque(ctx context.Context, token string) error {
-	h := hash(token)
-	if err := s.entries.Delete(ctx, state.Opaque, h); err != nil {
+	d := digestOfToken(token)
+	if err := s.entries.Delete(ctx, state.Opaque, d.id()); err != nil {
 		return fmt.Errorf("revoking opaque token: %w", err)
 	}
-	s.opaque.remove(h)
+	s.opaque.remove(d)
 	return nil
 }
 
@@ -310,7 +313,6 @@ func (s *Store) setLatest(clientID string, rec latest) {
 func (s *Store) Superseded(ctx context.Context, clientID, jti string, iat time.Time) (bool, error) {
 	s.mu.RLock()
 	rec, ok := s.latest[clientID]
-	_, older := s.older[jti]
 	s.mu.RUnlock()
 	switch {
 	case !ok || jti == rec.ID:
@@ -319,7 +321,11 @@ func (s *Store) Superseded(ctx context.Context, clientID, jti string, iat time.T
 		return true, nil
 	case !rec.Zero || !iat.Equal(rec.IssuedAt):
 		return false, nil
-	case older:
+	}
+	s.mu.RLock()
+	_, older := s.older[jti]
+	s.mu.RUnlock()
+	if older {
 		return true, nil
 	}
 	data, err := s.entries.Get(ctx, state.Latest, clientID)
@@ -397,10 +403,10 @@ func (s *Store) Sync(ctx context.Context) error {
 	s.epoch = epoch
 	s.mu.Unlock()
 	var restore []func() error
-	for h, rec := range s.opaque.drain() {
+	for d, rec := range s.opaque.drain() {
 		if wiped && now.Before(rec.Expiry) {
 			data, _ := json.Marshal(rec)
-			restore = append(restore, func() error { return s.entries.Put(ctx, state.Opaque, h, data, rec.Expiry) })
+			restore = append(restore, func() error { return s.entries.Put(ctx, state.Opaque, d.id(), data, rec.Expiry) })
 		}
 	}
 

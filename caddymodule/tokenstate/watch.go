@@ -38,8 +38,8 @@ func (w *watcher) Changed(kind state.Kind, id string, value []byte, exp time.Tim
 	case state.Opaque:
 		// Only a revocation matters: a token issued elsewhere is looked up
 		// when it is first presented here.
-		if value == nil {
-			s.opaque.remove(id)
+		if d, ok := digestOf(id); ok && value == nil {
+			s.opaque.remove(d)
 		}
 	}
 }
@@ -99,7 +99,7 @@ const maxShared = 4096
 
 type digest [sha256.Size]byte
 
-// digestOf decodes a hash made by hash; ok is false for anything else
+// digestOf decodes an id made by hash; ok is false for anything else
 // (an id announced by a foreign or broken writer).
 func digestOf(h string) (d digest, ok bool) {
 	if hex.DecodedLen(len(h)) != len(d) {
@@ -113,11 +113,7 @@ func newOpaqueCache(max int) *opaqueCache {
 	return &opaqueCache{max: max, m: map[digest]*Opaque{}, strs: map[string]string{}, lists: map[string][]string{}}
 }
 
-func (c *opaqueCache) get(h string) *Opaque {
-	d, ok := digestOf(h)
-	if !ok {
-		return nil
-	}
+func (c *opaqueCache) get(d digest) *Opaque {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[d]
@@ -125,11 +121,7 @@ func (c *opaqueCache) get(h string) *Opaque {
 
 // put caches rec, which is not to be changed afterwards: the records
 // handed out, and the lists in them, are shared.
-func (c *opaqueCache) put(h string, rec *Opaque) {
-	d, ok := digestOf(h)
-	if !ok {
-		return
-	}
+func (c *opaqueCache) put(d digest, rec *Opaque) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[d]; !ok && len(c.m) >= c.max {
@@ -141,22 +133,17 @@ func (c *opaqueCache) put(h string, rec *Opaque) {
 	c.m[d] = c.shared(rec)
 }
 
-func (c *opaqueCache) remove(h string) {
-	if d, ok := digestOf(h); ok {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		delete(c.m, d)
-	}
+func (c *opaqueCache) remove(d digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, d)
 }
 
 // drain empties the cache and returns what it held.
-func (c *opaqueCache) drain() map[string]*Opaque {
+func (c *opaqueCache) drain() map[digest]*Opaque {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	held := make(map[string]*Opaque, len(c.m))
-	for d, rec := range c.m {
-		held[hex.EncodeToString(d[:])] = rec
-	}
+	held := c.m
 	c.m = map[digest]*Opaque{}
 	return held
 }
