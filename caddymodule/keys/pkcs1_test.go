@@ -55,7 +55,7 @@ func agree(t *testing.T, k *rsa.PrivateKey, h crypto.Hash, hashed, sig []byte) b
 	if fips140.Enabled() {
 		t.Skip("in FIPS 140-3 mode every RSA key is left to crypto/rsa")
 	}
-	p := newPKCS1(&k.PublicKey, h)
+	p := prepareRSA(&k.PublicKey, h)
 	if p == nil {
 		t.Fatalf("a %d-bit key was not prepared", k.N.BitLen())
 	}
@@ -124,7 +124,7 @@ func TestPKCS1_KeysCryptoRSAMustJudgeAreNotPrepared(t *testing.T) {
 		"even exponent": {N: k.N, E: 65536},
 		"even modulus":  {N: new(big.Int).Add(k.N, big.NewInt(1)), E: 65537},
 	} {
-		if newPKCS1(pub, crypto.SHA256) != nil {
+		if prepareRSA(pub, crypto.SHA256) != nil {
 			t.Errorf("%s: prepared", name)
 		}
 	}
@@ -175,7 +175,7 @@ func BenchmarkPKCS1(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("prepared", func(b *testing.B) {
-		p := newPKCS1(&k.PublicKey, crypto.SHA256)
+		p := prepareRSA(&k.PublicKey, crypto.SHA256)
 		for b.Loop() {
 			if !p.verify(hashed, sig) {
 				b.Fatal("refused")

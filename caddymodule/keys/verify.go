@@ -43,7 +43,7 @@ func newVerify(alg jwa.SignatureAlgorithm, pub any) (func(input, sig []byte) boo
 				return rsa.VerifyPSS(rk, h, digest(h, input), sig, opts) == nil
 			}, nil
 		}
-		if p := newPKCS1(rk, h); p != nil {
+		if p := prepareRSA(rk, h); p != nil {
 			return func(input, sig []byte) bool { return p.verify(digest(h, input), sig) }, nil
 		}
 		return func(input, sig []byte) bool {
