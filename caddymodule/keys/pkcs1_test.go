@@ -10,11 +10,14 @@ import (
 	"testing"
 )
 
-// pkcs1Keys are one RSA key of each size the tests use; made once, as a
-// 4096-bit key takes a while.
-var pkcs1Keys = sync.OnceValue(func() []*rsa.PrivateKey {
+// rsaKeys are one RSA key of each size the tests use; made once, as a
+// 4096-bit key takes a while. Besides the usual sizes, two that are not a
+// whole number of bytes, both prepared: 2049 bits, whose PSS encoded
+// message is a byte shorter than the modulus, and 2051 bits, whose first
+// byte of it has six bits that must be zero (RFC 8017 §9.1, emBits).
+var rsaKeys = sync.OnceValue(func() []*rsa.PrivateKey {
 	var ks []*rsa.PrivateKey
-	for _, bits := range []int{2048, 3072, 4096} {
+	for _, bits := range []int{2048, 3072, 4096, 2049, 2051} {
 		k, err := rsa.GenerateKey(rand.Reader, bits)
 		if err != nil {
 			panic(err)
@@ -24,7 +27,7 @@ var pkcs1Keys = sync.OnceValue(func() []*rsa.PrivateKey {
 	return ks
 })
 
-var pkcs1Hashes = []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
+var rsaHashes = []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
 
 // rawSign returns em^d mod n: a "signature" of any encoded message, so
 // that the encoding checks can be tried with every kind of wrong EM.
@@ -67,15 +70,15 @@ func agree(t *testing.T, k *rsa.PrivateKey, h crypto.Hash, hashed, sig []byte) b
 }
 
 func TestPKCS1_AgreesWithCryptoRSA(t *testing.T) {
-	for _, k := range pkcs1Keys() {
-		for i, h := range pkcs1Hashes {
+	for _, k := range rsaKeys() {
+		for i, h := range rsaHashes {
 			hashed := digest(h, []byte("header.payload"))
 			good, err := rsa.SignPKCS1v15(rand.Reader, k, h, hashed)
 			if err != nil {
 				t.Fatal(err)
 			}
 			other := digest(h, []byte("header.other"))
-			wrongHash := pkcs1Hashes[(i+1)%len(pkcs1Hashes)]
+			wrongHash := rsaHashes[(i+1)%len(rsaHashes)]
 			n := k.N.FillBytes(make([]byte, k.Size()))
 			for _, tc := range []struct {
 				name   string
@@ -113,13 +116,18 @@ func flip(b []byte, i int) []byte {
 }
 
 func TestPKCS1_KeysCryptoRSAMustJudgeAreNotPrepared(t *testing.T) {
-	k := pkcs1Keys()[0]
+	k := rsaKeys()[0]
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := rsa.GenerateKey(rand.Reader, 2047)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, pub := range map[string]*rsa.PublicKey{
 		"1024 bits":     &small.PublicKey,
+		"2047 bits":     &short.PublicKey,
 		"exponent 1":    {N: k.N, E: 1},
 		"even exponent": {N: k.N, E: 65536},
 		"even modulus":  {N: new(big.Int).Add(k.N, big.NewInt(1)), E: 65537},
@@ -141,8 +149,8 @@ func FuzzPKCS1(f *testing.F) {
 	// A padding byte of 0xfe, which a rune-wise trim of "\xff" passed.
 	f.Add(byte(0), byte(0), byte(2), []byte("m"), []byte{0x00, 0x05, 0xfe})
 	f.Fuzz(func(t *testing.T, keyIdx, hashIdx, mode byte, msg, data []byte) {
-		k := pkcs1Keys()[int(keyIdx)%len(pkcs1Keys())]
-		h := pkcs1Hashes[int(hashIdx)%len(pkcs1Hashes)]
+		k := rsaKeys()[int(keyIdx)%len(rsaKeys())]
+		h := rsaHashes[int(hashIdx)%len(rsaHashes)]
 		hashed := digest(h, msg)
 		var sig []byte
 		switch mode % 3 {
@@ -168,7 +176,7 @@ func FuzzPKCS1(f *testing.F) {
 }
 
 func BenchmarkPKCS1(b *testing.B) {
-	k := pkcs1Keys()[0]
+	k := rsaKeys()[0]
 	hashed := digest(crypto.SHA256, []byte("header.payload"))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, hashed)
 	if err != nil {
