@@ -9,28 +9,42 @@ import (
 	"filippo.io/bigmod"
 )
 
-// preparedRSA verifies the RSA signatures of one public key, over one
-// hash, against the key's modulus prepared once. crypto/rsa rebuilds the
-// modulus's Montgomery form on every call, about a third of an RS256
-// check; a guard checks against the same few keys all day. The
-// arithmetic is filippo.io/bigmod, the standalone copy of the standard
-// library's own; only the encoding check is written here (pkcs1.go), and
-// FuzzPKCS1 holds its verdicts to crypto/rsa's.
+// preparedRSA verifies the RSA signatures of one public key, in one
+// scheme over one hash, against the key's modulus prepared once.
+// crypto/rsa rebuilds the modulus's Montgomery form on every call, about
+// a third of an RS256 or PS256 check; a guard checks against the same
+// few keys all day. The arithmetic is filippo.io/bigmod, the standalone
+// copy of the standard library's own; only the encoding checks are
+// written here (pkcs1.go, pss.go), and FuzzPKCS1 and FuzzPSS hold their
+// verdicts to crypto/rsa's.
 type preparedRSA struct {
 	n      *bigmod.Modulus
 	e      uint
+	bits   int // of the modulus
 	size   int // of the modulus, in bytes: a signature is exactly this long
+	scheme rsaScheme
 	hash   crypto.Hash
-	prefix []byte // DER of the DigestInfo before the hash (RFC 8017 §9.2, note 1)
+	prefix []byte // PKCS #1 v1.5 only: DER of the DigestInfo before the hash (RFC 8017 §9.2, note 1)
 }
 
-// prepareRSA prepares pub for RSASSA-PKCS1-v1_5 signatures (RS256,
-// RS384, RS512) over h, or returns nil for a key that crypto/rsa is left
-// to judge (and refuse): one shorter than 2048 bits, or with an even or
+// rsaScheme is how an RSA signature encodes the hash it signs.
+type rsaScheme int
+
+const (
+	pkcs1v15 rsaScheme = iota // RSASSA-PKCS1-v1_5: RS256, RS384, RS512 (RFC 7518 §3.3)
+	pss                       // RSASSA-PSS, MGF1 and a salt as long as the hash: PS256, PS384, PS512 (RFC 7518 §3.5)
+)
+
+// prepareRSA prepares pub for signatures in scheme over h (SHA-256, -384
+// or -512), or returns nil for a key that crypto/rsa is left to judge
+// (and refuse): one shorter than 2048 bits, or with an even or
 // out-of-range exponent or modulus; and every key in FIPS 140-3 mode,
-// whose stricter key rules are crypto/rsa's.
-func prepareRSA(pub *rsa.PublicKey, h crypto.Hash) *preparedRSA {
-	prefix, ok := digestInfo[h]
+// whose stricter key rules are crypto/rsa's. Any size from 2048 bits up
+// is prepared, odd ones too: PSS's encoding is sized by the modulus's
+// bits, not its bytes, and the tests hold 2049 and 2051 bits to
+// crypto/rsa's verdicts.
+func prepareRSA(pub *rsa.PublicKey, scheme rsaScheme, h crypto.Hash) *preparedRSA {
+	prefix, ok := digestInfo[h] // the hashes of both schemes
 	if !ok || fips140.Enabled() || pub.N == nil || pub.N.BitLen() < 2048 || pub.N.Bit(0) == 0 ||
 		pub.E < 3 || pub.E&1 == 0 || pub.E > math.MaxInt32 {
 		return nil
@@ -39,7 +53,11 @@ func prepareRSA(pub *rsa.PublicKey, h crypto.Hash) *preparedRSA {
 	if err != nil {
 		return nil
 	}
-	return &preparedRSA{n: n, e: uint(pub.E), size: pub.Size(), hash: h, prefix: prefix}
+	p := &preparedRSA{n: n, e: uint(pub.E), bits: pub.N.BitLen(), size: pub.Size(), scheme: scheme, hash: h}
+	if scheme == pkcs1v15 {
+		p.prefix = prefix
+	}
+	return p
 }
 
 // verify reports whether sig is a signature of hashed, a digest made with
@@ -49,7 +67,13 @@ func (p *preparedRSA) verify(hashed, sig []byte) bool {
 		return false
 	}
 	em := p.encoded(sig)
-	return em != nil && p.pkcs1Verify(hashed, em)
+	if em == nil {
+		return false
+	}
+	if p.scheme == pss {
+		return p.pssVerify(hashed, em)
+	}
+	return p.pkcs1Verify(hashed, em)
 }
 
 // encoded returns the encoded message EM = s^e mod n that the signature
