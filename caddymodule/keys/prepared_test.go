@@ -33,11 +33,18 @@ var rsaHashes = []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
 var pssOptions = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}
 
 // rawSign returns em^d mod n: a "signature" of any encoded message, so
-// that the encoding checks can be tried with every kind of wrong EM.
+// that the encoding checks can be tried with every kind of wrong EM. It
+// computes modulo p and q and joins the two (the CRT, RFC 8017 §5.1.2),
+// a third of the time of em^d mod n, so that the fuzz targets try more.
 func rawSign(k *rsa.PrivateKey, em []byte) []byte {
 	m := new(big.Int).SetBytes(em)
 	m.Mod(m, k.N)
-	return new(big.Int).Exp(m, k.D, k.N).FillBytes(make([]byte, k.Size()))
+	p, q := k.Primes[0], k.Primes[1]
+	m1 := new(big.Int).Exp(m, k.Precomputed.Dp, p)
+	m2 := new(big.Int).Exp(m, k.Precomputed.Dq, q)
+	h := m1.Sub(m1, m2)
+	h.Mul(h, k.Precomputed.Qinv).Mod(h, p) // Mod is Euclidean: h ≥ 0
+	return h.Mul(h, q).Add(h, m2).FillBytes(make([]byte, k.Size()))
 }
 
 // sign is crypto/rsa's signature of hashed in scheme.
