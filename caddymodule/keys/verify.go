@@ -35,16 +35,19 @@ func newVerify(alg jwa.SignatureAlgorithm, pub any) (func(input, sig []byte) boo
 		if !ok {
 			return nil, fmt.Errorf("%s needs an RSA key, not %T", alg, pub)
 		}
-		h := hashOf(alg)
+		h, scheme := hashOf(alg), pkcs1v15
 		if alg == jwa.PS256() || alg == jwa.PS384() || alg == jwa.PS512() {
+			scheme = pss
+		}
+		if p := prepareRSA(rk, scheme, h); p != nil {
+			return func(input, sig []byte) bool { return p.verify(digest(h, input), sig) }, nil
+		}
+		if scheme == pss {
 			// RFC 7518 §3.5: the salt is as long as the hash.
 			opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}
 			return func(input, sig []byte) bool {
 				return rsa.VerifyPSS(rk, h, digest(h, input), sig, opts) == nil
 			}, nil
-		}
-		if p := newPKCS1(rk, h); p != nil {
-			return func(input, sig []byte) bool { return p.verify(digest(h, input), sig) }, nil
 		}
 		return func(input, sig []byte) bool {
 			return rsa.VerifyPKCS1v15(rk, h, digest(h, input), sig) == nil
