@@ -58,6 +58,17 @@ type shard struct {
 // per Verify.
 type digest = [sha256.Size]byte
 
+// digestOf is token's digest. A token of the usual size is copied to the
+// stack to be hashed: []byte(token) would put a copy on the heap for
+// every request the cache answers.
+func digestOf(token string) digest {
+	var buf [2 << 10]byte
+	if len(token) > len(buf) {
+		return sha256.Sum256([]byte(token))
+	}
+	return sha256.Sum256(buf[:copy(buf[:], token)])
+}
+
 // cacheEntry is one verified token.
 type cacheEntry struct {
 	// Claims are shared by every request that presents the token: read

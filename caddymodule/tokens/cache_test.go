@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"crypto/sha256"
 	"strconv"
 	"strings"
 	"sync"
@@ -332,5 +331,3 @@ func TestVerify_CacheEntriesHoldOnlyWhileTheirKidNamesTheSameKey(t *testing.T) {
 		t.Errorf("with its key back, the remembered refusal must not hold: %v", err)
 	}
 }
-
-func digestOf(token string) digest { return sha256.Sum256([]byte(token)) }

@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -218,12 +217,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if v.MaxLength > 0 && len(token) > v.MaxLength {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
-	raw := []byte(token) // one copy, for the digest and the signature check
 	if v.Cache == nil {
-		c, _, _, err := v.verify(token, raw)
+		c, _, _, err := v.verify(token, []byte(token))
 		return c, err
 	}
-	now, key := v.now(), sha256.Sum256(raw)
+	now, key := v.now(), digestOf(token)
 	if e, ok := v.Cache.get(key, now); ok {
 		if v.sameKey(e) {
 			return e.Claims, nil
@@ -236,7 +234,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		}
 		v.Cache.refused.remove(key)
 	}
-	c, k, final, err := v.verify(token, raw)
+	c, k, final, err := v.verify(token, []byte(token)) // one copy, for the signature check
 	switch {
 	case err == nil:
 		v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
