@@ -270,7 +270,7 @@ func (g *OAuthGuard) count(d *guard.Decision) {
 	if d.Rule != nil {
 		line = d.Rule.Line
 	}
-	metrics.decisions.WithLabelValues(outcome, reason, ruleLabel(line)).Inc()
+	decisionCounter(decisionLabels{outcome, reason, line}).Inc()
 }
 
 // reasonOf names a refusal in logs and metrics: its RFC 6750 code, or
