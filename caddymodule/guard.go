@@ -206,10 +206,11 @@ func (g *OAuthGuard) pass(r *http.Request, d *guard.Decision) {
 	// token was looked at: an unset one would reach the backend as its
 	// literal "{http.auth.user.id}" text through header_up.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", id.Subject)
-	repl.Set("http.auth.user.client_id", id.ClientID)
-	repl.Set("http.auth.user.roles", id.Roles)
-	repl.Set("http.auth.user.scope", id.Scope)
+	v := id.Values()
+	repl.Set("http.auth.user.id", v[0])
+	repl.Set("http.auth.user.client_id", v[1])
+	repl.Set("http.auth.user.roles", v[2])
+	repl.Set("http.auth.user.scope", v[3])
 	if ce := g.logger.Check(zap.DebugLevel, "request allowed"); ce != nil {
 		fields := []zap.Field{zap.String("subject", id.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
 		if d.Rule != nil {

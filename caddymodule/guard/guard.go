@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -88,10 +86,13 @@ type Decision struct {
 	// our clients to the backend either.
 	Subject, ClientID string
 	// Roles the caller holds that the policy and the token's scope agree
-	// on.
+	// on. Shared with other requests of the same token: read, never
+	// change.
 	Roles []string
 	// Preflight marks a CORS preflight let through by AllowPreflight.
 	Preflight bool
+
+	told *Identity // what Forward tells the backend; nil: made there
 }
 
 // Check decides r.
@@ -131,25 +132,13 @@ func (g *Guard) Check(r *http.Request) *Decision {
 		return d
 	}
 	d.Claims = claims
-	// An external issuer's subjects live in their own namespace in the
-	// policy, "<iss>#<sub>": its "sub" is its own to choose, and must not
-	// borrow the roles of a local client (or of another issuer's subject)
-	// of the same name.
-	subject, clientID := claims.Subject, claims.ClientID
-	if ext != nil {
-		subject = claims.Issuer + "#" + claims.Subject
-		if clientID != "" {
-			clientID = claims.Issuer + "#" + clientID
-		}
-		// They go into request headers; a value that cannot would fail
-		// the request at the proxy with a 502.
-		if !httpguts.ValidHeaderFieldValue(subject) || !httpguts.ValidHeaderFieldValue(clientID) {
-			d.Err = oautherr.InvalidToken("the token's sub or client ID has characters a header cannot carry")
-			return d
-		}
+	dv, oerr := derive(claims, ext, pol)
+	if oerr != nil {
+		d.Err = oerr
+		return d
 	}
-	d.Subject, d.ClientID = subject, clientID
-	if pol.Disabled(subject) {
+	d.Subject, d.ClientID = dv.subject, dv.clientID
+	if pol.Disabled(dv.subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
 		return d
 	}
@@ -157,15 +146,7 @@ func (g *Guard) Check(r *http.Request) *Decision {
 		d.Err = oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
 		return d
 	}
-	if ext != nil {
-		// An external issuer's token carries its roles; the policy's
-		// subjects mapping adds to them.
-		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.RolePrefix()))
-	} else {
-		// Our own token: the policy grants, the scope it was issued with
-		// narrows.
-		d.Roles = pol.RolesInScope(claims.Subject, claims.Scope)
-	}
+	d.Roles, d.told = dv.roles, &dv.told
 	if !d.Rule.Allows(d.Roles) {
 		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.RequiredRoles())
 	}

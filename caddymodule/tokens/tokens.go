@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -49,7 +50,21 @@ type Claims struct {
 	Roles []string
 	// KeyID is not a claim: it names the key that verified the token.
 	KeyID string
+
+	derived atomic.Value // see Derived
 }
+
+// Derived returns what SetDerived last stored, nil if nothing. Claims a
+// Verifier with a Cache returns are shared by every request that presents
+// the same token; their one user (the guard) keeps here what it derives
+// from them, so that a token sent again is not worked on again. What is
+// kept must not be changed once stored, and must say what else it was
+// derived from (a policy) if that may change.
+func (c *Claims) Derived() any { return c.derived.Load() }
+
+// SetDerived stores v for Derived. Every value stored on the same claims
+// must be of the same type.
+func (c *Claims) SetDerived(v any) { c.derived.Store(v) }
 
 // wireClaims is the JSON form. Dates are NumericDate; scope is the RFC
 // 8693 space-separated string that RFC 9068 §2.2.3 prescribes.
