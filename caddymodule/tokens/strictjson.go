@@ -122,7 +122,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 			top.wantKey = false
 			name := text[start+1 : i]
 			if strings.IndexByte(name, '\\') >= 0 {
-				_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
+				name = unquote(data[start : i+1])
 			}
 			if err := checkName(name, len(stack) == 1, objectName{top.id, strings.ToLower(name)}, &seen); err != nil {
 				return nil, err
@@ -137,6 +137,16 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 		}
 	}
 	return members, nil
+}
+
+// unquote decodes a JSON string that json.Valid has vouched for. It is a
+// function of its own so that only a name with escapes costs a string
+// on the heap: the address taken here would otherwise move every name
+// checkObject reads there.
+func unquote(quoted []byte) string {
+	var s string
+	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
+	return s
 }
 
 // A member whose value is null is absent, as encoding/json has it.
@@ -220,7 +230,9 @@ func (s *nameSet) add(k objectName) (dup bool) {
 // must be spelled exactly so, or such a library would read a different
 // claim than we do.
 func checkName(name string, topLevel bool, key objectName, seen *nameSet) error {
-	if topLevel {
+	// A name we read, spelled as we read it, folds into no other: the
+	// names we read differ from each other in more than case.
+	if topLevel && !slices.Contains(decodedNames, name) {
 		ascii := isASCII(name)
 		for _, k := range decodedNames {
 			// Folding keeps the length of ASCII: only "ſ" (U+017F) and the
@@ -295,8 +307,9 @@ func (d *numericDate) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
 }
 
-// date decodes a NumericDate member; null is absent (nil).
-func date(m member) (*numericDate, error) {
+// date decodes a NumericDate member into *dst and returns dst; null is
+// absent (nil).
+func date(m member, dst *numericDate) (*numericDate, error) {
 	// A string would fail to parse too, but say why: issuers that quote
 	// dates exist and are refused on purpose. json.Valid has vouched for
 	// the syntax, so ParseFloat sees a JSON number or a literal.
@@ -311,6 +324,6 @@ func date(m member) (*numericDate, error) {
 		return nil, &dateError{"a date (exp, nbf, iat) is out of range"}
 	}
 	sec, frac := math.Modf(f)
-	d := numericDate(time.Unix(int64(sec), int64(frac*1e9)))
-	return &d, nil
+	*dst = numericDate(time.Unix(int64(sec), int64(frac*1e9)))
+	return dst, nil
 }

@@ -376,6 +376,9 @@ type claimsJSON struct {
 	wireClaims
 	Scope    stringList // decoded from a string only, unless External
 	CID, AZP string     // External only
+	// dates hold exp, iat and nbf, where wireClaims points: no
+	// allocation of their own.
+	dates [3]numericDate
 }
 
 func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
@@ -394,11 +397,11 @@ func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
 		case "aud":
 			err = w.Audience.decode(m)
 		case "exp":
-			w.Expiry, err = date(m)
+			w.Expiry, err = date(m, &w.dates[0])
 		case "iat":
-			w.IssuedAt, err = date(m)
+			w.IssuedAt, err = date(m, &w.dates[1])
 		case "nbf":
-			w.NotBefore, err = date(m)
+			w.NotBefore, err = date(m, &w.dates[2])
 		case "scope":
 			if v.External {
 				err = w.Scope.decode(m)
