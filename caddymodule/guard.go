@@ -183,18 +183,19 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		})
 		return nil
 	}
-	d := g.guard.Check(r)
-	g.count(d)
+	var d guard.Decision
+	g.guard.Decide(r, &d)
+	g.count(&d)
 	if d.Err != nil {
-		shadow := g.shadow(d)
-		g.logDenial(r, d, shadow)
+		shadow := g.shadow(&d)
+		g.logDenial(r, &d, shadow)
 		if !shadow {
 			oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), d.Err)
 			return nil
 		}
-		d = &guard.Decision{Rule: d.Rule} // through, but with no identity
+		d = guard.Decision{Rule: d.Rule} // through, but with no identity
 	}
-	g.pass(r, d)
+	g.pass(r, &d)
 	return next.ServeHTTP(w, r)
 }
 
