@@ -28,9 +28,32 @@ const maxDepth = 8
 func decodeSegment(seg string, dst []member) ([]member, error) {
 	data, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
-		return nil, errors.New("not base64url")
+		return nil, errNotBase64
 	}
 	return checkObject(data, dst)
+}
+
+var errNotBase64 = errors.New("not base64url")
+
+// segmentDecoder decodes the segments of one token into one allocation.
+type segmentDecoder []byte
+
+// newSegmentDecoder has room for every segment of token: each decodes
+// to three quarters of its length or less.
+func newSegmentDecoder(token string) *segmentDecoder {
+	d := segmentDecoder(make([]byte, base64.RawURLEncoding.DecodedLen(len(token))))
+	return &d
+}
+
+// decode base64url-decodes seg into the decoder's room.
+func (d *segmentDecoder) decode(seg string) ([]byte, error) {
+	n, err := base64.RawURLEncoding.Strict().Decode(*d, []byte(seg))
+	if err != nil {
+		return nil, errNotBase64
+	}
+	out := (*d)[:n:n]
+	*d = (*d)[n:]
+	return out, nil
 }
 
 var errNotJSON = errors.New("not JSON")
@@ -122,7 +145,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 			top.wantKey = false
 			name := text[start+1 : i]
 			if strings.IndexByte(name, '\\') >= 0 {
-				name = unquote(data[start : i+1])
+				name, _ = unmarshal[string](text[start : i+1]) // valid JSON: cannot fail
 			}
 			if err := checkName(name, len(stack) == 1, objectName{top.id, strings.ToLower(name)}, &seen); err != nil {
 				return nil, err
@@ -139,14 +162,15 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 	return members, nil
 }
 
-// unquote decodes a JSON string that json.Valid has vouched for. It is a
-// function of its own so that only a name with escapes costs a string
-// on the heap: the address taken here would otherwise move every name
-// checkObject reads there.
-func unquote(quoted []byte) string {
-	var s string
-	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
-	return s
+// unmarshal decodes the JSON text of one member value. It is a function
+// of its own so that only a value that needs encoding/json costs memory:
+// the address json.Unmarshal is given moves its variable to the heap,
+// which would otherwise be every member name checkObject reads, or the
+// decoded claims as a whole.
+func unmarshal[T any](text string) (T, error) {
+	var v T
+	err := json.Unmarshal([]byte(text), &v)
+	return v, err
 }
 
 // A member whose value is null is absent, as encoding/json has it.
@@ -166,7 +190,11 @@ func str(m member, dst *string) error {
 		*dst = v[1 : len(v)-1]
 		return nil
 	}
-	return json.Unmarshal([]byte(v), dst) // escapes
+	u, err := unmarshal[string](v) // escapes
+	if err == nil {
+		*dst = u
+	}
+	return err
 }
 
 // stringArray decodes an array of strings into dst.
@@ -174,9 +202,14 @@ func stringArray(m member, dst *[]string) error {
 	if m.null() {
 		return nil
 	}
-	if m.value[0] != '[' || json.Unmarshal([]byte(m.value), dst) != nil {
+	if m.value[0] != '[' {
 		return m.wrongType()
 	}
+	a, err := unmarshal[[]string](m.value)
+	if err != nil {
+		return m.wrongType()
+	}
+	*dst = a
 	return nil
 }
 
@@ -301,29 +334,31 @@ func (e *dateError) Error() string { return e.msg }
 
 const maxNumericDate = 253402300799 // 9999-12-31T23:59:59Z
 
-func (d *numericDate) time() time.Time { return time.Time(*d) }
-
 func (d *numericDate) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
 }
 
-// date decodes a NumericDate member into *dst and returns dst; null is
-// absent (nil).
-func date(m member, dst *numericDate) (*numericDate, error) {
+// optionalDate is a decoded NumericDate, or none (set false).
+type optionalDate struct {
+	t   time.Time
+	set bool
+}
+
+// date decodes a NumericDate member; null is absent.
+func date(m member) (optionalDate, error) {
 	// A string would fail to parse too, but say why: issuers that quote
 	// dates exist and are refused on purpose. json.Valid has vouched for
 	// the syntax, so ParseFloat sees a JSON number or a literal.
 	if m.null() {
-		return nil, nil
+		return optionalDate{}, nil
 	}
 	f, err := strconv.ParseFloat(m.value, 64)
 	if m.value[0] == '"' || err != nil {
-		return nil, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
+		return optionalDate{}, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
 	}
 	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return nil, &dateError{"a date (exp, nbf, iat) is out of range"}
+		return optionalDate{}, &dateError{"a date (exp, nbf, iat) is out of range"}
 	}
 	sec, frac := math.Modf(f)
-	*dst = numericDate(time.Unix(int64(sec), int64(frac*1e9)))
-	return dst, nil
+	return optionalDate{time.Unix(int64(sec), int64(frac*1e9)), true}, nil
 }

@@ -202,9 +202,9 @@ type header struct {
 	Critical bool
 }
 
-func (h *header) decode(seg string) error {
+func (h *header) decode(data []byte) error {
 	var buf [8]member
-	members, err := decodeSegment(seg, buf[:0])
+	members, err := checkObject(data, buf[:0])
 	for _, m := range members {
 		switch m.name {
 		case "alg":
@@ -301,8 +301,11 @@ func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *key
 	if !ok {
 		return nil, nil, fail("token is not a compact JWS (three base64url segments)")
 	}
+	dec := newSegmentDecoder(token)
 	var h header
-	if err := h.decode(rawHeader); err != nil {
+	if data, err := dec.decode(rawHeader); err != nil {
+		return nil, nil, fail("token header is malformed: %v", err)
+	} else if err := h.decode(data); err != nil {
 		return nil, nil, fail("token header is malformed: %v", err)
 	}
 	if h.Critical {
@@ -321,11 +324,15 @@ func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *key
 		return nil, k, fail("token algorithm %.32q is not allowed for its key", h.Alg)
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
-	sig, err := base64.RawURLEncoding.Strict().DecodeString(rawSig)
+	sig, err := dec.decode(rawSig)
 	if err != nil || !k.Verify(raw[:len(raw)-len(rawSig)-1], sig) {
 		return nil, k, &Error{Reason: ReasonBadSignature}
 	}
-	c, err := v.checkClaims(rawPayload)
+	payload, err := dec.decode(rawPayload)
+	if err != nil {
+		return nil, k, fail("token claims are malformed: %v", err)
+	}
+	c, err := v.checkClaims(payload)
 	if err != nil {
 		return nil, k, err
 	}
@@ -373,16 +380,17 @@ func (v *Verifier) typeError() error {
 // issuer's token a scope that may be an array and the client ID's other
 // names.
 type claimsJSON struct {
-	wireClaims
-	Scope    stringList // decoded from a string only, unless External
-	CID, AZP string     // External only
-	// dates hold exp, iat and nbf, where wireClaims points: no
-	// allocation of their own.
-	dates [3]numericDate
+	Issuer, Subject, ClientID, ID string
+	Audience                      audience
+	// The dates are values, not wireClaims' pointers: a pointer into the
+	// struct would move it to the heap on every verification.
+	IssuedAt, NotBefore, Expiry optionalDate
+	Scope                       stringList // decoded from a string only, unless External
+	CID, AZP                    string     // External only
 }
 
-func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
-	w := new(claimsJSON)
+// decodeClaims decodes members into w.
+func (v *Verifier) decodeClaims(members []member, w *claimsJSON) error {
 	var err error
 	for _, m := range members {
 		switch m.name {
@@ -397,16 +405,19 @@ func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
 		case "aud":
 			err = w.Audience.decode(m)
 		case "exp":
-			w.Expiry, err = date(m, &w.dates[0])
+			w.Expiry, err = date(m)
 		case "iat":
-			w.IssuedAt, err = date(m, &w.dates[1])
+			w.IssuedAt, err = date(m)
 		case "nbf":
-			w.NotBefore, err = date(m, &w.dates[2])
+			w.NotBefore, err = date(m)
 		case "scope":
 			if v.External {
 				err = w.Scope.decode(m)
-			} else if err = str(m, &w.wireClaims.Scope); err == nil {
-				w.Scope = strings.Fields(w.wireClaims.Scope)
+			} else {
+				var scope string
+				if err = str(m, &scope); err == nil {
+					w.Scope = strings.Fields(scope)
+				}
 			}
 		case "cid":
 			if v.External {
@@ -418,22 +429,19 @@ func (v *Verifier) decodeClaims(members []member) (*claimsJSON, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return w, nil
+	return nil
 }
 
-func (v *Verifier) checkClaims(rawPayload string) (*Claims, error) {
-	data, err := base64.RawURLEncoding.Strict().DecodeString(rawPayload)
-	if err != nil {
-		return nil, fail("token claims are malformed: not base64url")
-	}
+// checkClaims checks the decoded claims segment.
+func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 	var buf [16]member
 	members, err := checkObject(data, buf[:0])
-	var w *claimsJSON
+	var w claimsJSON
 	if err == nil {
-		w, err = v.decodeClaims(members)
+		err = v.decodeClaims(members, &w)
 	}
 	if err != nil {
 		return nil, fail("token claims are malformed: %v", err)
@@ -441,7 +449,7 @@ func (v *Verifier) checkClaims(rawPayload string) (*Claims, error) {
 	if v.External {
 		w.ClientID = cmp.Or(w.ClientID, w.CID, w.AZP)
 	}
-	c, err := v.check(&w.wireClaims)
+	c, err := v.check(&w)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +493,7 @@ func roles(data []byte, path string) ([]string, error) {
 	return l, nil
 }
 
-func (v *Verifier) check(w *wireClaims) (*Claims, error) {
+func (v *Verifier) check(w *claimsJSON) (*Claims, error) {
 	now := v.now()
 	switch {
 	case w.Issuer != v.Issuer:
@@ -498,32 +506,28 @@ func (v *Verifier) check(w *wireClaims) (*Claims, error) {
 		return nil, fail(`token has no "client_id"`)
 	case w.ID == "" && !v.External:
 		return nil, fail(`token has no "jti"`)
-	case w.Expiry == nil:
+	case !w.Expiry.set:
 		return nil, fail(`token has no "exp"`)
-	case w.IssuedAt == nil && !v.External:
+	case !w.IssuedAt.set && !v.External:
 		return nil, fail(`token has no "iat"`)
-	case !now.Before(w.Expiry.time().Add(v.Leeway)):
+	case !now.Before(w.Expiry.t.Add(v.Leeway)):
 		return nil, fail("token is expired")
-	case w.IssuedAt != nil && w.IssuedAt.time().After(now.Add(v.Leeway)):
+	case w.IssuedAt.set && w.IssuedAt.t.After(now.Add(v.Leeway)):
 		return nil, &Error{Reason: "token is issued in the future", early: true}
-	case w.NotBefore != nil && w.NotBefore.time().After(now.Add(v.Leeway)):
+	case w.NotBefore.set && w.NotBefore.t.After(now.Add(v.Leeway)):
 		return nil, &Error{Reason: "token is not valid yet", early: true}
 	}
-	c := &Claims{
-		Issuer:   w.Issuer,
-		Subject:  w.Subject,
-		ClientID: w.ClientID,
-		Audience: w.Audience,
-		Expiry:   w.Expiry.time(),
-		ID:       w.ID,
-	}
-	if w.IssuedAt != nil {
-		c.IssuedAt = w.IssuedAt.time()
-	}
-	if w.NotBefore != nil {
-		c.NotBefore = w.NotBefore.time()
-	}
-	return c, nil
+	// An absent iat or nbf is the zero time, as Claims has it.
+	return &Claims{
+		Issuer:    w.Issuer,
+		Subject:   w.Subject,
+		ClientID:  w.ClientID,
+		Audience:  w.Audience,
+		IssuedAt:  w.IssuedAt.t,
+		NotBefore: w.NotBefore.t,
+		Expiry:    w.Expiry.t,
+		ID:        w.ID,
+	}, nil
 }
 
 // IsJWT reports whether token is in the JWT format rather than the
