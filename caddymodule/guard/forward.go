@@ -115,12 +115,14 @@ func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
 	if d.Claims == nil {
 		return Identity{Roles: strings.Join(d.Roles, ",")}
 	}
-	id := d.told
-	if id == nil { // a Decision that Check did not make
+	var id Identity
+	if d.told != nil {
+		id = *d.told
+	} else { // a Decision that Check did not make
 		id = tell(d.Subject, d.ClientID, d.Roles, d.Claims.Scope)
 	}
-	f.setIdentityHeaders(r.Header, id)
-	return *id
+	f.setIdentityHeaders(r.Header, &id)
+	return id
 }
 
 // setIdentityHeaders sets the identity headers to what id tells, those
@@ -166,12 +168,21 @@ func dashed(name string) string {
 // listable drops the values that a comma- or space-separated list could
 // not carry as one: an external issuer's scope array may hold "a,admin",
 // which a backend would read as two scopes.
+// values itself is returned when it has none to drop.
 func listable(values []string) []string {
-	out := values[:0:0]
-	for _, v := range values {
-		if !strings.ContainsAny(v, ", \t\r\n") {
-			out = append(out, v)
+	var out []string
+	for i, v := range values {
+		switch {
+		case !strings.ContainsAny(v, ", \t\r\n"):
+			if out != nil {
+				out = append(out, v)
+			}
+		case out == nil:
+			out = append(make([]string, 0, len(values)-1), values[:i]...)
 		}
+	}
+	if out == nil {
+		return values
 	}
 	return out
 }

@@ -36,10 +36,40 @@ func (id Identity) Values() [4]any {
 }
 
 // tell is the Identity of a caller with these roles and scope.
-func tell(subject, clientID string, roles, scope []string) *Identity {
-	scope = listable(scope)
-	return &Identity{Subject: subject, ClientID: clientID, Roles: strings.Join(roles, ","),
-		Scope: strings.Join(scope, " "), scopeList: strings.Join(scope, ",")}
+func tell(subject, clientID string, roles, scope []string) Identity {
+	id := Identity{Subject: subject, ClientID: clientID, Roles: strings.Join(roles, ",")}
+	id.Scope, id.scopeList = joinTwice(listable(scope), " ", ",")
+	return id
+}
+
+// joinTwice is strings.Join of elems with each separator, in one
+// allocation for both.
+func joinTwice(elems []string, sep1, sep2 string) (string, string) {
+	switch len(elems) {
+	case 0:
+		return "", ""
+	case 1:
+		return elems[0], elems[0]
+	}
+	var b strings.Builder
+	n := (len(elems) - 1) * (len(sep1) + len(sep2))
+	for _, e := range elems {
+		n += 2 * len(e)
+	}
+	b.Grow(n)
+	for i, sep := range [2]string{sep1, sep2} {
+		for j, e := range elems {
+			if j > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(e)
+		}
+		if i == 0 {
+			n = b.Len()
+		}
+	}
+	both := b.String()
+	return both[:n], both[n:]
 }
 
 // derived is what the guard derives from a verified token's claims and
@@ -100,7 +130,7 @@ func derive(c *tokens.Claims, ext Issuer, pol *policy.Policy) (*derived, *oauthe
 		// narrows.
 		dv.roles = pol.RolesInScope(c.Subject, c.Scope)
 	}
-	dv.told = *tell(dv.subject, dv.clientID, dv.roles, c.Scope)
+	dv.told = tell(dv.subject, dv.clientID, dv.roles, c.Scope)
 	if prev == nil {
 		c.SetDerived(seenOnce)
 		return dv, nil
