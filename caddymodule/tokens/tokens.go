@@ -295,11 +295,31 @@ func (v *Verifier) verify(token string, raw []byte) (c *Claims, k *keys.Key, fin
 	return c, k, final, err
 }
 
+// errNotCompact is the refusal of a token that splitCompact refuses.
+var errNotCompact = &Error{Reason: "token is not a compact JWS (three base64url segments)"}
+
 // check1 is verify; raw is token's bytes.
 func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
-	rawHeader, rawPayload, rawSig, ok := splitCompact(token)
+	c, k, err := v.check2(token, raw, signed)
+	// check2 finds the segments by their dots alone, and leaves the
+	// alphabet to the base64url decoders, which refuse every other
+	// character but CR and LF (cutCompact refuses those): a token that
+	// passes was all base64url. One that fails is refused as splitCompact
+	// would have refused it first, if it would.
+	if err != nil {
+		if _, _, _, ok := splitCompact(token); !ok {
+			*signed = false
+			return nil, nil, errNotCompact
+		}
+	}
+	return c, k, err
+}
+
+// check2 is check1 once the token has its two dots.
+func (v *Verifier) check2(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
+	rawHeader, rawPayload, rawSig, ok := cutCompact(token)
 	if !ok {
-		return nil, nil, fail("token is not a compact JWS (three base64url segments)")
+		return nil, nil, errNotCompact
 	}
 	dec := newSegmentDecoder(token)
 	var h header
@@ -555,6 +575,24 @@ func splitCompact(token string) (hdr, payload, sig string, ok bool) {
 		return "", "", "", false
 	}
 	return token[:dots[0]], token[dots[0]+1 : dots[1]], token[dots[1]+1:], true
+}
+
+// cutCompact is splitCompact without the check of the alphabet, which
+// the base64url decoders make as they go: the segments between exactly
+// two dots, none of them empty, in a token without CR or LF (which the
+// decoders would skip). strings.IndexByte finds a byte many at a time;
+// splitCompact looks at one byte at a time, a sixth of the guard's work
+// on a token beside its signature.
+func cutCompact(token string) (hdr, payload, sig string, ok bool) {
+	i := strings.IndexByte(token, '.')
+	if i <= 0 || strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
+		return "", "", "", false
+	}
+	j := i + 1 + strings.IndexByte(token[i+1:], '.')
+	if j <= i+1 || j == len(token)-1 || strings.IndexByte(token[j+1:], '.') >= 0 {
+		return "", "", "", false
+	}
+	return token[:i], token[i+1 : j], token[j+1:], true
 }
 
 // base64url marks the bytes of the base64url alphabet (RFC 4648 §5); a
