@@ -38,11 +38,14 @@ var errNotBase64 = errors.New("not base64url")
 // segmentDecoder decodes the segments of one token into one allocation.
 type segmentDecoder []byte
 
-// newSegmentDecoder has room for every segment of token: each decodes
-// to three quarters of its length or less.
-func newSegmentDecoder(token string) *segmentDecoder {
-	d := segmentDecoder(make([]byte, base64.RawURLEncoding.DecodedLen(len(token))))
-	return &d
+// newSegmentDecoder returns a copy of token and a decoder with room for
+// every segment of it (each decodes to three quarters of its length or
+// less), in one allocation.
+func newSegmentDecoder(token string) ([]byte, *segmentDecoder) {
+	buf := make([]byte, len(token)+base64.RawURLEncoding.DecodedLen(len(token)))
+	raw := buf[:copy(buf, token):len(token)]
+	d := segmentDecoder(buf[len(token):])
+	return raw, &d
 }
 
 // decode base64url-decodes seg into the decoder's room.

@@ -233,7 +233,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fail("token is longer than %d bytes", v.MaxLength)
 	}
 	if v.Cache == nil {
-		c, _, _, err := v.verify(token, []byte(token))
+		c, _, _, err := v.verify(token)
 		return c, err
 	}
 	now, key := v.now(), digestOf(token)
@@ -249,7 +249,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		}
 		v.Cache.refused.remove(key)
 	}
-	c, k, final, err := v.verify(token, []byte(token)) // one copy, for the signature check
+	c, k, final, err := v.verify(token)
 	switch {
 	case err == nil:
 		v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
@@ -286,8 +286,8 @@ func (v *Verifier) now() time.Time {
 // published later), and "not valid yet" ends by itself; those are not
 // final.
 // It returns the key that decided, once one was found.
-func (v *Verifier) verify(token string, raw []byte) (c *Claims, k *keys.Key, final bool, err error) {
-	c, k, err = v.check1(token, raw, &final)
+func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, final bool, err error) {
+	c, k, err = v.check1(token, &final)
 	var e *Error
 	if err != nil && errors.As(err, &e) && e.early {
 		final = false
@@ -298,9 +298,9 @@ func (v *Verifier) verify(token string, raw []byte) (c *Claims, k *keys.Key, fin
 // errNotCompact is the refusal of a token that splitCompact refuses.
 var errNotCompact = &Error{Reason: "token is not a compact JWS (three base64url segments)"}
 
-// check1 is verify; raw is token's bytes.
-func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
-	c, k, err := v.check2(token, raw, signed)
+// check1 is verify.
+func (v *Verifier) check1(token string, signed *bool) (*Claims, *keys.Key, error) {
+	c, k, err := v.check2(token, signed)
 	// check2 finds the segments by their dots alone, and leaves the
 	// alphabet to the base64url decoders, which refuse every other
 	// character but CR and LF (cutCompact refuses those): a token that
@@ -316,12 +316,14 @@ func (v *Verifier) check1(token string, raw []byte, signed *bool) (*Claims, *key
 }
 
 // check2 is check1 once the token has its two dots.
-func (v *Verifier) check2(token string, raw []byte, signed *bool) (*Claims, *keys.Key, error) {
+func (v *Verifier) check2(token string, signed *bool) (*Claims, *keys.Key, error) {
 	rawHeader, rawPayload, rawSig, ok := cutCompact(token)
 	if !ok {
 		return nil, nil, errNotCompact
 	}
-	dec := newSegmentDecoder(token)
+	// The signing input is checked as bytes: a copy of the token, in the
+	// allocation the segments are decoded into.
+	raw, dec := newSegmentDecoder(token)
 	var h header
 	if data, err := dec.decode(rawHeader); err != nil {
 		return nil, nil, fail("token header is malformed: %v", err)
