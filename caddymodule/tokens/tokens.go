@@ -288,11 +288,18 @@ func (v *Verifier) now() time.Time {
 // It returns the key that decided, once one was found.
 func (v *Verifier) verify(token string) (c *Claims, k *keys.Key, final bool, err error) {
 	c, k, err = v.check1(token, &final)
-	var e *Error
-	if err != nil && errors.As(err, &e) && e.early {
+	if err != nil && early(err) {
 		final = false
 	}
 	return c, k, final, err
+}
+
+// early reports whether err is a refusal that may not hold later. It is
+// a function of its own so that a token that passes does not pay for
+// the variable errors.As moves to the heap.
+func early(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.early
 }
 
 // errNotCompact is the refusal of a token that splitCompact refuses.
