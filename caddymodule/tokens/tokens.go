@@ -331,11 +331,13 @@ func (v *Verifier) check2(token string, signed *bool) (*Claims, *keys.Key, error
 	// The signing input is checked as bytes: a copy of the token, in the
 	// allocation the segments are decoded into.
 	raw, dec := newSegmentDecoder(token)
-	var h header
-	if data, err := dec.decode(rawHeader); err != nil {
-		return nil, nil, fail("token header is malformed: %v", err)
-	} else if err := h.decode(data); err != nil {
-		return nil, nil, fail("token header is malformed: %v", err)
+	h, seen := headers.get(rawHeader)
+	if !seen {
+		if data, err := dec.decode(rawHeader); err != nil {
+			return nil, nil, fail("token header is malformed: %v", err)
+		} else if err := h.decode(data); err != nil {
+			return nil, nil, fail("token header is malformed: %v", err)
+		}
 	}
 	if h.Critical {
 		return nil, nil, fail("token header has critical extensions, which are not supported")
@@ -356,6 +358,9 @@ func (v *Verifier) check2(token string, signed *bool) (*Claims, *keys.Key, error
 	sig, err := dec.decode(rawSig)
 	if err != nil || !k.Verify(raw[:len(raw)-len(rawSig)-1], sig) {
 		return nil, k, &Error{Reason: ReasonBadSignature}
+	}
+	if !seen {
+		headers.put(rawHeader, h)
 	}
 	payload, err := dec.decode(rawPayload)
 	if err != nil {
