@@ -38,13 +38,13 @@ var errNotBase64 = errors.New("not base64url")
 // segmentDecoder decodes the segments of one token into one allocation.
 type segmentDecoder []byte
 
-// newSegmentDecoder returns a copy of token and a decoder with room for
-// every segment of it (each decodes to three quarters of its length or
-// less), in one allocation.
-func newSegmentDecoder(token string) ([]byte, *segmentDecoder) {
-	buf := make([]byte, len(token)+base64.RawURLEncoding.DecodedLen(len(token)))
-	raw := buf[:copy(buf, token):len(token)]
-	d := segmentDecoder(buf[len(token):])
+// newSegmentDecoder returns a copy of input and a decoder with room for
+// segments of that many characters in all (each decodes to three
+// quarters of its length or less), in one allocation.
+func newSegmentDecoder(input string, segments int) ([]byte, *segmentDecoder) {
+	buf := make([]byte, len(input)+base64.RawURLEncoding.DecodedLen(segments))
+	raw := buf[:copy(buf, input):len(input)]
+	d := segmentDecoder(buf[len(input):])
 	return raw, &d
 }
 

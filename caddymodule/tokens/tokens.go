@@ -328,10 +328,14 @@ func (v *Verifier) check2(token string, signed *bool) (*Claims, *keys.Key, error
 	if !ok {
 		return nil, nil, errNotCompact
 	}
-	// The signing input is checked as bytes: a copy of the token, in the
-	// allocation the segments are decoded into.
-	raw, dec := newSegmentDecoder(token)
 	h, seen := headers.get(rawHeader)
+	// The signing input is checked as bytes: a copy, in the allocation
+	// the segments are decoded into.
+	room := len(rawSig) + len(rawPayload)
+	if !seen {
+		room += len(rawHeader)
+	}
+	input, dec := newSegmentDecoder(token[:len(rawHeader)+1+len(rawPayload)], room)
 	if !seen {
 		if data, err := dec.decode(rawHeader); err != nil {
 			return nil, nil, fail("token header is malformed: %v", err)
@@ -356,7 +360,7 @@ func (v *Verifier) check2(token string, signed *bool) (*Claims, *keys.Key, error
 	}
 	*signed = true // from here on, a refusal is for good (see verify)
 	sig, err := dec.decode(rawSig)
-	if err != nil || !k.Verify(raw[:len(raw)-len(rawSig)-1], sig) {
+	if err != nil || !k.Verify(input, sig) {
 		return nil, k, &Error{Reason: ReasonBadSignature}
 	}
 	if !seen {
