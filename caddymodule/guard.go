@@ -82,9 +82,10 @@ type OAuthGuard struct {
 
 	// TokenCache is how many verified tokens the guard remembers, so that a
 	// token sent again skips the signature check until it expires (about
-	// 1.6 KB of memory each). Revocation, disabled clients and the policy
-	// are still checked on every request. -1 turns the cache off. Default:
-	// 30000 (about 50 MB).
+	// 1.6 KB of memory each, 2 KB once a token is sent a second time and
+	// what the backend is told about it is kept too). Revocation, disabled
+	// clients and the policy are still checked on every request. -1 turns
+	// the cache off. Default: 30000 (about 60 MB at most).
 	TokenCache int `json:"token_cache,omitempty"`
 
 	// ReportOnly runs the guard in shadow mode: every decision is made and
