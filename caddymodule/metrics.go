@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"errors"
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -40,6 +43,48 @@ var metrics = struct {
 		Namespace: "oauthgate", Name: "file_reloads_total",
 		Help: "Reloads of the policy and clients files after a change, by file (policy, clients) and result (ok, error: the last good one stays in force).",
 	}, []string{"file", "result"}),
+}
+
+// decisionLabels are the labels of one oauthgate_guard_decisions_total
+// counter: rule is the policy rule's line, 0 for none.
+type decisionLabels struct {
+	outcome, reason string
+	rule            int
+}
+
+// decisionCounters are the decision counters asked for so far, so that a
+// request finds its counter by a map lookup without a lock: the
+// CounterVec hashes the label values and takes a lock on every call. The
+// map is replaced, never changed, when a counter is added; label values
+// are bounded, so it stays small.
+var decisionCounters struct {
+	mu sync.Mutex // held to add a counter
+	m  atomic.Pointer[map[decisionLabels]prometheus.Counter]
+}
+
+// decisionCounter is the decisions counter of l.
+func decisionCounter(l decisionLabels) prometheus.Counter {
+	if m := decisionCounters.m.Load(); m != nil {
+		if c, ok := (*m)[l]; ok {
+			return c
+		}
+	}
+	decisionCounters.mu.Lock()
+	defer decisionCounters.mu.Unlock()
+	old := decisionCounters.m.Load()
+	if old != nil {
+		if c, ok := (*old)[l]; ok {
+			return c
+		}
+	}
+	m := map[decisionLabels]prometheus.Counter{}
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	c := metrics.decisions.WithLabelValues(l.outcome, l.reason, ruleLabel(l.rule))
+	m[l] = c
+	decisionCounters.m.Store(&m)
+	return c
 }
 
 // cacheCollector exports the lookups of the secret cache and of every

@@ -90,17 +90,6 @@ func NewForwarder(o ForwardOptions) *Forwarder {
 	return f
 }
 
-// Identity is the caller as the backend is told, in the form of the
-// http.auth.user placeholders; empty when no token was verified.
-type Identity struct {
-	Subject, ClientID string
-	// Roles are comma-separated.
-	Roles string
-	// Scope is space-separated, without the values a list could not
-	// carry as one (see listable).
-	Scope string
-}
-
 // Forward prepares r, which d lets through, for the backend: it removes
 // client-sent copies of the identity headers, the token (Authorization,
 // the token cookie, the query parameter) unless KeepAuthorization, and
@@ -123,21 +112,38 @@ func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
 			r.URL.RawQuery = q.Encode()
 		}
 	}
-	var id Identity
-	var scope []string
-	if c := d.Claims; c != nil {
-		id.Subject, id.ClientID, scope = d.Subject, d.ClientID, listable(c.Scope)
+	if d.Claims == nil {
+		return Identity{Roles: strings.Join(d.Roles, ",")}
 	}
-	id.Roles = strings.Join(d.Roles, ",")
-	id.Scope = strings.Join(scope, " ")
-	if d.Claims != nil {
-		for i, value := range [...]string{id.ClientID, id.Subject, id.Roles, strings.Join(scope, ",")} {
-			if name := f.names[i]; name != "" && value != "" {
-				r.Header[name] = []string{value}
-			}
+	var id Identity
+	if d.told != nil {
+		id = *d.told
+	} else { // a Decision that Check did not make
+		id = tell(d.Subject, d.ClientID, d.Roles, d.Claims.Scope)
+	}
+	f.setIdentityHeaders(r.Header, &id)
+	return id
+}
+
+// setIdentityHeaders sets the identity headers to what id tells, those
+// whose name is configured and whose value is not empty. The values of
+// one request share one allocation; they are the request's own, since a
+// later handler may change a header's values in place.
+func (f *Forwarder) setIdentityHeaders(h http.Header, id *Identity) {
+	values := [...]string{id.ClientID, id.Subject, id.Roles, id.scopeList}
+	n := 0
+	for i, v := range values {
+		if f.names[i] != "" && v != "" {
+			n++
 		}
 	}
-	return id
+	room := make([]string, 0, n)
+	for i, v := range values {
+		if name := f.names[i]; name != "" && v != "" {
+			room = append(room, v)
+			h[name] = room[len(room)-1 : len(room) : len(room)]
+		}
+	}
 }
 
 // stripIdentityHeaders removes client-sent copies of the identity
@@ -162,12 +168,21 @@ func dashed(name string) string {
 // listable drops the values that a comma- or space-separated list could
 // not carry as one: an external issuer's scope array may hold "a,admin",
 // which a backend would read as two scopes.
+// values itself is returned when it has none to drop.
 func listable(values []string) []string {
-	out := values[:0:0]
-	for _, v := range values {
-		if !strings.ContainsAny(v, ", \t\r\n") {
-			out = append(out, v)
+	var out []string
+	for i, v := range values {
+		switch {
+		case !strings.ContainsAny(v, ", \t\r\n"):
+			if out != nil {
+				out = append(out, v)
+			}
+		case out == nil:
+			out = append(make([]string, 0, len(values)-1), values[:i]...)
 		}
+	}
+	if out == nil {
+		return values
 	}
 	return out
 }

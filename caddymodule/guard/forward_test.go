@@ -9,6 +9,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 // verified is a decision on a verified token of the sender.
@@ -159,7 +160,7 @@ func TestForward_TheBackendIsToldTheVerifiedIdentity(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.Header = http.Header{}
 			id := guard.NewForwarder(guard.ForwardOptions{IdentityHeaders: tc.headers}).Forward(r, tc.d)
-			if id != tc.wantID {
+			if id := (guard.Identity{Subject: id.Subject, ClientID: id.ClientID, Roles: id.Roles, Scope: id.Scope}); id != tc.wantID {
 				t.Errorf("Identity = %+v, want %+v", id, tc.wantID)
 			}
 			if len(r.Header) != len(tc.wantHeaders) {
@@ -171,6 +172,47 @@ func TestForward_TheBackendIsToldTheVerifiedIdentity(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The guard keeps what it tells the backend about a token served from the
+// token cache; every request must still be told the same, in header
+// values of its own.
+func TestForward_ATokenSentAgainIsToldAlikeInHeadersOfItsOwn(t *testing.T) {
+	f := newFixture(t)
+	f.state.verifier.v.(*tokenstate.Verifier).JWT.Cache = tokens.NewCache(0)
+	tok := f.token(t, sender, nil) // scope Orders.send Invoices.send
+	fw := guard.NewForwarder(guard.ForwardOptions{})
+	wantID := guard.Identity{Subject: sender, ClientID: "sender", Roles: "Orders.send,Invoices.send", Scope: "Orders.send Invoices.send"}
+	wantHeaders := http.Header{"X-Oauth-Client-Id": {"sender"}, "X-Oauth-Subject": {sender},
+		"X-Oauth-Roles": {"Orders.send,Invoices.send"}, "X-Oauth-Scope": {"Orders.send,Invoices.send"}}
+	for i := range 4 {
+		r := httptest.NewRequest(http.MethodPost, "/http/orders/1", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		d := f.guard.Check(r)
+		if d.Err != nil {
+			t.Fatalf("request %d refused: %v", i+1, d.Err)
+		}
+		id := fw.Forward(r, d)
+		if got := (guard.Identity{Subject: id.Subject, ClientID: id.ClientID, Roles: id.Roles, Scope: id.Scope}); got != wantID {
+			t.Errorf("request %d: Identity = %+v, want %+v", i+1, got, wantID)
+		}
+		if v := id.Values(); v != [4]any{wantID.Subject, wantID.ClientID, wantID.Roles, wantID.Scope} {
+			t.Errorf("request %d: Values = %q", i+1, v)
+		}
+		if len(r.Header) != len(wantHeaders) {
+			t.Errorf("request %d: headers = %v, want %v", i+1, r.Header, wantHeaders)
+		}
+		for k, v := range wantHeaders {
+			if !slices.Equal(r.Header[k], v) {
+				t.Errorf("request %d: %s = %q, want %q", i+1, k, r.Header[k], v)
+			}
+		}
+		// A later handler may change a value in place, or add one.
+		for k, v := range r.Header {
+			v[0] = "changed"
+			r.Header[k] = append(v, "added")
+		}
 	}
 }
 

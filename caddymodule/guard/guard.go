@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -88,88 +86,81 @@ type Decision struct {
 	// our clients to the backend either.
 	Subject, ClientID string
 	// Roles the caller holds that the policy and the token's scope agree
-	// on.
+	// on. Shared with other requests of the same token: read, never
+	// change.
 	Roles []string
 	// Preflight marks a CORS preflight let through by AllowPreflight.
 	Preflight bool
+
+	told *Identity // what Forward tells the backend; nil: made there
 }
 
 // Check decides r.
 func (g *Guard) Check(r *http.Request) *Decision {
+	d := new(Decision)
+	g.Decide(r, d)
+	return d
+}
+
+// Decide is Check with the decision written to d, which it resets first:
+// a handler's own Decision, on its stack, costs no allocation.
+func (g *Guard) Decide(r *http.Request, d *Decision) {
+	*d = Decision{}
 	if !policy.Canonical(r.URL.Path) {
-		return &Decision{Err: oautherr.InvalidRequest("the request path is not canonical (empty, . or .. segments, ';', a backslash or a control character)")}
+		d.Err = oautherr.InvalidRequest("the request path is not canonical (empty, . or .. segments, ';', a backslash or a control character)")
+		return
 	}
 	if g.AllowPreflight && r.Method == http.MethodOptions &&
 		r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
-		return &Decision{Preflight: true}
+		d.Preflight = true
+		return
 	}
 	pol := g.Policy.Policy()
-	d := &Decision{Rule: pol.Match(r.Method, r.Host, r.URL.Path)}
+	d.Rule = pol.Match(r.Method, r.Host, r.URL.Path)
 	if d.Rule != nil && d.Rule.Public {
-		return d
+		return
 	}
 	token, oerr := g.token(r)
 	if oerr != nil {
 		d.Err = oerr
-		return d
+		return
 	}
 	claims, ext, err := g.verify(r.Context(), token)
 	switch {
 	case errors.Is(err, issuers.ErrUnavailable):
 		d.Err = oautherr.Unavailable("the keys of the token's issuer could not be obtained yet; retry later")
 		d.Err.RetryAfter = UnavailableRetry
-		return d
+		return
 	case errors.Is(err, tokenstate.ErrUnavailable):
 		// An opaque token the state engine could not be asked about: not
 		// the token's fault, so no invalid_token that would send the
 		// client for a new one.
 		d.Err = oautherr.Unavailable("the gateway cannot read its token state store now; retry later")
 		d.Err.RetryAfter = tokenstate.RetryAfter
-		return d
+		return
 	case err != nil:
 		d.Err = oautherr.InvalidToken(err.Error())
-		return d
+		return
 	}
 	d.Claims = claims
-	// An external issuer's subjects live in their own namespace in the
-	// policy, "<iss>#<sub>": its "sub" is its own to choose, and must not
-	// borrow the roles of a local client (or of another issuer's subject)
-	// of the same name.
-	subject, clientID := claims.Subject, claims.ClientID
-	if ext != nil {
-		subject = claims.Issuer + "#" + claims.Subject
-		if clientID != "" {
-			clientID = claims.Issuer + "#" + clientID
-		}
-		// They go into request headers; a value that cannot would fail
-		// the request at the proxy with a 502.
-		if !httpguts.ValidHeaderFieldValue(subject) || !httpguts.ValidHeaderFieldValue(clientID) {
-			d.Err = oautherr.InvalidToken("the token's sub or client ID has characters a header cannot carry")
-			return d
-		}
+	dv, oerr := derive(claims, ext, pol)
+	if oerr != nil {
+		d.Err = oerr
+		return
 	}
-	d.Subject, d.ClientID = subject, clientID
-	if pol.Disabled(subject) {
+	d.Subject, d.ClientID = dv.subject, dv.clientID
+	if pol.Disabled(dv.subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
-		return d
+		return
 	}
 	if d.Rule == nil {
 		d.Err = oautherr.InsufficientScope("no policy rule allows "+r.Method+" "+r.URL.Path, nil)
-		return d
+		return
 	}
-	if ext != nil {
-		// An external issuer's token carries its roles; the policy's
-		// subjects mapping adds to them.
-		d.Roles = union(pol.Roles(subject), pol.RolesFromClaim(claims.Roles, ext.RolePrefix()))
-	} else {
-		// Our own token: the policy grants, the scope it was issued with
-		// narrows.
-		d.Roles = pol.RolesInScope(claims.Subject, claims.Scope)
-	}
+	d.Roles, d.told = dv.roles, &dv.told
 	if !d.Rule.Allows(d.Roles) {
 		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.RequiredRoles())
 	}
-	return d
 }
 
 // verify routes token to the verifier of the issuer it names and returns

@@ -20,6 +20,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/keys/keystest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
+	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
 func TestCheck_PublicRuleAllowsWithoutLookingAtAToken(t *testing.T) {
@@ -359,18 +360,36 @@ func TestCheck_TokenScopeNarrowsTheSubjectsRoles(t *testing.T) {
 }
 
 func TestCheck_RevokedRoleTakesEffectForAnIssuedToken(t *testing.T) {
-	f := newFixture(t)
-	tok := f.token(t, sender, nil) // scope Orders.send Invoices.send
-	wantAllowed(t, f.check(http.MethodPost, "/http/orders/1", "Bearer "+tok))
+	// With the token cache, the guard keeps what it derived from a token
+	// sent before; a new policy must still decide the next request.
+	for _, tc := range []struct {
+		name  string
+		cache bool
+		sends int
+	}{{"no token cache", false, 1}, {"token cache, token sent once before", true, 1}, {"token cache, token sent three times before", true, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tc.cache {
+				f.state.verifier.v.(*tokenstate.Verifier).JWT.Cache = tokens.NewCache(0)
+			}
+			tok := f.token(t, sender, nil) // scope Orders.send Invoices.send
+			for range tc.sends {
+				id := wantAllowed(t, f.check(http.MethodPost, "/http/orders/1", "Bearer "+tok))
+				if !slices.Equal(id.Roles, []string{"Orders.send", "Invoices.send"}) {
+					t.Fatalf("Roles = %q before the revocation", id.Roles)
+				}
+			}
 
-	f.state.policy = mustPolicy(t, strings.Replace(testPolicy,
-		"oauth_client_sender: [Orders.send, Invoices.send]",
-		"oauth_client_sender: [Invoices.send]", 1))
+			f.state.policy = mustPolicy(t, strings.Replace(testPolicy,
+				"oauth_client_sender: [Orders.send, Invoices.send]",
+				"oauth_client_sender: [Invoices.send]", 1))
 
-	wantErr(t, f.check(http.MethodPost, "/http/orders/1", "Bearer "+tok), http.StatusForbidden, "insufficient_scope")
+			wantErr(t, f.check(http.MethodPost, "/http/orders/1", "Bearer "+tok), http.StatusForbidden, "insufficient_scope")
 
-	id := wantAllowed(t, f.check(http.MethodPost, "/http/invoices/1", "Bearer "+tok))
-	if !slices.Equal(id.Roles, []string{"Invoices.send"}) {
-		t.Errorf("Roles = %q, want [Invoices.send] after the revocation", id.Roles)
+			id := wantAllowed(t, f.check(http.MethodPost, "/http/invoices/1", "Bearer "+tok))
+			if !slices.Equal(id.Roles, []string{"Invoices.send"}) {
+				t.Errorf("Roles = %q, want [Invoices.send] after the revocation", id.Roles)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
-	"math/big"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 )
@@ -67,8 +67,10 @@ func newVerify(alg jwa.SignatureAlgorithm, pub any) (func(input, sig []byte) boo
 			if len(sig) != 2*size {
 				return false
 			}
-			r, s := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
-			return ecdsa.Verify(ek, digest(h, input), r, s)
+			// VerifyASN1 keeps its argument past the stack, so this is one
+			// allocation; ecdsa.Verify made ten for the same DER.
+			der, ok := ecdsaDER(make([]byte, 0, maxECDSADER), sig[:size], sig[size:])
+			return ok && ecdsa.VerifyASN1(ek, digest(h, input), der)
 		}, nil
 	case jwa.EdDSA():
 		ed, ok := pub.(ed25519.PublicKey)
@@ -78,6 +80,38 @@ func newVerify(alg jwa.SignatureAlgorithm, pub any) (func(input, sig []byte) boo
 		return func(input, sig []byte) bool { return ed25519.Verify(ed, input, sig) }, nil
 	}
 	return nil, fmt.Errorf("algorithm %q is not supported", alg)
+}
+
+// maxECDSADER is the length of the longest DER signature ecdsaDER makes:
+// a SEQUENCE of two INTEGERs of P-521, 66 bytes each and a zero before a
+// high bit (a long-form length, as the content is over 127 bytes).
+const maxECDSADER = 3 + 2*(2+1+66)
+
+// ecdsaDER appends to dst the DER form of the signature (r, s), two
+// big-endian integers, as crypto/ecdsa.VerifyASN1 takes it (SEC 1,
+// ECDSA-Sig-Value): what ecdsa.Verify builds from two big.Ints before it
+// calls VerifyASN1 itself, here without them. ok is false where
+// ecdsa.Verify refuses before that: r or s zero. Integers longer than
+// P-521's are not for this function.
+func ecdsaDER(dst, r, s []byte) (der []byte, ok bool) {
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	if len(r) == 0 || len(s) == 0 || len(r) > 66 || len(s) > 66 {
+		return nil, false
+	}
+	n := 2 + len(r) + int(r[0]>>7) + 2 + len(s) + int(s[0]>>7)
+	dst = append(dst, 0x30) // SEQUENCE
+	if n > 127 {
+		dst = append(dst, 0x81)
+	}
+	dst = append(dst, byte(n))
+	for _, v := range [2][]byte{r, s} {
+		dst = append(dst, 0x02, byte(len(v)+int(v[0]>>7))) // INTEGER
+		if v[0]&0x80 != 0 {
+			dst = append(dst, 0) // positive
+		}
+		dst = append(dst, v...)
+	}
+	return dst, true
 }
 
 func hashOf(alg jwa.SignatureAlgorithm) crypto.Hash {

@@ -1,7 +1,8 @@
 package tokens
 
 import (
-	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,4 +334,58 @@ func TestVerify_CacheEntriesHoldOnlyWhileTheirKidNamesTheSameKey(t *testing.T) {
 	}
 }
 
-func digestOf(token string) digest { return sha256.Sum256([]byte(token)) }
+// The decoding of a header is remembered once a token with it verified;
+// every check of the decoded header is still made on every token, by
+// each verifier against its own rules and keys.
+func TestVerify_ARememberedHeaderIsCheckedAgainOnEveryToken(t *testing.T) {
+	set := keystest.NewSet(t)
+	k := set.Signing()
+	hdr := fmt.Sprintf(`{"alg":"ES256","kid":%q,"typ":"at+jwt","remembered":%d}`, k.ID, time.Now().UnixNano())
+	payload, err := json.Marshal(map[string]any{"iss": testIssuer, "sub": "oauth_client_abc", "client_id": "abc",
+		"aud": testAudience, "iat": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "j"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := signRaw(t, k, hdr, string(payload))
+	seg := tok[:strings.IndexByte(tok, '.')]
+
+	forged := tok[:strings.LastIndexByte(tok, '.')+1] + b64("not the signature")
+	if _, err := verifier(set).Verify(forged); err == nil {
+		t.Fatal("a forged signature verified")
+	}
+	if _, ok := headers.get(seg); ok {
+		t.Fatal("the header of a token whose signature failed was remembered")
+	}
+	if _, err := verifier(set).Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := headers.get(seg); !ok {
+		t.Fatal("the header of a verified token was not remembered")
+	}
+
+	jwtOnly := verifier(set)
+	jwtOnly.Types = []string{"JWT"}
+	if _, err := jwtOnly.Verify(tok); err == nil || !strings.Contains(err.Error(), "token type must be") {
+		t.Errorf("a verifier that wants typ JWT: %v", err)
+	}
+	other := verifier(keystest.NewSet(t))
+	if _, err := other.Verify(tok); err == nil || err.Error() != "token is signed by an unknown key" {
+		t.Errorf("a verifier without the key: %v", err)
+	}
+	if _, err := verifier(set).Verify(forged); err == nil || err.Error() != ReasonBadSignature {
+		t.Errorf("a forged signature under a remembered header: %v", err)
+	}
+}
+
+func TestHeaderCache_StartsAgainWhenFull(t *testing.T) {
+	var c headerCache
+	for i := range 3 * maxHeaders {
+		c.put(fmt.Sprint("segment ", i), header{Kid: fmt.Sprint(i)})
+		if n := len(*c.m.Load()); n > maxHeaders {
+			t.Fatalf("%d headers remembered, at most %d", n, maxHeaders)
+		}
+		if h, ok := c.get(fmt.Sprint("segment ", i)); !ok || h.Kid != fmt.Sprint(i) {
+			t.Fatalf("the header just added is %+v, %v", h, ok)
+		}
+	}
+}

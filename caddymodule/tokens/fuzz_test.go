@@ -43,7 +43,8 @@ func fuzzSet(tb testing.TB) *keys.Set {
 }
 
 // FuzzVerify feeds Verify arbitrary strings. It must never panic, must
-// fail with an *Error that does not repeat the token, and may accept a
+// fail with an *Error that does not repeat the token (the malformed-token
+// one for whatever splitCompact refuses), and may accept a
 // token only if crypto/ecdsa (not jwx, which Verify uses) finds the key's
 // signature on it and the claims hold up.
 func FuzzVerify(f *testing.F) {
@@ -52,6 +53,9 @@ func FuzzVerify(f *testing.F) {
 	pub := publicKey(f, set.Signing())
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := v.Verify(token)
+		if _, _, _, ok := splitCompact(token); !ok && (err == nil || err.Error() != errNotCompact.Reason) {
+			t.Fatalf("a token splitCompact refuses was refused with %v, want %q: %q", err, errNotCompact.Reason, token)
+		}
 		if err != nil {
 			wantSafeError(t, err, token)
 			return

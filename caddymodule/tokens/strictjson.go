@@ -28,9 +28,35 @@ const maxDepth = 8
 func decodeSegment(seg string, dst []member) ([]member, error) {
 	data, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
-		return nil, errors.New("not base64url")
+		return nil, errNotBase64
 	}
 	return checkObject(data, dst)
+}
+
+var errNotBase64 = errors.New("not base64url")
+
+// segmentDecoder decodes the segments of one token into one allocation.
+type segmentDecoder []byte
+
+// newSegmentDecoder returns a copy of input and a decoder with room for
+// segments of that many characters in all (each decodes to three
+// quarters of its length or less), in one allocation.
+func newSegmentDecoder(input string, segments int) ([]byte, *segmentDecoder) {
+	buf := make([]byte, len(input)+base64.RawURLEncoding.DecodedLen(segments))
+	raw := buf[:copy(buf, input):len(input)]
+	d := segmentDecoder(buf[len(input):])
+	return raw, &d
+}
+
+// decode base64url-decodes seg into the decoder's room.
+func (d *segmentDecoder) decode(seg string) ([]byte, error) {
+	n, err := base64.RawURLEncoding.Strict().Decode(*d, []byte(seg))
+	if err != nil {
+		return nil, errNotBase64
+	}
+	out := (*d)[:n:n]
+	*d = (*d)[n:]
+	return out, nil
 }
 
 var errNotJSON = errors.New("not JSON")
@@ -122,7 +148,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 			top.wantKey = false
 			name := text[start+1 : i]
 			if strings.IndexByte(name, '\\') >= 0 {
-				_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
+				name, _ = unmarshal[string](text[start : i+1]) // valid JSON: cannot fail
 			}
 			if err := checkName(name, len(stack) == 1, objectName{top.id, strings.ToLower(name)}, &seen); err != nil {
 				return nil, err
@@ -137,6 +163,17 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 		}
 	}
 	return members, nil
+}
+
+// unmarshal decodes the JSON text of one member value. It is a function
+// of its own so that only a value that needs encoding/json costs memory:
+// the address json.Unmarshal is given moves its variable to the heap,
+// which would otherwise be every member name checkObject reads, or the
+// decoded claims as a whole.
+func unmarshal[T any](text string) (T, error) {
+	var v T
+	err := json.Unmarshal([]byte(text), &v)
+	return v, err
 }
 
 // A member whose value is null is absent, as encoding/json has it.
@@ -156,7 +193,11 @@ func str(m member, dst *string) error {
 		*dst = v[1 : len(v)-1]
 		return nil
 	}
-	return json.Unmarshal([]byte(v), dst) // escapes
+	u, err := unmarshal[string](v) // escapes
+	if err == nil {
+		*dst = u
+	}
+	return err
 }
 
 // stringArray decodes an array of strings into dst.
@@ -164,9 +205,14 @@ func stringArray(m member, dst *[]string) error {
 	if m.null() {
 		return nil
 	}
-	if m.value[0] != '[' || json.Unmarshal([]byte(m.value), dst) != nil {
+	if m.value[0] != '[' {
 		return m.wrongType()
 	}
+	a, err := unmarshal[[]string](m.value)
+	if err != nil {
+		return m.wrongType()
+	}
+	*dst = a
 	return nil
 }
 
@@ -220,7 +266,9 @@ func (s *nameSet) add(k objectName) (dup bool) {
 // must be spelled exactly so, or such a library would read a different
 // claim than we do.
 func checkName(name string, topLevel bool, key objectName, seen *nameSet) error {
-	if topLevel {
+	// A name we read, spelled as we read it, folds into no other: the
+	// names we read differ from each other in more than case.
+	if topLevel && !slices.Contains(decodedNames, name) {
 		ascii := isASCII(name)
 		for _, k := range decodedNames {
 			// Folding keeps the length of ASCII: only "ſ" (U+017F) and the
@@ -289,28 +337,31 @@ func (e *dateError) Error() string { return e.msg }
 
 const maxNumericDate = 253402300799 // 9999-12-31T23:59:59Z
 
-func (d *numericDate) time() time.Time { return time.Time(*d) }
-
 func (d *numericDate) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
 }
 
-// date decodes a NumericDate member; null is absent (nil).
-func date(m member) (*numericDate, error) {
+// optionalDate is a decoded NumericDate, or none (set false).
+type optionalDate struct {
+	t   time.Time
+	set bool
+}
+
+// date decodes a NumericDate member; null is absent.
+func date(m member) (optionalDate, error) {
 	// A string would fail to parse too, but say why: issuers that quote
 	// dates exist and are refused on purpose. json.Valid has vouched for
 	// the syntax, so ParseFloat sees a JSON number or a literal.
 	if m.null() {
-		return nil, nil
+		return optionalDate{}, nil
 	}
 	f, err := strconv.ParseFloat(m.value, 64)
 	if m.value[0] == '"' || err != nil {
-		return nil, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
+		return optionalDate{}, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
 	}
 	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return nil, &dateError{"a date (exp, nbf, iat) is out of range"}
+		return optionalDate{}, &dateError{"a date (exp, nbf, iat) is out of range"}
 	}
 	sec, frac := math.Modf(f)
-	d := numericDate(time.Unix(int64(sec), int64(frac*1e9)))
-	return &d, nil
+	return optionalDate{time.Unix(int64(sec), int64(frac*1e9)), true}, nil
 }

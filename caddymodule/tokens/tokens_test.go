@@ -176,6 +176,40 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 	}
 }
 
+// Verify finds a token's segments by their dots and leaves the alphabet
+// to the base64url decoders; a character outside it must still be
+// refused as a malformed token, before anything else is said of it, and
+// that refusal must not be remembered as final.
+func TestVerify_ACharacterOutsideBase64urlIsAMalformedTokenWhereverItIs(t *testing.T) {
+	set := keystest.NewSet(t)
+	good, err := Mint(set.Signing(), validClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownKid, err := Mint(keystest.NewSet(t).Signing(), validClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verifier(set)
+	v.Cache = NewCache(0)
+	for _, tok := range []string{good, unknownKid} {
+		dot1, dot2 := strings.IndexByte(tok, '.'), strings.LastIndexByte(tok, '.')
+		for _, at := range []int{1, dot1 - 1, dot1 + 2, dot2 - 1, dot2 + 2, len(tok) - 1} {
+			for _, c := range []string{" ", "\n", "\r", "=", "+", "/", "*", "\x00", "é"} {
+				for _, bad := range []string{tok[:at] + c + tok[at:], tok[:at] + c + tok[at+1:]} {
+					_, err := v.Verify(bad)
+					if err == nil || err.Error() != errNotCompact.Reason {
+						t.Errorf("%q at %d: %v, want %q", c, at, err, errNotCompact.Reason)
+					}
+				}
+			}
+		}
+	}
+	if n := v.Cache.refused.Len(); n != 0 {
+		t.Errorf("%d malformed tokens remembered as finally refused", n)
+	}
+}
+
 func TestVerify_TimeChecksHonourLeeway(t *testing.T) {
 	set := keystest.NewSet(t)
 	v := verifier(set) // leeway 30s

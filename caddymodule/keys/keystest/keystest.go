@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
+
 	"github.com/oauthgate/oauthgate/caddymodule/storagetest"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
@@ -24,6 +26,21 @@ func NewStorage() *Storage { return storagetest.New() }
 func NewSet(t testing.TB) *keys.Set {
 	t.Helper()
 	set, err := keys.LoadOrCreate(context.Background(), NewStorage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// NewSetOf returns a freshly generated key set of one key of alg, as a
+// gateway has after its first start with that signing algorithm.
+func NewSetOf(t testing.TB, alg jwa.SignatureAlgorithm) *keys.Set {
+	t.Helper()
+	m, err := keys.NewManager(NewStorage(), keys.Options{Algorithm: alg, RetainFor: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := m.Sync(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
