@@ -2,7 +2,6 @@ package tokens_test
 
 import (
 	"context"
-	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -130,33 +129,6 @@ func BenchmarkMint(b *testing.B) {
 				if _, err := tokens.Mint(k, c); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-	}
-}
-
-// BenchmarkSignature is the signature check alone (keys.Key.Verify over a
-// token's signing input, hashing included): what BenchmarkVerify costs
-// beyond it is the verifier's own work. `make bench` runs it on the
-// gateway's core to tell the guard's own work from the signature's.
-func BenchmarkSignature(b *testing.B) {
-	for _, alg := range benchAlgorithms {
-		b.Run(alg.String(), func(b *testing.B) {
-			set := benchKeys(b, alg)
-			tok := benchMint(b, set)
-			dot := strings.LastIndexByte(tok, '.')
-			input := []byte(tok[:dot])
-			sig, err := base64.RawURLEncoding.DecodeString(tok[dot+1:])
-			if err != nil {
-				b.Fatal(err)
-			}
-			k := set.Signing()
-			if !k.Verify(input, sig) {
-				b.Fatal("the signature was refused; the benchmark would measure the wrong path")
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				k.Verify(input, sig)
 			}
 		})
 	}
