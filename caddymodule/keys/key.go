@@ -13,7 +13,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // Key is one signing key.
@@ -26,9 +25,10 @@ type Key struct {
 	Private jwk.Key
 	Public  jwk.Key
 
-	rawPrivate any                          // see exportRaw
-	verify     func(input, sig []byte) bool // see Verify
-	thumbprint string                       // RFC 7638, of Public
+	rawPrivate any                                // see exportRaw
+	sign       func(input []byte) ([]byte, error) // see Sign; nil without Private
+	verify     func(input, sig []byte) bool       // see Verify
+	thumbprint string                             // RFC 7638, of Public
 }
 
 // Thumbprint is the RFC 7638 thumbprint of the public key: what the key
@@ -125,18 +125,20 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 			return nil, err
 		}
 	}
-	// A key whose halves do not belong together would sign tokens that
-	// nobody can verify: find out now.
-	sig, err := jws.Sign([]byte("oauthgate key check"), jws.WithKey(alg, priv))
-	if err != nil {
-		return nil, fmt.Errorf("key does not sign: %w", err)
-	}
-	if _, err := jws.Verify(sig, jws.WithKey(alg, pub)); err != nil {
-		return nil, errors.New("key's public half does not verify its own signature")
-	}
 	k := &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub, thumbprint: kid}
 	if err := k.exportRaw(); err != nil {
 		return nil, err
+	}
+	// A key whose halves do not belong together would sign tokens that
+	// nobody can verify: find out now, through the very code that signs
+	// and verifies tokens.
+	check := []byte("oauthgate key check")
+	sig, err := k.Sign(check)
+	if err != nil {
+		return nil, fmt.Errorf("key does not sign: %w", err)
+	}
+	if !k.Verify(check, sig) {
+		return nil, errors.New("key's public half does not verify its own signature")
 	}
 	return k, nil
 }
@@ -154,9 +156,10 @@ func NewPublic(kid string, alg jwa.SignatureAlgorithm, pub jwk.Key) (*Key, error
 	return k, nil
 }
 
-// exportRaw keeps the crypto/* form of the key next to the JWK: given a
-// JWK, jwx rebuilds it on every signature and every check (an RSA modulus,
-// an Ed25519 key from its seed), a cost paid per request.
+// exportRaw builds the signature check, and the signer of a private key,
+// from the crypto/* form of the key: given a JWK, jwx rebuilds that form
+// on every signature and every check (an RSA modulus, an Ed25519 key from
+// its seed), a cost paid per request.
 func (k *Key) exportRaw() error {
 	var pub any
 	if err := jwk.Export(k.Public, &pub); err != nil {
@@ -166,12 +169,14 @@ func (k *Key) exportRaw() error {
 	if k.verify, err = newVerify(k.Algorithm, pub); err != nil {
 		return err
 	}
-	if k.Private != nil {
-		if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
-			return fmt.Errorf("exporting private key: %w", err)
-		}
+	if k.Private == nil {
+		return nil
 	}
-	return nil
+	if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
+		return fmt.Errorf("exporting private key: %w", err)
+	}
+	k.sign, err = newSign(k.Algorithm, k.rawPrivate)
+	return err
 }
 
 // SignKey is what makes this key's signatures.
