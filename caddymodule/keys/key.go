@@ -25,7 +25,6 @@ type Key struct {
 	Private jwk.Key
 	Public  jwk.Key
 
-	rawPrivate any                                // see exportRaw
 	sign       func(input []byte) ([]byte, error) // see Sign; nil without Private
 	verify     func(input, sig []byte) bool       // see Verify
 	thumbprint string                             // RFC 7638, of Public
@@ -172,19 +171,12 @@ func (k *Key) exportRaw() error {
 	if k.Private == nil {
 		return nil
 	}
-	if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
+	var priv any
+	if err := jwk.Export(k.Private, &priv); err != nil {
 		return fmt.Errorf("exporting private key: %w", err)
 	}
-	k.sign, err = newSign(k.Algorithm, k.rawPrivate)
+	k.sign, err = newSign(k.Algorithm, priv)
 	return err
-}
-
-// SignKey is what makes this key's signatures.
-func (k *Key) SignKey() any {
-	if k.rawPrivate != nil {
-		return k.rawPrivate
-	}
-	return k.Private
 }
 
 // fits checks that priv is the kind of key alg is defined for. jwx would

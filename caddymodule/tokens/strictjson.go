@@ -248,13 +248,6 @@ func isASCII(s string) bool {
 // audience is "aud": a string or an array of strings (RFC 7519 §4.1.3).
 type audience []string
 
-func (a audience) MarshalJSON() ([]byte, error) {
-	if len(a) == 1 {
-		return json.Marshal(a[0])
-	}
-	return json.Marshal([]string(a))
-}
-
 func (a *audience) decode(m member) error {
 	if m.value[0] == '"' {
 		*a = audience{""}
@@ -290,10 +283,6 @@ func (e *dateError) Error() string { return e.msg }
 const maxNumericDate = 253402300799 // 9999-12-31T23:59:59Z
 
 func (d *numericDate) time() time.Time { return time.Time(*d) }
-
-func (d *numericDate) MarshalJSON() ([]byte, error) {
-	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
-}
 
 // date decodes a NumericDate member; null is absent (nil).
 func date(m member) (*numericDate, error) {
