@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 )
 
 // Type is the JWT "typ" header of access tokens (RFC 9068 §2.1).
@@ -109,11 +110,11 @@ func Mint(k *keys.Key, c *Claims) (string, error) {
 // writes, its members sorted by name.
 func appendHeader(b []byte, k *keys.Key) []byte {
 	b = append(b, `{"alg":`...)
-	b = appendString(b, k.Algorithm.String())
+	b = oauthjson.AppendString(b, k.Algorithm.String())
 	b = append(b, `,"kid":`...)
-	b = appendString(b, k.ID)
+	b = oauthjson.AppendString(b, k.ID)
 	b = append(b, `,"typ":`...)
-	b = appendString(b, Type)
+	b = oauthjson.AppendString(b, Type)
 	return append(b, '}')
 }
 
@@ -122,15 +123,15 @@ func appendHeader(b []byte, k *keys.Key) []byte {
 // string when it has one value.
 func appendClaims(b []byte, c *Claims) []byte {
 	b = append(b, `{"iss":`...)
-	b = appendString(b, c.Issuer)
+	b = oauthjson.AppendString(b, c.Issuer)
 	b = append(b, `,"sub":`...)
-	b = appendString(b, c.Subject)
+	b = oauthjson.AppendString(b, c.Subject)
 	b = append(b, `,"client_id":`...)
-	b = appendString(b, c.ClientID)
+	b = oauthjson.AppendString(b, c.ClientID)
 	b = append(b, `,"aud":`...)
 	switch {
 	case len(c.Audience) == 1:
-		b = appendString(b, c.Audience[0])
+		b = oauthjson.AppendString(b, c.Audience[0])
 	case c.Audience == nil:
 		b = append(b, "null"...)
 	default:
@@ -139,7 +140,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, a)
+			b = oauthjson.AppendString(b, a)
 		}
 		b = append(b, ']')
 	}
@@ -152,27 +153,10 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = append(b, `,"exp":`...)
 	b = strconv.AppendInt(b, c.Expiry.Unix(), 10)
 	b = append(b, `,"jti":`...)
-	b = appendString(b, c.ID)
+	b = oauthjson.AppendString(b, c.ID)
 	b = append(b, `,"scope":`...)
-	b = appendString(b, strings.Join(c.Scope, " "))
+	b = oauthjson.AppendString(b, strings.Join(c.Scope, " "))
 	return append(b, '}')
-}
-
-// appendString appends s as a JSON string, exactly as encoding/json
-// writes it. Printable ASCII that needs no escape, which is every claim
-// of a usual token, is copied as it is; anything else is left to
-// encoding/json (its escapes of <, > and &, of U+2028 and U+2029, and its
-// replacement of invalid UTF-8).
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // NewID returns a fresh "jti": 128 random bits, base64url.
