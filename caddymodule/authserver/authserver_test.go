@@ -513,3 +513,24 @@ func TestToken_NeverLogsOrEchoesTheSecretOrTheToken(t *testing.T) {
 		}
 	}
 }
+
+// The token endpoint writes its answer without encoding/json's
+// reflection: the bytes must be the ones encoding/json writes.
+func TestTokenResponse_AppendJSONWritesWhatEncodingJSONWrites(t *testing.T) {
+	for name, r := range map[string]authserver.TokenResponse{
+		"as the endpoint answers": {AccessToken: "eyJh.eyJp.c2ln", TokenType: "Bearer", ExpiresIn: int64(3600), Scope: "ESBMessaging.send Orders.send"},
+		"no scope, lifetime 0":    {AccessToken: "opaque_token-1", TokenType: "Bearer", ExpiresIn: int64(0)},
+		"roles that need escapes": {AccessToken: "t", TokenType: "Bearer", ExpiresIn: int64(-1), Scope: `R&D.<send> "quoted" ünï` + "\u2028\xff"},
+		"expires_in of a client":  {AccessToken: "t", TokenType: "bearer", ExpiresIn: "3600", Scope: "s"},
+		"expires_in absent":       {AccessToken: "t", TokenType: "Bearer"},
+		"expires_in a float":      {AccessToken: "t", TokenType: "Bearer", ExpiresIn: 3599.5},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.AppendJSON(nil); err != nil || string(got) != string(want) {
+			t.Errorf("%s: got %s (%v), want %s", name, got, err, want)
+		}
+	}
+}

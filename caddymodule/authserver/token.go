@@ -3,6 +3,7 @@ package authserver
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -31,6 +32,30 @@ type TokenResponse struct {
 	ExpiresIn   any    `json:"expires_in"`
 	Scope       string `json:"scope"`
 }
+
+// AppendJSON appends what encoding/json writes of r, without its
+// reflection: the token endpoint answers with one per request.
+func (r *TokenResponse) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"access_token":`...)
+	b = oauthjson.AppendString(b, r.AccessToken)
+	b = append(b, `,"token_type":`...)
+	b = oauthjson.AppendString(b, r.TokenType)
+	b = append(b, `,"expires_in":`...)
+	if n, ok := r.ExpiresIn.(int64); ok { // what the endpoint writes
+		b = strconv.AppendInt(b, n, 10)
+	} else {
+		v, err := json.Marshal(r.ExpiresIn)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, v...)
+	}
+	b = append(b, `,"scope":`...)
+	b = oauthjson.AppendString(b, r.Scope)
+	return append(b, '}'), nil
+}
+
+var _ oauthjson.Appender = (*TokenResponse)(nil)
 
 // issued is what the audit line of a successful request says.
 type issued struct {

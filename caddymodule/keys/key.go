@@ -13,7 +13,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // Key is one signing key.
@@ -26,9 +25,9 @@ type Key struct {
 	Private jwk.Key
 	Public  jwk.Key
 
-	rawPrivate any                          // see exportRaw
-	verify     func(input, sig []byte) bool // see Verify
-	thumbprint string                       // RFC 7638, of Public
+	sign       func(input []byte) ([]byte, error) // see Sign; nil without Private
+	verify     func(input, sig []byte) bool       // see Verify
+	thumbprint string                             // RFC 7638, of Public
 }
 
 // Thumbprint is the RFC 7638 thumbprint of the public key: what the key
@@ -125,18 +124,20 @@ func fromPrivate(priv jwk.Key) (*Key, error) {
 			return nil, err
 		}
 	}
-	// A key whose halves do not belong together would sign tokens that
-	// nobody can verify: find out now.
-	sig, err := jws.Sign([]byte("oauthgate key check"), jws.WithKey(alg, priv))
-	if err != nil {
-		return nil, fmt.Errorf("key does not sign: %w", err)
-	}
-	if _, err := jws.Verify(sig, jws.WithKey(alg, pub)); err != nil {
-		return nil, errors.New("key's public half does not verify its own signature")
-	}
 	k := &Key{ID: kid, Algorithm: alg, Private: priv, Public: pub, thumbprint: kid}
 	if err := k.exportRaw(); err != nil {
 		return nil, err
+	}
+	// A key whose halves do not belong together would sign tokens that
+	// nobody can verify: find out now, through the very code that signs
+	// and verifies tokens.
+	check := []byte("oauthgate key check")
+	sig, err := k.Sign(check)
+	if err != nil {
+		return nil, fmt.Errorf("key does not sign: %w", err)
+	}
+	if !k.Verify(check, sig) {
+		return nil, errors.New("key's public half does not verify its own signature")
 	}
 	return k, nil
 }
@@ -154,9 +155,10 @@ func NewPublic(kid string, alg jwa.SignatureAlgorithm, pub jwk.Key) (*Key, error
 	return k, nil
 }
 
-// exportRaw keeps the crypto/* form of the key next to the JWK: given a
-// JWK, jwx rebuilds it on every signature and every check (an RSA modulus,
-// an Ed25519 key from its seed), a cost paid per request.
+// exportRaw builds the signature check, and the signer of a private key,
+// from the crypto/* form of the key: given a JWK, jwx rebuilds that form
+// on every signature and every check (an RSA modulus, an Ed25519 key from
+// its seed), a cost paid per request.
 func (k *Key) exportRaw() error {
 	var pub any
 	if err := jwk.Export(k.Public, &pub); err != nil {
@@ -166,20 +168,15 @@ func (k *Key) exportRaw() error {
 	if k.verify, err = newVerify(k.Algorithm, pub); err != nil {
 		return err
 	}
-	if k.Private != nil {
-		if err := jwk.Export(k.Private, &k.rawPrivate); err != nil {
-			return fmt.Errorf("exporting private key: %w", err)
-		}
+	if k.Private == nil {
+		return nil
 	}
-	return nil
-}
-
-// SignKey is what makes this key's signatures.
-func (k *Key) SignKey() any {
-	if k.rawPrivate != nil {
-		return k.rawPrivate
+	var priv any
+	if err := jwk.Export(k.Private, &priv); err != nil {
+		return fmt.Errorf("exporting private key: %w", err)
 	}
-	return k.Private
+	k.sign, err = newSign(k.Algorithm, priv)
+	return err
 }
 
 // fits checks that priv is the kind of key alg is defined for. jwx would

@@ -27,7 +27,7 @@ var benchAlgorithms = []jwa.SignatureAlgorithm{jwa.ES256(), jwa.RS256(), jwa.PS2
 
 // benchKeys is a key set of one key of alg, as a gateway has after its
 // first start with signing_algorithm alg.
-func benchKeys(b *testing.B, alg jwa.SignatureAlgorithm) *keys.Set {
+func benchKeys(b testing.TB, alg jwa.SignatureAlgorithm) *keys.Set {
 	b.Helper()
 	m, err := keys.NewManager(keystest.NewStorage(), keys.Options{Algorithm: alg, RetainFor: time.Hour, Now: func() time.Time { return benchNow }})
 	if err != nil {

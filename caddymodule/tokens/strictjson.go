@@ -296,13 +296,6 @@ func isASCII(s string) bool {
 // audience is "aud": a string or an array of strings (RFC 7519 §4.1.3).
 type audience []string
 
-func (a audience) MarshalJSON() ([]byte, error) {
-	if len(a) == 1 {
-		return json.Marshal(a[0])
-	}
-	return json.Marshal([]string(a))
-}
-
 func (a *audience) decode(m member) error {
 	if m.value[0] == '"' {
 		*a = audience{""}
@@ -326,22 +319,15 @@ func (l *stringList) decode(m member) error {
 	return stringArray(m, (*[]string)(l))
 }
 
-// numericDate is RFC 7519's NumericDate: seconds since the epoch, a JSON
-// number. Strings, negatives and dates past year 9999 are refused rather
-// than guessed at.
-type numericDate time.Time
-
 type dateError struct{ msg string }
 
 func (e *dateError) Error() string { return e.msg }
 
 const maxNumericDate = 253402300799 // 9999-12-31T23:59:59Z
 
-func (d *numericDate) MarshalJSON() ([]byte, error) {
-	return []byte(fmt.Sprint(time.Time(*d).Unix())), nil
-}
-
-// optionalDate is a decoded NumericDate, or none (set false).
+// optionalDate is a decoded NumericDate (RFC 7519: seconds since the
+// epoch, a JSON number), or none (set false). Strings, negatives and
+// dates past year 9999 are refused rather than guessed at.
 type optionalDate struct {
 	t   time.Time
 	set bool
