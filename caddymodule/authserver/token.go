@@ -36,6 +36,9 @@ type TokenResponse struct {
 // AppendJSON appends what encoding/json writes of r, without its
 // reflection: the token endpoint answers with one per request.
 func (r *TokenResponse) AppendJSON(b []byte) ([]byte, error) {
+	// Room for all of it unless something needs escaping: a token is
+	// longer than any first guess of a buffer would be.
+	b = slices.Grow(b, len(r.AccessToken)+len(r.TokenType)+len(r.Scope)+len(`{"access_token":"","token_type":"","expires_in":-9223372036854775808,"scope":""}`)+1)
 	b = append(b, `{"access_token":`...)
 	b = oauthjson.AppendString(b, r.AccessToken)
 	b = append(b, `,"token_type":`...)

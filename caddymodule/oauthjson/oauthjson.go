@@ -12,8 +12,10 @@ import (
 
 // Appender is an answer that writes its own JSON, the bytes encoding/json
 // would write of it, without encoding/json's reflection: for answers
-// sent once per request, such as the token endpoint's. An error hands
-// the value to encoding/json after all.
+// sent once per request, such as the token endpoint's. Write calls it
+// with a nil slice, so that the answer, which knows its size, allocates
+// once; one byte more for the newline spares a copy. An error hands the
+// value to encoding/json after all.
 type Appender interface {
 	AppendJSON(b []byte) ([]byte, error)
 }
@@ -26,7 +28,7 @@ func Write(w http.ResponseWriter, status int, v any) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if a, ok := v.(Appender); ok {
-		if body, err := a.AppendJSON(make([]byte, 0, 512)); err == nil {
+		if body, err := a.AppendJSON(nil); err == nil {
 			w.WriteHeader(status)
 			_, _ = w.Write(append(body, '\n'))
 			return
