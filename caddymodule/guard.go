@@ -84,8 +84,11 @@ type OAuthGuard struct {
 	// token sent again skips the signature check until it expires (about
 	// 1.6 KB of memory each, 2 KB once a token is sent a second time and
 	// what the backend is told about it is kept too). Revocation, disabled
-	// clients and the policy are still checked on every request. -1 turns
-	// the cache off. Default: 30000 (about 60 MB at most).
+	// clients and the policy are still checked on every request. A token
+	// is kept from its second verification on: one sent only once (a
+	// client that fetches a token per request) is never read again, and
+	// keeping it would only evict the tokens that are. -1 turns the cache
+	// off. Default: 30000 (about 60 MB at most).
 	TokenCache int `json:"token_cache,omitempty"`
 
 	// ReportOnly runs the guard in shadow mode: every decision is made and

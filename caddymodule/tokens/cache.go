@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"maps"
 	"math/rand/v2"
 	"strings"
@@ -44,6 +45,10 @@ type Cache struct {
 	perShard int
 
 	hits, misses atomic.Uint64
+
+	// seen holds a tag of each token verified once and not admitted yet
+	// (see admit); nil in a refused cache.
+	seen []atomic.Uint64
 
 	// refused remembers tokens whose refusal is final, apart from the
 	// tokens that passed, so that a flood of bad tokens cannot evict good
@@ -141,6 +146,7 @@ func NewCache(size int) *Cache {
 	}
 	c := newCache(size)
 	c.refused = newCache(max(shards, size/4))
+	c.seen = make([]atomic.Uint64, seenSlots(size))
 	return c
 }
 
@@ -150,6 +156,38 @@ func newCache(size int) *Cache {
 		c.shards[i].m = make(map[digest]*cacheEntry)
 	}
 	return c
+}
+
+// seenSlots is the size of the seen-once table of a cache of size
+// entries: a power of two, twice the entries, so that a token sent again
+// within about that many new tokens is still known. 8 bytes a slot: 0.5 MB
+// for the default size.
+func seenSlots(size int) int {
+	n := 1
+	for n < 2*size {
+		n <<= 1
+	}
+	return n
+}
+
+// admit reports whether a token that has just been verified should be
+// kept, and marks it seen if not: a token is kept from its second
+// verification on. A client that fetches a token per request, or a
+// flood of distinct valid tokens, would otherwise fill the cache with
+// entries that are never read, evict the tokens that are sent again, and
+// give the garbage collector a large live heap to mark. The table is
+// direct-mapped and lossy: a slot holds the last token that fell in it,
+// so a token may need a third verification, and a tag collision (64 bits)
+// may keep a token on its first; neither changes a decision, since only
+// verified tokens are ever kept.
+func (c *Cache) admit(k digest) bool {
+	slot := &c.seen[binary.LittleEndian.Uint64(k[0:8])&uint64(len(c.seen)-1)]
+	tag := binary.LittleEndian.Uint64(k[8:16]) | 1 // never 0, an empty slot
+	if slot.Load() == tag {
+		return true
+	}
+	slot.Store(tag)
+	return false
 }
 
 // get returns the entry for token if there is one that has not ended at

@@ -177,6 +177,53 @@ func (d *droppableKeys) Lookup(kid string) *keys.Key {
 	return d.set.Lookup(kid)
 }
 
+func TestVerify_ATokenIsKeptFromItsSecondVerificationOn(t *testing.T) {
+	set := keystest.NewSet(t)
+	v := verifier(set)
+	v.Cache = NewCache(0)
+	sentOnce := make([]string, 100)
+	for i := range sentOnce {
+		c := validClaims()
+		c.ID = NewID()
+		tok, err := Mint(set.Signing(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+		sentOnce[i] = tok
+	}
+	if n := v.Cache.Len(); n != 0 {
+		t.Errorf("after 100 tokens sent once the cache holds %d, want 0: a token sent once is never read again", n)
+	}
+	// Sent again, each is verified once more and kept, then answered
+	// from the cache.
+	for _, tok := range sentOnce {
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.Cache.Len(); n != len(sentOnce) {
+		t.Errorf("after each was sent twice the cache holds %d, want %d", n, len(sentOnce))
+	}
+	for _, tok := range sentOnce {
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits, _ := v.Cache.Stats(); hits != uint64(len(sentOnce)) {
+		t.Errorf("cache hits on the third sending = %d, want %d", hits, len(sentOnce))
+	}
+	// A refused token is not "seen": refusals have a cache of their own.
+	forged := sentOnce[0][:len(sentOnce[0])-2] + "AA"
+	for range 2 {
+		if _, err := v.Verify(forged); err == nil {
+			t.Fatal("a token with a changed signature was accepted")
+		}
+	}
+}
+
 func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
 	set := keystest.NewSet(t)
 	src := &droppableKeys{set: set}
@@ -189,6 +236,9 @@ func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := v.Verify(tok); err != nil { // seen once: not kept yet (see admit)
+		t.Fatal(err)
+	}
 	first, err := v.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +248,7 @@ func TestVerify_CachedTokenIsCheckedAgainOnlyForExpiryAndItsKey(t *testing.T) {
 	}
 	again, err := v.Verify(tok)
 	if err != nil || again != first {
-		t.Fatalf("second Verify = %p, %v; want the cached claims %p", again, err, first)
+		t.Fatalf("third Verify = %p, %v; want the cached claims %p", again, err, first)
 	}
 	if hits, _ := v.Cache.Stats(); hits != 1 {
 		t.Errorf("cache hits = %d, want 1", hits)

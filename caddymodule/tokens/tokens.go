@@ -289,7 +289,9 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	c, k, final, err := v.verify(token)
 	switch {
 	case err == nil:
-		v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
+		if v.Cache.admit(key) {
+			v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
+		}
 	case final:
 		v.Cache.refused.put(key, &cacheEntry{Err: err, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: now.Add(refusalTTL)})
 	}
