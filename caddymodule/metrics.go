@@ -2,10 +2,8 @@ package caddymodule
 
 import (
 	"errors"
-	"maps"
 	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,39 +50,20 @@ type decisionLabels struct {
 	rule            int
 }
 
-// decisionCounters are the decision counters asked for so far, so that a
-// request finds its counter by a map lookup without a lock: the
-// CounterVec hashes the label values and takes a lock on every call. The
-// map is replaced, never changed, when a counter is added; label values
-// are bounded, so it stays small.
-var decisionCounters struct {
-	mu sync.Mutex // held to add a counter
-	m  atomic.Pointer[map[decisionLabels]prometheus.Counter]
-}
+// decisionCounters maps decisionLabels to their counter, so that a
+// request finds its counter in a map read without a lock: the CounterVec
+// hashes the label values and takes a lock on every call. A sync.Map,
+// not a map copied on every addition: the rules of a large policy, each a
+// label value, would make each first hit of a rule copy all the others.
+var decisionCounters sync.Map
 
 // decisionCounter is the decisions counter of l.
 func decisionCounter(l decisionLabels) prometheus.Counter {
-	if m := decisionCounters.m.Load(); m != nil {
-		if c, ok := (*m)[l]; ok {
-			return c
-		}
+	if c, ok := decisionCounters.Load(l); ok {
+		return c.(prometheus.Counter)
 	}
-	decisionCounters.mu.Lock()
-	defer decisionCounters.mu.Unlock()
-	old := decisionCounters.m.Load()
-	if old != nil {
-		if c, ok := (*old)[l]; ok {
-			return c
-		}
-	}
-	m := map[decisionLabels]prometheus.Counter{}
-	if old != nil {
-		m = maps.Clone(*old)
-	}
-	c := metrics.decisions.WithLabelValues(l.outcome, l.reason, ruleLabel(l.rule))
-	m[l] = c
-	decisionCounters.m.Store(&m)
-	return c
+	c, _ := decisionCounters.LoadOrStore(l, metrics.decisions.WithLabelValues(l.outcome, l.reason, ruleLabel(l.rule)))
+	return c.(prometheus.Counter)
 }
 
 // cacheCollector exports the lookups of the secret cache and of every
