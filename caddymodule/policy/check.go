@@ -18,7 +18,8 @@ type Finding struct {
 // Check lists, in line order: roles subjects hold that no rule requires
 // (often a typo on one side), roles rules require that no subject holds,
 // subjects that can use no rule, rule paths that can never match, and
-// prefixes /x/* whose bare path /x a broader rule decides differently.
+// prefixes /x/* whose bare path /x a broader rule decides differently,
+// and csrf rules that no sender can fetch a token from.
 func Check(p *Policy) []Finding {
 	var out []Finding
 	add := func(line int, format string, args ...any) {
@@ -67,6 +68,9 @@ func Check(p *Policy) []Finding {
 					add(r.Line, "%s", gap)
 				}
 			}
+		}
+		if r.CSRF && len(r.Methods) > 0 && !slices.Contains(r.Methods, "GET") && !slices.Contains(r.Methods, "HEAD") {
+			add(r.Line, "the rule is csrf but takes neither GET nor HEAD: a sender's fetch (X-CSRF-Token: Fetch) on its paths gets no token unless another csrf rule decides it; add GET to its methods")
 		}
 	}
 	slices.SortFunc(out, func(a, b Finding) int {
@@ -238,18 +242,25 @@ func requirement(r *Rule) string {
 	if r.ReportOnly {
 		key += " report_only"
 	}
+	if r.CSRF {
+		key += " csrf"
+	}
 	return key
 }
 
 // asks says what r asks of a caller, for a finding.
 func asks(r *Rule) string {
-	switch {
-	case r.Public:
+	if r.Public {
 		return "no token"
-	case r.ReportOnly:
-		return needs(r) + " (report only)"
 	}
-	return needs(r)
+	s := needs(r)
+	if r.CSRF {
+		s += " and a CSRF token"
+	}
+	if r.ReportOnly {
+		s += " (report only)"
+	}
+	return s
 }
 
 func distinctRoles(r *Rule) []string {
@@ -335,6 +346,11 @@ func Explain(p *Policy, method, host, path, subject string, scope []string) Expl
 		x.Reason = "the subject is disabled in the policy"
 	case r.Allows(x.Held):
 		x.Decision, x.Reason = "allow", "the subject holds "+needs(r)
+		if r.NeedsCSRFToken(method) {
+			x.Reason += "; the rule is csrf, so the request also needs a valid X-CSRF-Token, else 403 with X-CSRF-Token: Required"
+		} else if r.CSRF && (method == "GET" || method == "HEAD") {
+			x.Reason += "; the rule is csrf, so with X-CSRF-Token: Fetch the gateway answers with a token itself"
+		}
 	default:
 		x.Reason = "the subject does not hold " + needs(r)
 		if scope != nil && r.Allows(p.Roles(subject)) {
@@ -369,6 +385,9 @@ func (x Explanation) String() string {
 		b.WriteString(")\n")
 		if !r.Public {
 			fmt.Fprintf(&b, "requires: %s\n", needs(r))
+		}
+		if r.CSRF {
+			b.WriteString("csrf:     GET or HEAD with X-CSRF-Token: Fetch gets a token; other methods but OPTIONS and TRACE need one\n")
 		}
 	} else {
 		b.WriteString("rule:     none\n")

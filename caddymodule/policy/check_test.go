@@ -78,6 +78,7 @@ rules:
   - {path: /http/ping, public: true}
   - {path: /http/ledger/*, all_roles: [Ledger.write, Ledger.audit]}
   - {path: /http/new/*, roles: [New.send], report_only: true}
+  - {path: /http/events/*, roles: [ESBMessaging.send], csrf: true}
 `)
 	tests := map[string]struct {
 		method, path, subject string
@@ -85,18 +86,20 @@ rules:
 		line                  int // 0: no rule
 		decision, reason      string
 	}{
-		"allowed by the policy's roles":    {"POST", "/http/orders/1", "sender", nil, 6, "allow", "the subject holds any of Orders.send"},
-		"public":                           {"GET", "/http/ping", "nobody", nil, 8, "public", "no token is needed"},
-		"no rule":                          {"GET", "/admin", "sender", nil, 0, "deny", "no rule matches"},
-		"not canonical":                    {"GET", "/http//orders", "sender", nil, 0, "deny", "answers 400"},
-		"unknown subject":                  {"GET", "/http/x", "nobody", nil, 7, "deny", "not in the policy"},
-		"disabled subject":                 {"POST", "/http/orders/1", "off", nil, 6, "deny", "disabled"},
-		"all_roles not all held":           {"GET", "/http/ledger/1", "sender", nil, 9, "deny", "does not hold all of Ledger.write, Ledger.audit"},
-		"scope leaves the role out":        {"POST", "/http/orders/1", "sender", []string{"ESBMessaging.send"}, 6, "deny", "the token's scope leaves out"},
-		"report_only rule lets it through": {"GET", "/http/new/1", "sender", nil, 10, "report-only", "logs the refusal and lets the request through"},
-		"report_only rule that allows":     {"GET", "/http/new/1", "newbie", nil, 10, "allow", "the subject holds any of New.send"},
-		"an empty scope grants nothing":    {"GET", "/http/x", "sender", []string{}, 7, "deny", "the token's scope leaves out what the rule needs: any of ESBMessaging.send"},
-		"scope that names the role":        {"GET", "/http/x", "sender", []string{"ESBMessaging.send"}, 7, "allow", "holds any of ESBMessaging.send"},
+		"allowed by the policy's roles":          {"POST", "/http/orders/1", "sender", nil, 6, "allow", "the subject holds any of Orders.send"},
+		"public":                                 {"GET", "/http/ping", "nobody", nil, 8, "public", "no token is needed"},
+		"no rule":                                {"GET", "/admin", "sender", nil, 0, "deny", "no rule matches"},
+		"not canonical":                          {"GET", "/http//orders", "sender", nil, 0, "deny", "answers 400"},
+		"unknown subject":                        {"GET", "/http/x", "nobody", nil, 7, "deny", "not in the policy"},
+		"disabled subject":                       {"POST", "/http/orders/1", "off", nil, 6, "deny", "disabled"},
+		"all_roles not all held":                 {"GET", "/http/ledger/1", "sender", nil, 9, "deny", "does not hold all of Ledger.write, Ledger.audit"},
+		"scope leaves the role out":              {"POST", "/http/orders/1", "sender", []string{"ESBMessaging.send"}, 6, "deny", "the token's scope leaves out"},
+		"report_only rule lets it through":       {"GET", "/http/new/1", "sender", nil, 10, "report-only", "logs the refusal and lets the request through"},
+		"report_only rule that allows":           {"GET", "/http/new/1", "newbie", nil, 10, "allow", "the subject holds any of New.send"},
+		"a POST on a csrf rule needs a token":    {"POST", "/http/events/1", "sender", nil, 11, "allow", "also needs a valid X-CSRF-Token, else 403 with X-CSRF-Token: Required"},
+		"a GET on a csrf rule can fetch a token": {"GET", "/http/events/1", "sender", nil, 11, "allow", "with X-CSRF-Token: Fetch the gateway answers with a token itself"},
+		"an empty scope grants nothing":          {"GET", "/http/x", "sender", []string{}, 7, "deny", "the token's scope leaves out what the rule needs: any of ESBMessaging.send"},
+		"scope that names the role":              {"GET", "/http/x", "sender", []string{"ESBMessaging.send"}, 7, "allow", "holds any of ESBMessaging.send"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -123,6 +126,48 @@ decision: deny: the subject does not hold any of B, C
 `
 	if got != want {
 		t.Errorf("String =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestExplanation_StringOfACSRFRule(t *testing.T) {
+	p := mustParse(t, "subjects:\n  s: [A]\nrules:\n  - {path: /a, roles: [A], csrf: true}\n")
+	got := Explain(p, "POST", "", "/a", "s", nil).String()
+	if want := "csrf:     GET or HEAD with X-CSRF-Token: Fetch gets a token; other methods but OPTIONS and TRACE need one\n"; !strings.Contains(got, want) {
+		t.Errorf("String =\n%s\nwant a line %q", got, want)
+	}
+}
+
+func TestCheck_CSRF(t *testing.T) {
+	tests := []struct {
+		name  string
+		rules string
+		want  []string
+	}{
+		{"a csrf rule for POST only is flagged: no sender can fetch a token from it",
+			"  - {path: /x*, methods: [POST], roles: [A], csrf: true}\n",
+			[]string{"4: the rule is csrf but takes neither GET nor HEAD: a sender's fetch (X-CSRF-Token: Fetch) on its paths gets no token unless another csrf rule decides it; add GET to its methods"}},
+		{"a csrf rule for GET and POST is not flagged", "  - {path: /x*, methods: [GET, POST], roles: [A], csrf: true}\n", nil},
+		{"a csrf rule for any method is not flagged", "  - {path: /x*, roles: [A], csrf: true}\n", nil},
+		{"a bare path that falls to a rule without csrf is flagged",
+			"  - {path: /x/*, roles: [A], csrf: true}\n  - {path: /*, roles: [A]}\n",
+			[]string{"4: /x/* does not cover /x itself: /x falls to the rule at line 5 (/*), which needs any of A instead of any of A and a CSRF token;"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Check(mustParse(t, "subjects:\n  s: [A]\nrules:\n"+tt.rules))
+			var msgs []string
+			for _, f := range got {
+				msgs = append(msgs, fmt.Sprintf("%d: %s", f.Line, f.Message))
+			}
+			if len(msgs) != len(tt.want) {
+				t.Fatalf("Check = %q, want %q", msgs, tt.want)
+			}
+			for i := range msgs {
+				if !strings.HasPrefix(msgs[i], tt.want[i]) {
+					t.Errorf("finding %d = %q, want %q…", i, msgs[i], tt.want[i])
+				}
+			}
+		})
 	}
 }
 

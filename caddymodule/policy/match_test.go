@@ -165,6 +165,29 @@ rules:
 	}
 }
 
+func TestParse_CSRFRule(t *testing.T) {
+	p := mustParse(t, "rules:\n  - {path: /http/events*, roles: [A], csrf: true}\n  - {path: /http/*, roles: [A]}\n")
+	tests := []struct {
+		name, method, path string
+		want               bool
+	}{
+		{"a POST on a csrf rule needs a token", "POST", "/http/events", true},
+		{"PUT, PATCH and DELETE need one", "PATCH", "/http/events/1", true},
+		{"a method named in lower case needs one", "delete", "/http/events/1", true},
+		{"an unusual method like OData's MERGE needs one", "MERGE", "/http/events/1", true},
+		{"GET needs none: it is how a token is fetched", "GET", "/http/events", false},
+		{"HEAD, OPTIONS and TRACE need none", "OPTIONS", "/http/events", false},
+		{"a POST on a rule without csrf needs none", "POST", "/http/other", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.Match(tt.method, "", tt.path).NeedsCSRFToken(tt.method); got != tt.want {
+				t.Errorf("NeedsCSRFToken(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParse_AcceptsPatternsThatCannotMeet(t *testing.T) {
 	tests := map[string]string{
 		"suffixes of equal length":             "rules:\n  - {path: \"*.json\", roles: [A]}\n  - {path: \"*.yaml\", roles: [B]}\n",

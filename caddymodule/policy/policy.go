@@ -18,6 +18,9 @@
 //	  - path: /http/ping
 //	    public: true                                  # no token at all
 //	    report_only: false                            # true: decide, log, let through
+//	  - path: /http/events*
+//	    roles: [ESBMessaging.send]
+//	    csrf: true                                    # SAP's "CSRF Protected"
 //
 // A host is an exact name or "*.example.com" for exactly one more label;
 // the request's port and a trailing dot are ignored. Paths use Caddy's

@@ -281,6 +281,10 @@ func TestParse_ErrorsNameFileAndLine(t *testing.T) {
 			"rules:\n  - {path: \"a/*\", roles: [A]}\n", "p.yaml:2: ", "must start with / or *"},
 		"empty paths list": {
 			"rules:\n  - {paths: [], roles: [A]}\n", "p.yaml:2: ", "rule has no path"},
+		"csrf as a string": {
+			"rules:\n  - {path: /a, roles: [A], csrf: \"yes\"}\n", "p.yaml:2: ", "csrf: want true or false"},
+		"csrf on a public rule": {
+			"rules:\n  - {path: /a, roles: [A]}\n  - path: /b\n    public: true\n    csrf: true\n", "p.yaml:3: ", "a public rule cannot have csrf: true"},
 		"report_only as a string": {
 			"rules:\n  - {path: /a, roles: [A], report_only: \"yes\"}\n", "p.yaml:2: ", "report_only: want true or false"},
 		"same host and path twice": {

@@ -32,6 +32,11 @@ type Rule struct {
 	// ReportOnly asks the guard to let a request this rule refuses go
 	// through and log the refusal: shadow mode for one rule.
 	ReportOnly bool
+	// CSRF asks the guard for SAP Cloud Integration's "CSRF Protected":
+	// a GET or HEAD with "X-CSRF-Token: Fetch" is answered with a token,
+	// and a request of any other method but OPTIONS and TRACE needs a
+	// valid one. Not on a public rule: a token is bound to the caller.
+	CSRF bool
 	// Line is where the rule starts in the policy file.
 	Line int
 
@@ -104,8 +109,10 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.Public, err = boolean(v, "public")
 		case "report_only":
 			r.ReportOnly, err = boolean(v, "report_only")
+		case "csrf":
+			r.CSRF, err = boolean(v, "csrf")
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, csrf)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -133,6 +140,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "rule has %s; choose one of roles, all_roles or public: true", strings.Join(kinds, " and "))
 	case len(kinds) == 0:
 		return nil, errAt(n, "rule needs roles, all_roles, or public: true")
+	case r.Public && r.CSRF:
+		return nil, errAt(n, "a public rule cannot have csrf: true: a CSRF token is bound to the calling client, and a public rule has none")
 	case len(r.Paths)*max(len(r.Hosts), 1) > maxEntries:
 		return nil, errAt(n, "rule has more than %d host and path combinations; split it", maxEntries)
 	}
@@ -297,6 +306,21 @@ func (r *Rule) RequiredRoles() []string {
 		return r.AllRoles
 	}
 	return r.Roles
+}
+
+// NeedsCSRFToken reports whether a request of method must carry a valid
+// CSRF token under r: every method on a csrf rule but the safe ones (RFC
+// 9110 §9.2.1: GET, HEAD, OPTIONS, TRACE), so that an unusual method
+// (OData's MERGE, WebDAV's) is held to it too.
+func (r *Rule) NeedsCSRFToken(method string) bool {
+	if !r.CSRF {
+		return false
+	}
+	switch strings.ToUpper(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return false
+	}
+	return true
 }
 
 // takes reports whether r applies to method. Methods match
