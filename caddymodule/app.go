@@ -19,6 +19,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/csrf"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
@@ -104,6 +105,7 @@ type App struct {
 	keys    *keys.Keeper       // also the guards' and introspection's tokens.KeySource
 	policy  *policy.Watcher
 	tokens  *tokenstate.Store
+	csrf    *csrf.Keeper // the CSRF key, shared like the MAC key
 	logger  *zap.Logger
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -203,6 +205,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.logger.Error("token state", zap.Error(err))
 	}
+	if a.csrf, err = csrf.OpenKeeper(ctx, blobs); err != nil {
+		return fmt.Errorf("oauth: CSRF key: %w", err)
+	}
 	a.tokens.OnError = func(err error) { a.logger.Error("syncing token state", zap.Error(err)) }
 	a.keysChanged = make(chan struct{}, 1)
 	a.tokens.OnBlobs = func(name string) {
@@ -269,6 +274,12 @@ func (a *App) Start() error {
 			}
 			if err := a.syncKeys(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Error("background sync", zap.Error(err))
+			}
+			// After the state engine lost its data, the CSRF key comes
+			// back from the instances that hold it, or they take up the
+			// one a new instance made: either way, within a minute.
+			if err := a.csrf.Sync(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("CSRF key sync", zap.Error(err))
 			}
 		}
 	})

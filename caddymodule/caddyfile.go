@@ -260,6 +260,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 //		token_cookie       <name>
 //		allow_preflight
 //		report_only
+//		csrf_token_lifetime <duration>
 //	}
 func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -317,6 +318,12 @@ func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_token_size: want a positive number of bytes, got %q", val)
 			}
 			g.MaxTokenSize = n
+		case "csrf_token_lifetime":
+			v, err := caddy.ParseDuration(val)
+			if err != nil || v <= 0 {
+				return d.Errf("csrf_token_lifetime: want a positive duration, got %q", val)
+			}
+			g.CSRFTokenLifetime = caddy.Duration(v)
 		default:
 			return d.Errf("unknown oauth_guard option %q", key)
 		}

@@ -125,6 +125,8 @@ func TestCaddyfile_MistakesAreRefusedWithTheirLine(t *testing.T) {
 		{"bad key_rotation", "{\n\toauth {\n\t\tkey_rotation monthly\n\t}\n}\n:80 {\n\toauth_server\n}", `Caddyfile:3`},
 		{"unknown guard option", ":80 {\n\toauth_guard {\n\t\tallow_all yes\n\t}\n}", `Caddyfile:3`},
 		{"zero max_token_size", ":80 {\n\toauth_guard {\n\t\tmax_token_size 0\n\t}\n}", `Caddyfile:3`},
+		{"csrf_token_lifetime that is no duration", ":80 {\n\toauth_guard {\n\t\tcsrf_token_lifetime long\n\t}\n}", `Caddyfile:3`},
+		{"zero csrf_token_lifetime", ":80 {\n\toauth_guard {\n\t\tcsrf_token_lifetime 0s\n\t}\n}", `Caddyfile:3`},
 		{"guard argument", ":80 {\n\toauth_guard /x extra\n}", `Caddyfile:2`},
 		{"unknown identity field", ":80 {\n\toauth_guard {\n\t\tidentity_headers {\n\t\t\temail X-Email\n\t\t}\n\t}\n}", `Caddyfile:4`},
 		{"identity in Authorization", ":80 {\n\toauth_guard {\n\t\tidentity_headers {\n\t\t\tsubject authorization\n\t\t}\n\t}\n}", `Caddyfile:4`},

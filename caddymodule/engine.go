@@ -12,6 +12,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/csrf"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/redisstate"
 	"github.com/oauthgate/oauthgate/caddymodule/sealing"
@@ -115,7 +116,7 @@ func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (blobs sta
 	if err != nil {
 		return nil, nil, nil, "", fmt.Errorf("oauth: state redis: %w", err)
 	}
-	imported, err := state.Import(ctx, st, e.Blobs(), e, keys.StorageKey, tokenstate.MACKeyName)
+	imported, err := state.Import(ctx, st, e.Blobs(), e, keys.StorageKey, tokenstate.MACKeyName, csrf.KeyName)
 	var corrupt *state.CorruptError
 	switch {
 	case errors.As(err, &corrupt):

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/csrf"
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -99,6 +102,17 @@ type OAuthGuard struct {
 	// callers on day one.
 	ReportOnly bool `json:"report_only,omitempty"`
 
+	// CSRFTokenLifetime is how long a CSRF token is valid from its fetch.
+	// On a policy rule with csrf: true (SAP Cloud Integration's "CSRF
+	// Protected"), a GET or HEAD with "X-CSRF-Token: Fetch" is answered by
+	// the guard itself, 200 with the token in X-CSRF-Token, bound to the
+	// calling client; a request of any other method but OPTIONS and TRACE
+	// without a valid token of its client gets 403 with "X-CSRF-Token:
+	// Required". The backend never sees the X-CSRF-Token header. Tokens
+	// are signed with a key in the gateway's state, so one fetched at any
+	// instance of a fleet is valid at all of them. Default: 30m.
+	CSRFTokenLifetime caddy.Duration `json:"csrf_token_lifetime,omitempty"`
+
 	app     *App
 	guard   *guard.Guard
 	forward *guard.Forwarder
@@ -131,6 +145,9 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 	}
 	if g.Audience == "" {
 		g.Audience = app.Audience
+	}
+	if g.CSRFTokenLifetime == 0 {
+		g.CSRFTokenLifetime = caddy.Duration(csrf.DefaultLifetime)
 	}
 	if g.TokenCache >= 0 {
 		if g.cache, err = holdTokenCache(&g.held, app.Issuer, g.Audience, time.Duration(app.Leeway), g.TokenCache); err != nil {
@@ -167,6 +184,9 @@ func (g *OAuthGuard) Validate() error {
 	if g.MaxTokenSize < 0 {
 		return errors.New("oauth_guard: max_token_size must not be negative")
 	}
+	if g.CSRFTokenLifetime < 0 {
+		return errors.New("oauth_guard: csrf_token_lifetime must not be negative")
+	}
 	if g.TokenCache < -1 {
 		return errors.New("oauth_guard: token_cache must be a number of tokens, or -1 for none")
 	}
@@ -189,18 +209,33 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	var d guard.Decision
 	g.guard.Decide(r, &d)
+	if d.Rule != nil && d.Rule.CSRF && g.checkCSRF(w, r, &d) {
+		return nil
+	}
 	g.count(&d)
 	if d.Err != nil {
 		shadow := g.shadow(&d)
 		g.logDenial(r, &d, shadow)
 		if !shadow {
-			oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), d.Err)
+			g.refuse(w, r, d.Err)
 			return nil
 		}
 		d = guard.Decision{Rule: d.Rule} // through, but with no identity
 	}
 	g.pass(r, &d)
 	return next.ServeHTTP(w, r)
+}
+
+// refuse answers a refused request: an RFC 6750 challenge, or for a
+// missing or bad CSRF token the 403 with "X-CSRF-Token: Required" that
+// SAP senders look for before they fetch a token again.
+func (g *OAuthGuard) refuse(w http.ResponseWriter, r *http.Request, e *oautherr.Error) {
+	if e.Code == reasonCSRFRequired || e.Code == reasonCSRFInvalid {
+		w.Header().Set(csrfHeader, "Required")
+		oauthjson.Write(w, e.Status, csrfRefusal{Error: e.Code, Description: e.Description})
+		return
+	}
+	oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), e)
 }
 
 // pass sends an allowed request on: guard.Forward decides what the
@@ -251,6 +286,66 @@ func (g *OAuthGuard) logDenial(r *http.Request, d *guard.Decision, shadow bool) 
 		fields = append(fields, zap.Int("rule_line", d.Rule.Line))
 	}
 	ce.Write(fields...)
+}
+
+// csrfHeader carries SAP's CSRF protocol both ways: "Fetch" and the
+// token in requests, the token and "Required" in answers.
+const csrfHeader = "X-Csrf-Token" // canonical form of X-CSRF-Token
+
+// The reasons of CSRF refusals, in the decisions metric and the log.
+const (
+	reasonCSRFRequired = "csrf_required" // no token on a request that needs one
+	reasonCSRFInvalid  = "csrf_invalid"  // malformed, expired, or another client's
+)
+
+type csrfRefusal struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// checkCSRF applies a csrf rule after the guard decided the request. It
+// removes the X-CSRF-Token header, which is the gateway's business and
+// not the backend's, whatever the decision. On an allowed request it
+// answers a fetch itself (and reports true: nothing more to do), or
+// sets d.Err when a request that changes something lacks a valid token
+// of the calling client. A request already refused keeps its refusal:
+// its caller is not known well enough to bind a token to.
+func (g *OAuthGuard) checkCSRF(w http.ResponseWriter, r *http.Request, d *guard.Decision) bool {
+	vals := r.Header.Values(csrfHeader)
+	r.Header.Del(csrfHeader)
+	if d.Err != nil {
+		return false
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if len(vals) != 1 || !strings.EqualFold(strings.TrimSpace(vals[0]), "Fetch") {
+			return false
+		}
+		tok := g.app.csrf.Signer().Issue(d.ClientID, time.Now(), time.Duration(g.CSRFTokenLifetime))
+		h := w.Header()
+		h.Set(csrfHeader, tok)
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		decisionCounter(decisionLabels{"csrf_fetch", "ok", d.Rule.Line}).Inc()
+		if ce := g.logger.Check(zap.DebugLevel, "CSRF token fetched"); ce != nil {
+			ce.Write(zap.String("client_id", d.ClientID), zap.String("path", r.URL.Path), zap.Int("rule_line", d.Rule.Line))
+		}
+		return true
+	}
+	if !d.Rule.NeedsCSRFToken(r.Method) {
+		return false
+	}
+	switch {
+	case len(vals) == 0:
+		d.Err = &oautherr.Error{Code: reasonCSRFRequired, Status: http.StatusForbidden,
+			Description: "this endpoint is CSRF protected: fetch a token with a GET or HEAD carrying X-CSRF-Token: Fetch, and send it in X-CSRF-Token"}
+	case len(vals) > 1:
+		d.Err = &oautherr.Error{Code: reasonCSRFInvalid, Status: http.StatusForbidden, Description: "more than one X-CSRF-Token header"}
+	default:
+		if err := g.app.csrf.Signer().Verify(vals[0], d.ClientID, time.Now()); err != nil {
+			d.Err = &oautherr.Error{Code: reasonCSRFInvalid, Status: http.StatusForbidden, Description: err.Error() + "; fetch a new one"}
+		}
+	}
+	return false
 }
 
 // shadow reports whether a refusal is only reported: the guard or the
