@@ -438,6 +438,7 @@ type backendRequest struct {
 	ClientID      string `json:"client_id"`
 	Subject       string `json:"subject"`
 	Roles         string `json:"roles"`
+	CSRFToken     bool   `json:"csrf_token"`
 }
 
 // backend is a running iflow and the requests it has logged.

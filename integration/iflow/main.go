@@ -126,6 +126,9 @@ type accessLine struct {
 	ClientID      string `json:"client_id"`
 	Subject       string `json:"subject"`
 	Roles         string `json:"roles"`
+	// CSRFToken says an X-CSRF-Token header arrived, which a gateway
+	// with SAP's CSRF protection must keep for itself.
+	CSRFToken bool `json:"csrf_token,omitempty"`
 }
 
 // logRequests writes one JSON line per request to out before calling next.
@@ -143,6 +146,7 @@ func logRequests(out io.Writer, next http.Handler) http.Handler {
 			ClientID:      r.Header.Get("X-OAuth-Client-ID"),
 			Subject:       r.Header.Get("X-OAuth-Subject"),
 			Roles:         r.Header.Get("X-OAuth-Roles"),
+			CSRFToken:     len(r.Header.Values("X-CSRF-Token")) > 0,
 		}
 		mu.Lock()
 		err := enc.Encode(line)
