@@ -167,7 +167,11 @@ type newmanReport struct {
 				Name string `json:"name"`
 			} `json:"item"`
 			Response struct {
-				Code int `json:"code"`
+				Code   int `json:"code"`
+				Header []struct {
+					Key   string `json:"key"`
+					Value string `json:"value"`
+				} `json:"header"`
 				// Stream is the body, as Node serializes a Buffer.
 				Stream struct {
 					Data []int `json:"data"`
@@ -186,11 +190,13 @@ type newmanReport struct {
 
 // SAP's walkthrough as a Postman user follows it, run by newman: a token
 // with Basic Auth and the grant in the query, then GET and POST to the
-// flow with the Bearer token.
+// flow with the Bearer token; then SAP's CSRF flow on a csrf rule: fetch
+// a CSRF token with HEAD, POST with it, and a POST without one refused.
 func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 	t.Parallel()
 	node := nodeClients(t)
 	e := newEnv(t)
+	e.useCSRFPolicy(t)
 	report := filepath.Join(t.TempDir(), "newman.json")
 	stdout, stderr, err := node.run(t, nil,
 		filepath.Join(nodeClientsDir, "node_modules", ".bin", "newman"), "run", sapCollection,
@@ -208,6 +214,7 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 	e.backend.wantRequests(t,
 		seenAs(http.MethodGet, "/http/flow", e.A, roleMessaging),
 		seenAs(http.MethodPost, "/http/flow", e.A, roleMessaging),
+		seenAs(http.MethodPost, "/http/events", e.A, roleMessaging), // the fetch and the refusal never reach it
 	)
 	if err != nil {
 		t.Fatalf("newman: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
@@ -236,6 +243,11 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 			sensitive.add(kindToken, tok.AccessToken)
 			tokens++
 		}
+		for _, h := range x.Response.Header {
+			if strings.EqualFold(h.Key, "X-CSRF-Token") {
+				sensitive.add(kindCSRF, h.Value)
+			}
+		}
 	}
 	if tokens != 1 {
 		t.Errorf("newman's report holds %d token responses, want 1", tokens)
@@ -243,8 +255,12 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 	var names []string
 	for _, x := range run.Executions {
 		names = append(names, x.Item.Name)
-		if x.Response.Code != http.StatusOK {
-			t.Errorf("%q: status %d, want 200", x.Item.Name, x.Response.Code)
+		want := http.StatusOK
+		if strings.Contains(x.Item.Name, "is refused") {
+			want = http.StatusForbidden
+		}
+		if x.Response.Code != want {
+			t.Errorf("%q: status %d, want %d", x.Item.Name, x.Response.Code, want)
 		}
 		if len(x.Assertions) == 0 {
 			t.Errorf("%q: ran no assertion", x.Item.Name)
@@ -259,6 +275,9 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 		"1. Get token (client credentials, Basic Auth)",
 		"2. GET the integration flow (Bearer token)",
 		"3. POST a message to the integration flow (Bearer token)",
+		"4. Fetch a CSRF token (HEAD, X-CSRF-Token: Fetch)",
+		"5. POST a message with the CSRF token",
+		"6. POST without a CSRF token is refused",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("newman ran %q, want %q", names, wantNames)
@@ -266,8 +285,8 @@ func TestClients_PostmanSAPWalkthroughWithNewman(t *testing.T) {
 	if len(run.Failures) != 0 {
 		t.Errorf("newman reports %d failures: %s", len(run.Failures), run.Failures)
 	}
-	if a := run.Stats["assertions"]; a.Total < 7 || a.Failed != 0 {
-		t.Errorf("newman assertions: %d, %d failed; want at least 7, none failed", a.Total, a.Failed)
+	if a := run.Stats["assertions"]; a.Total < 13 || a.Failed != 0 {
+		t.Errorf("newman assertions: %d, %d failed; want at least 13, none failed", a.Total, a.Failed)
 	}
 	if t.Failed() {
 		t.Logf("newman output:\n%s", stdout)
