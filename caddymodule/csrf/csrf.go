@@ -39,11 +39,9 @@ const (
 	bodyLen  = 1 + 8 + nonceLen
 	rawLen   = bodyLen + sha256.Size
 	// Length is the length of a token as sent: every token of this version
-	// has exactly this many characters.
+	// has exactly this many characters, and a value of any other length
+	// is refused unread.
 	Length = (rawLen*8 + 5) / 6
-	// MaxLength bounds what is decoded at all, with room for a later
-	// version; a longer header value is refused unread.
-	MaxLength = 256
 )
 
 // label separates these MACs from any other use of the key.
