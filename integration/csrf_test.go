@@ -158,10 +158,12 @@ func TestCSRF_FetchThenPostReachesTheBackendAndEveryOtherPostIsRefused(t *testin
 	}
 }
 
-func TestCSRF_AnExpiredTokenIsRefused(t *testing.T) {
+// The token lives csrf_token_lifetime; each answer is counted under its
+// own outcome and reason.
+func TestCSRF_AnExpiredTokenIsRefusedAndEachAnswerIsCounted(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, envConfig{guardOptions: "csrf_token_lifetime 2s"})
-	e.useCSRFPolicy(t)
+	e := newEnvConfig(t, envConfig{admin: true, guardOptions: "csrf_token_lifetime 2s"})
+	e.useCSRFPolicy(t) // its last POST is the one csrf_required
 	tok := e.token(t, e.A)
 	csrf := e.fetchCSRF(t, http.MethodHead, "/http/events", tok)
 	e.csrfCall(t, http.MethodPost, "/http/events", tok, csrf).wantStatus(t, http.StatusOK)
@@ -171,7 +173,24 @@ func TestCSRF_AnExpiredTokenIsRefused(t *testing.T) {
 	if !strings.Contains(string(r.body), "expired") {
 		t.Errorf("body %s does not say the token expired", r.body)
 	}
-	e.backend.wantRequests(t, seenAs(http.MethodPost, "/http/events", e.A, roleMessaging))
+	e.csrfCall(t, http.MethodPost, "/http/legacy", tok, "").wantStatus(t, http.StatusOK)
+	e.backend.wantRequests(t,
+		seenAs(http.MethodPost, "/http/events", e.A, roleMessaging),
+		backendRequest{Method: http.MethodPost, Path: "/http/legacy"})
+
+	events, legacy := e.policyLine(t, "/http/events*"), e.policyLine(t, "/http/legacy*")
+	got := e.scrapeMetrics(t)
+	for sample, want := range map[string]float64{
+		`oauthgate_guard_decisions_total{outcome="csrf_fetch",reason="ok",rule="` + events + `"}`:            1,
+		`oauthgate_guard_decisions_total{outcome="allow",reason="ok",rule="` + events + `"}`:                 1,
+		`oauthgate_guard_decisions_total{outcome="deny",reason="csrf_required",rule="` + events + `"}`:       1,
+		`oauthgate_guard_decisions_total{outcome="deny",reason="csrf_invalid",rule="` + events + `"}`:        1,
+		`oauthgate_guard_decisions_total{outcome="would_deny",reason="csrf_required",rule="` + legacy + `"}`: 1,
+	} {
+		if v, ok := got[sample]; !ok || v != want {
+			t.Errorf("%s = %v (present: %v), want %v", sample, v, ok, want)
+		}
+	}
 }
 
 // A fleet on one storage shares the CSRF key: a token fetched at one
