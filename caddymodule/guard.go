@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -189,7 +190,7 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	var d guard.Decision
 	g.guard.Decide(r, &d)
-	g.count(&d)
+	g.count(r.Context(), &d)
 	if d.Err != nil {
 		shadow := g.shadow(&d)
 		g.logDenial(r, &d, shadow)
@@ -259,8 +260,10 @@ func (g *OAuthGuard) shadow(d *guard.Decision) bool {
 	return g.ReportOnly || d.Rule != nil && d.Rule.ReportOnly
 }
 
-// count adds the decision to the oauthgate_guard_decisions_total metric.
-func (g *OAuthGuard) count(d *guard.Decision) {
+// count adds the decision to the oauthgate_guard_decisions_total metric
+// and, with tracing on, to the request's span: one place, so that every
+// reason counted is traced too.
+func (g *OAuthGuard) count(ctx context.Context, d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
 	case d.Err != nil && g.shadow(d):
@@ -276,7 +279,9 @@ func (g *OAuthGuard) count(d *guard.Decision) {
 	if d.Rule != nil {
 		line = d.Rule.Line
 	}
-	decisionCounter(decisionLabels{outcome, reason, line}).Inc()
+	l := decisionLabels{outcome, reason, line}
+	decisionCounter(l).Inc()
+	traceDecision(ctx, l, d, g.app.PolicyFile)
 }
 
 // reasonOf names a refusal in logs and metrics: its RFC 6750 code, or
