@@ -172,3 +172,38 @@ func TestTrace_BuildsNothingForASpanNotRecording(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTraceDecision is what the guard adds to a request for its
+// span. Off is without tracing: a context lookup. Recording is a sampled
+// span with the attributes set; less SpanAlone (the span that Caddy's
+// tracing starts and ends anyway), it is the attributes' cost.
+func BenchmarkTraceDecision(b *testing.B) {
+	d := guard.Decision{Rule: &policy.Rule{Line: 12}, ClientID: "3f9a"}
+	l := decisionLabels{"allow", "ok", 12}
+	b.Run("Off", func(b *testing.B) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			traceDecision(ctx, l, &d, "/etc/oauthgate/policy.yaml")
+		}
+	})
+	tp := sdktrace.NewTracerProvider() // sampled, exported nowhere
+	defer tp.Shutdown(context.Background())
+	tracer := tp.Tracer("bench")
+	for _, traced := range []bool{false, true} {
+		name := "SpanAlone"
+		if traced {
+			name = "Recording"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx, span := tracer.Start(context.Background(), "handler")
+				if traced {
+					traceDecision(ctx, l, &d, "/etc/oauthgate/policy.yaml")
+				}
+				span.End()
+			}
+		})
+	}
+}
