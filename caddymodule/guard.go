@@ -41,6 +41,9 @@ func init() {
 //	{http.auth.user.scope}      the token's scope, space-separated
 //
 // On a public rule no token is looked at and these are empty.
+//
+// Behind Caddy's tracing handler, the request's span tells the decision,
+// its reason, the deciding rule and the client (docs/reference.md#traces).
 type OAuthGuard struct {
 	// Realm names the protection space in WWW-Authenticate challenges.
 	// Default: "oauthgate".
