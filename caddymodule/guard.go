@@ -264,8 +264,7 @@ func (g *OAuthGuard) shadow(d *guard.Decision) bool {
 }
 
 // count adds the decision to the oauthgate_guard_decisions_total metric
-// and, with tracing on, to the request's span: one place, so that every
-// reason counted is traced too.
+// and, with tracing on, to the request's span.
 func (g *OAuthGuard) count(ctx context.Context, d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
@@ -282,7 +281,13 @@ func (g *OAuthGuard) count(ctx context.Context, d *guard.Decision) {
 	if d.Rule != nil {
 		line = d.Rule.Line
 	}
-	l := decisionLabels{outcome, reason, line}
+	g.record(ctx, decisionLabels{outcome, reason, line}, d)
+}
+
+// record counts a decision under l and tells the request's span the
+// same. A decision counted anywhere goes through here, so that every
+// outcome and reason of the metric is in the trace with no more work.
+func (g *OAuthGuard) record(ctx context.Context, l decisionLabels, d *guard.Decision) {
 	decisionCounter(l).Inc()
 	traceDecision(ctx, l, d, g.app.PolicyFile)
 }
