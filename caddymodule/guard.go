@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,6 +44,9 @@ func init() {
 //	{http.auth.user.scope}      the token's scope, space-separated
 //
 // On a public rule no token is looked at and these are empty.
+//
+// Behind Caddy's tracing handler, the request's span tells the decision,
+// its reason, the deciding rule and the client (docs/reference.md#traces).
 type OAuthGuard struct {
 	// Realm names the protection space in WWW-Authenticate challenges.
 	// Default: "oauthgate".
@@ -212,7 +216,7 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if d.Rule != nil && d.Rule.CSRF && g.checkCSRF(w, r, &d) {
 		return nil
 	}
-	g.count(&d)
+	g.count(r.Context(), &d)
 	if d.Err != nil {
 		shadow := g.shadow(&d)
 		g.logDenial(r, &d, shadow)
@@ -325,7 +329,7 @@ func (g *OAuthGuard) checkCSRF(w http.ResponseWriter, r *http.Request, d *guard.
 		h.Set(csrfHeader, tok)
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
-		decisionCounter(decisionLabels{"csrf_fetch", "ok", d.Rule.Line}).Inc()
+		g.record(r.Context(), decisionLabels{"csrf_fetch", "ok", d.Rule.Line}, d)
 		if ce := g.logger.Check(zap.DebugLevel, "CSRF token fetched"); ce != nil {
 			ce.Write(zap.String("client_id", d.ClientID), zap.String("path", r.URL.Path), zap.Int("rule_line", d.Rule.Line))
 		}
@@ -354,8 +358,9 @@ func (g *OAuthGuard) shadow(d *guard.Decision) bool {
 	return g.ReportOnly || d.Rule != nil && d.Rule.ReportOnly
 }
 
-// count adds the decision to the oauthgate_guard_decisions_total metric.
-func (g *OAuthGuard) count(d *guard.Decision) {
+// count adds the decision to the oauthgate_guard_decisions_total metric
+// and, with tracing on, to the request's span.
+func (g *OAuthGuard) count(ctx context.Context, d *guard.Decision) {
 	outcome, reason := "allow", "ok"
 	switch {
 	case d.Err != nil && g.shadow(d):
@@ -371,7 +376,15 @@ func (g *OAuthGuard) count(d *guard.Decision) {
 	if d.Rule != nil {
 		line = d.Rule.Line
 	}
-	decisionCounter(decisionLabels{outcome, reason, line}).Inc()
+	g.record(ctx, decisionLabels{outcome, reason, line}, d)
+}
+
+// record counts a decision under l and tells the request's span the
+// same. A decision counted anywhere goes through here, so that every
+// outcome and reason of the metric is in the trace with no more work.
+func (g *OAuthGuard) record(ctx context.Context, l decisionLabels, d *guard.Decision) {
+	decisionCounter(l).Inc()
+	traceDecision(ctx, l, d, g.app.PolicyFile)
 }
 
 // reasonOf names a refusal in logs and metrics: its RFC 6750 code, or

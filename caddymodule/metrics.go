@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oauthgate/oauthgate/caddymodule/authserver"
 )
 
 // The gateway's metrics, on Caddy's metrics endpoint (the "metrics"
@@ -103,15 +106,17 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// tokenMetrics is the token endpoint's authserver.Recorder.
+// tokenMetrics is the token endpoint's authserver.Recorder: the metrics,
+// and with tracing on the request's span, from the one outcome.
 type tokenMetrics struct{}
 
-func (tokenMetrics) TokenIssued(clientID, format string) {
-	metrics.issued.WithLabelValues(clientID, format).Inc()
-}
-
-func (tokenMetrics) TokenRefused(code string) {
-	metrics.refused.WithLabelValues(code).Inc()
+func (tokenMetrics) Token(ctx context.Context, o authserver.TokenOutcome) {
+	if o.Error == "" {
+		metrics.issued.WithLabelValues(o.ClientID, o.Format).Inc()
+	} else {
+		metrics.refused.WithLabelValues(o.Error).Inc()
+	}
+	traceToken(ctx, &o)
 }
 
 // ruleLabel names a policy rule by its line in the file.

@@ -28,7 +28,9 @@ func init() {
 //   - GET /.well-known/jwks.json: the public signing keys (RFC 7517);
 //   - GET /.well-known/oauth-authorization-server: RFC 8414 metadata.
 //
-// Issuer, clients, policy and keys come from the "oauth" app.
+// Issuer, clients, policy and keys come from the "oauth" app. Behind
+// Caddy's tracing handler, a token request's span tells its outcome,
+// grant type, client and error code (docs/reference.md#traces).
 type OAuthServer struct {
 	// Realm names the HTTP Basic challenge sent with invalid_client.
 	// Default: "oauthgate".

@@ -161,6 +161,9 @@ type envConfig struct {
 	// the first instance's: with a state engine that holds what a fleet
 	// shares, it shows that nothing shared goes through the disk.
 	ownStorage bool
+	// environ is more NAME=value variables for the caddy processes, e.g.
+	// OTEL_* for Caddy's tracing.
+	environ []string
 }
 
 // newEnvConfig is newEnv with a varied configuration.
@@ -172,7 +175,7 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 		storage:     filepath.Join(dir, "storage"),
 		clientsFile: filepath.Join(dir, "clients.json"),
 		caddyfile:   filepath.Join(dir, "Caddyfile"),
-		caddyEnv:    caddyEnviron(t, dir),
+		caddyEnv:    append(caddyEnviron(t, dir), cfg.environ...),
 		clients:     make(map[string]client),
 		gatewayLog:  newLineLog(),
 		http:        newHTTPClient(),

@@ -95,11 +95,29 @@ type Limiter interface {
 
 var _ Limiter = (*bruteforce.Limiter)(nil)
 
-// Recorder counts what the token endpoint does. Its labels are bounded:
-// registered client IDs, the two formats and the RFC 6749 error codes.
+// Recorder counts what the token endpoint does, and tells the request's
+// trace: ctx is the request's.
 type Recorder interface {
-	TokenIssued(clientID, format string)
-	TokenRefused(code string)
+	Token(ctx context.Context, o TokenOutcome)
+}
+
+// TokenOutcome is what the token endpoint did with one request. Every
+// field is bounded, fit for a metric label: nothing in it is the caller's
+// to choose freely.
+type TokenOutcome struct {
+	// ClientID is the authenticated client's ID; "" when no client
+	// authenticated.
+	ClientID string
+	// GrantType is the grant_type sent if OAuth defines it (see
+	// grantTypeLabel), "other" for any other value, "" when none was
+	// read.
+	GrantType string
+	// Format is the issued token's format, jwt or opaque; "" on a
+	// refusal.
+	Format string
+	// Error is the RFC 6749 code of a refusal; "" when a token was
+	// issued.
+	Error string
 }
 
 // Serves reports whether path is one of the server's endpoints; a

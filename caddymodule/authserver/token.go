@@ -74,8 +74,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	req, oerr := parseRequest(w, r)
 	var resp *TokenResponse
 	var done *issued
+	var out TokenOutcome
 	if oerr == nil {
-		resp, done, oerr = s.issue(r, req)
+		out.GrantType = grantTypeLabel(req.params.Get("grant_type"))
+		resp, done, oerr = s.issue(r, req, &out)
 	}
 	if oerr != nil {
 		var claimed string
@@ -88,7 +90,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			zap.String("description", oerr.Description),
 			zap.String("remote_ip", s.remoteIP(r)))
 		if s.Metrics != nil {
-			s.Metrics.TokenRefused(oerr.Code)
+			out.Error = oerr.Code
+			s.Metrics.Token(r.Context(), out)
 		}
 		oautherr.WriteTokenError(w, s.Realm, oerr)
 		return
@@ -102,9 +105,25 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		zap.Time("expires", done.claims.Expiry),
 		zap.String("remote_ip", s.remoteIP(r)))
 	if s.Metrics != nil {
-		s.Metrics.TokenIssued(done.client.ID, done.format)
+		out.Format = done.format
+		s.Metrics.Token(r.Context(), out)
 	}
 	oauthjson.Write(w, http.StatusOK, resp)
+}
+
+// grantTypeLabel is a grant_type fit for metrics and traces: one that
+// OAuth defines as it was sent, which says what a misconfigured sender
+// tries; anything else "other", since a sender may put anything there.
+func grantTypeLabel(g string) string {
+	switch g {
+	case "", "client_credentials", "authorization_code", "password", "refresh_token",
+		"urn:ietf:params:oauth:grant-type:jwt-bearer",     // RFC 7523
+		"urn:ietf:params:oauth:grant-type:saml2-bearer",   // RFC 7522
+		"urn:ietf:params:oauth:grant-type:device_code",    // RFC 8628
+		"urn:ietf:params:oauth:grant-type:token-exchange": // RFC 8693
+		return g
+	}
+	return "other"
 }
 
 // allowPost answers anything but POST with 405, in the endpoints' JSON.
@@ -120,7 +139,9 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (s *Server) issue(r *http.Request, req *request) (*TokenResponse, *issued, *oautherr.Error) {
+// issue answers a parsed token request. It sets out.ClientID once the
+// client has authenticated, so that a refusal after that names it too.
+func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*TokenResponse, *issued, *oautherr.Error) {
 	switch req.params.Get("grant_type") {
 	case "":
 		return nil, nil, oautherr.InvalidRequest("grant_type is missing")
@@ -140,6 +161,7 @@ func (s *Server) issue(r *http.Request, req *request) (*TokenResponse, *issued, 
 	if oerr != nil {
 		return nil, nil, oerr
 	}
+	out.ClientID = client.ID
 	aud, oerr := selectAudience(client, req.params, s.Audience)
 	if oerr != nil {
 		return nil, nil, oerr
