@@ -32,6 +32,8 @@ type Rule struct {
 	// ReportOnly asks the guard to let a request this rule refuses go
 	// through and log the refusal: shadow mode for one rule.
 	ReportOnly bool
+	// Limit is the rule's rate limit and quota per caller; nil for none.
+	Limit *Limit
 	// Line is where the rule starts in the policy file.
 	Line int
 
@@ -104,8 +106,10 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.Public, err = boolean(v, "public")
 		case "report_only":
 			r.ReportOnly, err = boolean(v, "report_only")
+		case "limit":
+			r.Limit, err = parseLimit(v)
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, limit)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -133,6 +137,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "rule has %s; choose one of roles, all_roles or public: true", strings.Join(kinds, " and "))
 	case len(kinds) == 0:
 		return nil, errAt(n, "rule needs roles, all_roles, or public: true")
+	case r.Public && r.Limit != nil:
+		return nil, errAt(n, "a public rule has no caller to count: a limit needs roles or all_roles")
 	case len(r.Paths)*max(len(r.Hosts), 1) > maxEntries:
 		return nil, errAt(n, "rule has more than %d host and path combinations; split it", maxEntries)
 	}
