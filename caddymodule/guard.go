@@ -12,6 +12,8 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/ratelimit"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -189,18 +191,92 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	var d guard.Decision
 	g.guard.Decide(r, &d)
+	var limited ratelimit.Verdict
+	if d.Err == nil {
+		// Last of the steps after the decision: a request refused for
+		// any other reason uses up none of the caller's budget.
+		limited = g.limit(&d)
+	}
 	g.count(&d)
 	if d.Err != nil {
 		shadow := g.shadow(&d)
 		g.logDenial(r, &d, shadow)
-		if !shadow {
+		switch {
+		case !shadow:
+			if limited.Refused {
+				h := w.Header()
+				h.Set("RateLimit-Policy", limited.Policy)
+				h.Set("RateLimit", limited.State)
+			}
 			oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), d.Err)
 			return nil
+		case limited.Refused:
+			d.Err = nil // an allowed caller over its limit: through, as itself
+		default:
+			d = guard.Decision{Rule: d.Rule} // through, but with no identity
 		}
-		d = guard.Decision{Rule: d.Rule} // through, but with no identity
 	}
 	g.pass(r, &d)
 	return next.ServeHTTP(w, r)
+}
+
+// limit counts an allowed request against the limits of its rule and of
+// its subject (ratelimit), and refuses it with 429 when it is over one.
+// A request without a verified token (public rule, preflight) has no
+// caller to count.
+func (g *OAuthGuard) limit(d *guard.Decision) ratelimit.Verdict {
+	if d.Claims == nil || d.Rule == nil {
+		return ratelimit.Verdict{}
+	}
+	var cs [2]ratelimit.Counted
+	n := 0
+	if l := d.Rule.Limit; l != nil {
+		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "rule", Caller: caller(l, d)}
+		n++
+	}
+	if l := g.app.Policy().SubjectLimit(d.Subject); l != nil {
+		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "subject", Caller: caller(l, d)}
+		n++
+	}
+	if n == 0 {
+		return ratelimit.Verdict{}
+	}
+	v := g.app.limits.Take(cs[:n], time.Now())
+	if v.Refused {
+		code, what := oautherr.CodeRateLimited, "rate limit"
+		if v.Quota {
+			code, what = oautherr.CodeQuotaExceeded, "quota"
+		}
+		d.Err = oautherr.TooManyRequests(code, "the caller is over the "+v.Name+"'s "+what+"; retry after the time in Retry-After", v.RetryAfter)
+	}
+	return v
+}
+
+// caller is whose budget l counts d's request against: the client's (as
+// the backend is told it: "<iss>#<client_id>" for an external issuer's),
+// the subject's, or a claim's value. Tokens without the claim share one
+// budget.
+func caller(l *policy.Limit, d *guard.Decision) string {
+	switch l.Per {
+	case "subject":
+		return d.Subject
+	case "claim":
+		c := d.Claims
+		switch l.Claim {
+		case "iss":
+			return c.Issuer
+		case "sub":
+			return c.Subject
+		case "client_id":
+			return c.ClientID
+		case "aud":
+			if len(c.Audience) > 0 {
+				return c.Audience[0]
+			}
+		}
+		return ""
+	}
+	return d.ClientID
 }
 
 // pass sends an allowed request on: guard.Forward decides what the

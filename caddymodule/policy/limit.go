@@ -32,6 +32,11 @@ type Limit struct {
 	Claim string
 	// Line is where the limit mapping starts.
 	Line int
+	// Scope names whose limit it is, the same in every policy that says
+	// the same: "rule <methods> <hosts> <paths>" or "subject <name>". A
+	// rule's counts survive a policy change that moves it to another
+	// line, and start afresh when it covers other requests.
+	Scope string
 }
 
 // CountableClaims are the token claims a limit may count by with

@@ -34,7 +34,7 @@ func TestParse_Limits(t *testing.T) {
 			if got == nil {
 				t.Fatal("the rule has no limit")
 			}
-			tc.want.Line = 4
+			tc.want.Line, tc.want.Scope = 4, "rule   /a"
 			if *got != tc.want {
 				t.Errorf("limit = %+v, want %+v", *got, tc.want)
 			}
@@ -54,8 +54,8 @@ rules:
     roles: [R]
 `)
 	l := p.SubjectLimit("s1")
-	if l == nil || l.Rate != 2 || l.Burst != 2 || l.Line != 5 {
-		t.Fatalf("SubjectLimit(s1) = %+v, want rate 2/s, burst 2, at line 5", l)
+	if l == nil || l.Rate != 2 || l.Burst != 2 || l.Line != 5 || l.Scope != "subject s1" {
+		t.Fatalf("SubjectLimit(s1) = %+v, want rate 2/s, burst 2, at line 5, scope subject s1", l)
 	}
 	if l := p.SubjectLimit("s2"); l != nil {
 		t.Errorf("SubjectLimit(s2) = %+v, want nil", l)

@@ -270,7 +270,9 @@ func parseSubject(name string, v *yaml.Node) (*subject, error) {
 		case "disabled":
 			s.disabled, err = boolean(val, "disabled")
 		case "limit":
-			s.limit, err = parseLimit(val)
+			if s.limit, err = parseLimit(val); err == nil {
+				s.limit.Scope = "subject " + name
+			}
 		default:
 			err = errAt(k, "unknown key %q for subject %s (want roles, disabled, limit)", k.Value, name)
 		}

@@ -156,6 +156,9 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		}
 		r.paths = append(r.paths, ps)
 	}
+	if r.Limit != nil {
+		r.Limit.Scope = "rule " + strings.Join(r.Methods, ",") + " " + strings.Join(r.Hosts, ",") + " " + strings.Join(r.Paths, ",")
+	}
 	return r, nil
 }
 

@@ -35,6 +35,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,6 +94,8 @@ const (
 	nShards = 32
 	// sample is how many entries a full shard looks at to make room.
 	sample = 16
+	// maxCaller is the longest caller kept as itself.
+	maxCaller = 128
 	// fleetTimeout bounds one sync: nothing waits on it, but a hung
 	// Redis must not stop the syncs for long.
 	fleetTimeout = 500 * time.Millisecond
@@ -199,7 +202,7 @@ func (l *Limiter) Take(cs []Counted, now time.Time) Verdict {
 		return v
 	}
 	for i := range taken {
-		l.refund(&cs[i], t)
+		l.refund(&cs[i])
 	}
 	v.Policy, v.State = l.headers(cs, t)
 	return v
@@ -213,9 +216,20 @@ func (l *Limiter) shard(k key) *shard {
 	return &l.shards[h.Sum64()%nShards]
 }
 
-func (l *Limiter) take(c *Counted, t int64, v *Verdict) bool {
+// lookup finds c's key and shard. A caller longer than maxCaller (a
+// claim's value can be long) is counted by its digest, so that the
+// table's memory stays bounded by MaxTracked.
+func (l *Limiter) lookup(c *Counted) (key, *shard) {
 	k := key{c.Scope, c.Caller}
-	s := l.shard(k)
+	if len(k.caller) > maxCaller {
+		sum := sha256.Sum256([]byte(k.caller))
+		k.caller = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return k, l.shard(k)
+}
+
+func (l *Limiter) take(c *Counted, t int64, v *Verdict) bool {
+	k, s := l.lookup(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[k]
@@ -278,9 +292,8 @@ func (e *entry) roll(lim *policy.Limit, t int64) {
 func (e *entry) used() int64 { return e.fleet + e.sending + e.local }
 
 // refund gives back what a take admitted, when a later limit refused.
-func (l *Limiter) refund(c *Counted, t int64) {
-	k := key{c.Scope, c.Caller}
-	s := l.shard(k)
+func (l *Limiter) refund(c *Counted) {
+	k, s := l.lookup(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[k]
@@ -316,6 +329,9 @@ func (l *Limiter) add(s *shard, k key, t int64) *entry {
 			delete(s.entries, oldest.k)
 		}
 	}
+	// Clones: the caller may be a slice of a token's buffer, the scope
+	// of a policy since replaced.
+	k = key{strings.Clone(k.scope), strings.Clone(k.caller)}
 	e := &entry{k: k, tat: t}
 	s.entries[k] = e
 	return e
@@ -349,8 +365,7 @@ func (l *Limiter) headers(cs []Counted, t int64) (pol, st string) {
 	}
 	for i := range cs {
 		c := &cs[i]
-		k := key{c.Scope, c.Caller}
-		s := l.shard(k)
+		k, s := l.lookup(c)
 		s.mu.Lock()
 		e := s.entries[k]
 		var tat, used, window int64 = t, 0, t
