@@ -27,8 +27,9 @@ func init() {
 // and checks that the token's subject holds a role the rule requires.
 //
 // A denied request is answered here (RFC 6750: 400 invalid_request, 401
-// with a Bearer challenge, or 403 insufficient_scope) and never reaches
-// the next handler; every challenge names the realm and the RFC 9728
+// with a Bearer challenge, or 403 insufficient_scope; 429 for a caller
+// over a limit of the policy, with Retry-After and the RateLimit-Policy
+// and RateLimit fields) and never reaches the next handler; every challenge names the realm and the RFC 9728
 // document at /.well-known/oauth-protected-resource, which the guard
 // serves. An allowed request goes on without its Authorization header
 // (unless keep_authorization), with any client-supplied copies of the

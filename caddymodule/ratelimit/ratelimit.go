@@ -18,7 +18,7 @@
 // With a Fleet (Redis), every instance still decides from its own
 // counts, and Run adds what it admitted to the fleet's counters every
 // SyncInterval (sooner when one entry has admitted a quarter of its
-// burst), reading back what the others admitted: their requests are
+// burst or a hundredth of its quota), reading back what the others admitted: their requests are
 // charged to the local bucket, and the fleet's quota count replaces the
 // local one. So a fleet of N instances admits at most what one would,
 // plus what the other N-1 admit between two syncs: at most (N-1) × what
@@ -270,9 +270,10 @@ func (l *Limiter) take(c *Counted, t int64, v *Verdict) bool {
 			e.dirty = true
 			s.dirty = append(s.dirty, e)
 		}
-		// A quarter of the burst admitted since the last sync: sync now,
-		// so that the fleet's overshoot stays well below a burst each.
-		if lim.Rate > 0 && e.ratePending*4 >= lim.Burst || lim.Quota > 0 && e.local*4 >= max(lim.Quota/100, 4) {
+		// A quarter of the burst, or a hundredth of the quota, admitted
+		// since the last sync: sync now, so that the fleet's overshoot
+		// stays well below a burst each.
+		if lim.Rate > 0 && e.ratePending*4 >= lim.Burst || lim.Quota > 0 && e.local >= max(lim.Quota/100, 1) {
 			select {
 			case l.wake <- struct{}{}:
 			default:
