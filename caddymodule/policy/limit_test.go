@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,5 +172,32 @@ rules:
 	}
 	if x := Explain(p, "GET", "", "/a", "nobody", nil); len(x.Limits) != 0 {
 		t.Errorf("a refused request: Limits = %q, want none (it is never counted)", x.Limits)
+	}
+}
+
+func TestLimit_ScopeSurvivesAMoveButNotAChangeOfWhatTheRuleCovers(t *testing.T) {
+	scope := func(src, path string) string {
+		t.Helper()
+		return mustParse(t, src).Match("GET", "", path).Limit.Scope
+	}
+	before := scope("rules:\n  - path: /a*\n    roles: [R]\n    limit: {rate: 1/s}\n", "/a")
+	moved := scope("rules:\n  - path: /b\n    roles: [R]\n  - path: /a*\n    roles: [R]\n    limit: {rate: 5/s}\n", "/a")
+	if before != moved {
+		t.Errorf("scope %q after the rule moved and its rate changed, want %q: the counts go on", moved, before)
+	}
+	if other := scope("rules:\n  - path: /a*\n    methods: [GET]\n    roles: [R]\n    limit: {rate: 1/s}\n", "/a"); other == before {
+		t.Errorf("scope %q for a rule that now covers other requests, want a new one", other)
+	}
+}
+
+func TestGrant_KeepsASubjectsLimit(t *testing.T) {
+	src := "subjects:\n  a: {roles: [R], limit: {quota: 10/day}}\nrules:\n  - path: /a\n    roles: [R, S]\n"
+	out, err := Grant([]byte(src), "a", "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustParse(t, string(out))
+	if l := p.SubjectLimit("a"); l == nil || l.Quota != 10 || !slices.Contains(p.Roles("a"), "S") {
+		t.Errorf("after Grant: roles %q, limit %+v; want S granted and the quota kept\n%s", p.Roles("a"), l, out)
 	}
 }
