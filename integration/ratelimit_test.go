@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // specC is a third client with the messaging role: one more caller of
@@ -261,5 +262,58 @@ func (e *env) waitPolicy(t *testing.T) {
 		return strings.Contains(l, "policy reloaded")
 	}); !ok {
 		t.Fatalf("the peer did not reload the policy within %v", reloadTimeout)
+	}
+}
+
+func TestRedisFleet_WhileRedisIsDownEachInstanceCountsOnItsOwnAndSaysSo(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fleet := newRedisFleet(t, redisState(r.url(), sealingKeys(t)), 2, specC)
+	a, b := fleet[0], fleet[1]
+	a.replacePolicy(t, limitRules("{quota: 10/day}"), nil)
+	b.waitPolicy(t)
+	tok := a.token(t, a.A)
+	admitted := func(g *env, n int) int {
+		ok := 0
+		for range n {
+			switch res := g.call(t, http.MethodGet, "/http/flow", tok, ""); res.status {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+			default:
+				t.Fatalf("status %d: a limit must never turn into another answer", res.status)
+			}
+		}
+		return ok
+	}
+	if got := admitted(a, 4); got != 4 {
+		t.Fatalf("A admitted %d, want 4", got)
+	}
+	time.Sleep(300 * time.Millisecond) // a sync or two: Redis holds the 4
+
+	from := a.gatewayLog.count()
+	r.stop(t)
+	// A knows the caller's 4 and admits the 6 left; B, which never saw
+	// the caller and cannot ask, counts on its own: the fleet admits up
+	// to a quota per instance while Redis is away, and nothing fails.
+	if got := admitted(a, 10); got != 6 {
+		t.Errorf("A with Redis down: %d admitted, want the 6 left of the fleet's 10", got)
+	}
+	if got := admitted(b, 12); got != 10 {
+		t.Errorf("B with Redis down: %d admitted, want its own 10", got)
+	}
+	if _, ok := a.gatewayLog.waitLine(from, 5*time.Second, a.gateway.done, func(l string) bool {
+		return strings.Contains(l, "rate limits: the fleet's counts cannot be read or added to; counting per instance until they can")
+	}); !ok {
+		t.Error("A did not log that it counts on its own")
+	}
+
+	from = a.gatewayLog.count()
+	r.start(t)
+	admitted(a, 1) // a caller in use: the next sync reaches Redis
+	if _, ok := a.gatewayLog.waitLine(from, 10*time.Second, a.gateway.done, func(l string) bool {
+		return strings.Contains(l, "rate limits: counting across the fleet again")
+	}); !ok {
+		t.Error("A did not log that it counts with the fleet again")
 	}
 }
