@@ -127,7 +127,7 @@ type entry struct {
 	// fleet (the Fleet's total at the last sync, this instance's
 	// admissions included), sending (admitted, being added) and local
 	// (admitted since) requests.
-	window                int64
+	window, windowEnd     int64
 	fleet, sending, local int64
 
 	// With a Fleet: rate admissions not yet added, the last total read
@@ -286,11 +286,17 @@ func (l *Limiter) take(c *Counted, t int64, v *Verdict) bool {
 // roll starts the quota's current window if e counts an earlier one.
 func (e *entry) roll(lim *policy.Limit, t int64) {
 	if w := t - t%int64(lim.Window); w != e.window {
-		e.window, e.fleet, e.sending, e.local = w, 0, 0, 0
+		e.window, e.windowEnd, e.fleet, e.sending, e.local = w, w+int64(lim.Window), 0, 0, 0
 	}
 }
 
 func (e *entry) used() int64 { return e.fleet + e.sending + e.local }
+
+// idle reports whether e holds nothing that matters at t: its bucket is
+// full, its quota window over or unused, and nothing waits for the Fleet.
+func (e *entry) idle(t int64) bool {
+	return e.tat <= t && (e.windowEnd <= t || e.used() == 0) && e.ratePending == 0 && e.sending == 0
+}
 
 // refund gives back what a take admitted, when a later limit refused.
 func (l *Limiter) refund(c *Counted) {
@@ -316,7 +322,7 @@ func (l *Limiter) add(s *shard, k key, t int64) *entry {
 		var oldest *entry
 		n := 0
 		for _, e := range s.entries {
-			if e.tat <= t && e.used() == 0 && e.ratePending == 0 {
+			if e.idle(t) {
 				delete(s.entries, e.k)
 				oldest = nil
 			} else if oldest == nil || e.seen < oldest.seen {

@@ -287,3 +287,21 @@ func BenchmarkTake_Admitted(b *testing.B) {
 		}
 	})
 }
+
+func TestLimiter_AFullTableMakesRoomWithIdleAndLeastRecentCallersNotTheOneInUse(t *testing.T) {
+	l := New(Config{MaxTracked: nShards * 8})
+	hourly := quota(1, time.Hour)
+	// Yesterday's callers used their quota; their windows are over.
+	for i := range 200 {
+		l.Take(one(hourly, fmt.Sprint("old-", i)), t0.Add(-24*time.Hour))
+	}
+	// Today's caller is over its quota, and stays so while others come.
+	l.Take(one(hourly, "today"), t0)
+	for i := range 2000 {
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		l.Take(one(hourly, fmt.Sprint("new-", i)), now)
+		if !l.Take(one(hourly, "today"), now).Refused {
+			t.Fatalf("after %d new callers, today's caller got a fresh quota", i+1)
+		}
+	}
+}
