@@ -3,7 +3,9 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -228,7 +230,7 @@ func TestRedisFleet_RateLimitsCountAcrossTheFleetWithinTheStatedBound(t *testing
 		g := fleet[i%2]
 		wg.Go(func() {
 			for range sent / 4 {
-				switch res := g.call(t, http.MethodGet, "/http/flow", tok, ""); res.status {
+				switch res := g.callFromGoroutine(t, "/http/flow", tok); res.status {
 				case http.StatusOK:
 					admitted.Add(1)
 				case http.StatusTooManyRequests:
@@ -316,4 +318,80 @@ func TestRedisFleet_WhileRedisIsDownEachInstanceCountsOnItsOwnAndSaysSo(t *testi
 	}); !ok {
 		t.Error("A did not log that it counts with the fleet again")
 	}
+}
+
+func TestRateLimit_APolicyRewrittenUnderLoadNeverAnswersAnythingButAllowOrLimit(t *testing.T) {
+	e := newEnv(t, specC)
+	e.replacePolicy(t, limitRules("{rate: 1000/s}"), nil)
+	tok := e.token(t, e.A)
+	e.backend.requests(t)
+
+	// Limits that change, a file that does not parse, a limit on the
+	// subject, the limit gone: every few tens of milliseconds.
+	versions := []string{
+		"subjects:\n  " + e.A.Subject + ": [" + roleMessaging + "]\nrules:\n" + limitRules("{rate: 1/h, burst: 5}"),
+		"subjects:\n  " + e.A.Subject + ": {roles: [" + roleMessaging + "], limit: {quota: 3/h}}\nrules:\n" + limitRules("{rate: 1000/s}"),
+		"subjects:\n  " + e.A.Subject + ": [" + roleMessaging + "]\nrules:\n" + limitRules("{rate: 1000/s, quota: 7/day}"),
+		"subjects:\n  " + e.A.Subject + ": [" + roleMessaging + "\nrules: [",
+		"subjects:\n  " + e.A.Subject + ": [" + roleMessaging + "]\nrules:\n  - path: /http/*\n    roles: [" + roleMessaging + "]\n",
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(40 * time.Millisecond):
+			}
+			// Not writeFile: t.Fatal belongs to the test's goroutine.
+			if err := os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(versions[i%len(versions)]), 0o600); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var ok, limited atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			deadline := time.Now().Add(3 * time.Second)
+			for time.Now().Before(deadline) {
+				switch r := e.callFromGoroutine(t, "/http/flow", tok); r.status {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusTooManyRequests:
+					limited.Add(1)
+				default:
+					t.Errorf("status %d under a changing policy: %s", r.status, r.body)
+				}
+			}
+		})
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d allowed, %d limited while the policy changed", ok.Load(), limited.Load())
+	if got := int64(len(e.backend.requests(t))); got != ok.Load() {
+		t.Errorf("the backend received %d requests, want the %d allowed", got, ok.Load())
+	}
+}
+
+// callFromGoroutine is a GET of path with token, for the test's other
+// goroutines: a failed exchange is an error of the test, status 0, and
+// not a t.Fatal, which belongs to the test's own goroutine.
+func (e *env) callFromGoroutine(t *testing.T, path, token string) response {
+	req, err := http.NewRequest(http.MethodGet, e.base+path, nil)
+	if err != nil {
+		t.Error(err)
+		return response{}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Errorf("GET %s: %v", path, err)
+		return response{}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return response{status: resp.StatusCode, header: resp.Header, body: body}
 }
