@@ -21,10 +21,12 @@
 // burst or a hundredth of its quota), reading back what the others admitted: their requests are
 // charged to the local bucket, and the fleet's quota count replaces the
 // local one. So a fleet of N instances admits at most what one would,
-// plus what the other N-1 admit between two syncs: at most (N-1) × what
-// one instance admits in one SyncInterval (for a rate, at most its burst
-// plus SyncInterval at the rate; for a quota, what the callers send it in
-// SyncInterval). When the Fleet fails, each instance counts on its own
+// plus what the other N-1 admit before they learn of each other: for a
+// rate, at most one burst (plus SyncInterval at the rate) per other
+// instance, since an instance new to a caller starts with a full bucket
+// (the fleet's count it reads first is history: it cannot tell when
+// those requests came); for a quota, what the callers send each other
+// instance in one SyncInterval. When the Fleet fails, each instance counts on its own
 // until it answers again (per-instance limits, as without a Fleet), and
 // the quota it admitted meanwhile is added when it is back.
 package ratelimit
