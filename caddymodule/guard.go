@@ -29,7 +29,8 @@ func init() {
 // A denied request is answered here (RFC 6750: 400 invalid_request, 401
 // with a Bearer challenge, or 403 insufficient_scope; 429 for a caller
 // over a limit of the policy, with Retry-After and the RateLimit-Policy
-// and RateLimit fields) and never reaches the next handler; every challenge names the realm and the RFC 9728
+// and RateLimit fields) and never reaches the next handler; every
+// challenge names the realm and the RFC 9728
 // document at /.well-known/oauth-protected-resource, which the guard
 // serves. An allowed request goes on without its Authorization header
 // (unless keep_authorization), with any client-supplied copies of the

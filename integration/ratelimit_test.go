@@ -395,3 +395,15 @@ func (e *env) callFromGoroutine(t *testing.T, path, token string) response {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return response{status: resp.StatusCode, header: resp.Header, body: body}
 }
+
+func TestRateLimit_AConfigReloadGivesNoCallerAFreshBudget(t *testing.T) {
+	e := newEnvConfig(t, envConfig{admin: true})
+	e.replacePolicy(t, limitRules("{rate: 1/h, burst: 2, quota: 5/day}"), nil)
+	tok := e.token(t, e.A)
+	for range 2 {
+		e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusOK)
+	}
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusTooManyRequests)
+	e.reload(t)
+	e.call(t, http.MethodGet, "/http/flow", tok, "").wantStatus(t, http.StatusTooManyRequests)
+}
