@@ -182,7 +182,7 @@ type Verdict struct {
 	// RetryAfter is how long until the request would be admitted.
 	RetryAfter time.Duration
 	// Policy and State are, for a refusal, the RateLimit-Policy and
-	// RateLimit header values (draft-ietf-httpapi-ratelimit-headers-10):
+	// RateLimit header values (draft-ietf-httpapi-ratelimit-headers-09):
 	// every limit that counted the request, rate and quota each an item.
 	Policy, State string
 }
@@ -347,7 +347,7 @@ func (l *Limiter) add(s *shard, k key, t int64) *entry {
 }
 
 // headers are the RateLimit-Policy and RateLimit values for cs at t, as
-// draft-ietf-httpapi-ratelimit-headers-10 writes them:
+// draft-ietf-httpapi-ratelimit-headers-09 writes them:
 //
 //	RateLimit-Policy: "rate";q=100;w=1, "quota";q=100000;w=86400
 //	RateLimit: "rate";r=0;t=1, "quota";r=99871;t=52113
