@@ -24,6 +24,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/ratelimit"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 	"github.com/oauthgate/oauthgate/caddymodule/weburl"
@@ -110,6 +111,10 @@ type App struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	held    holds // what it holds in the pool (pool.go)
+	// fleet adds up the instances' request counts (Redis); nil counts
+	// per instance. limits counts the callers of every guard.
+	fleet  ratelimit.Fleet
+	limits *ratelimit.Limiter
 	// keysChanged wakes the key sync when another instance stored keys.
 	keysChanged chan struct{}
 }
@@ -170,6 +175,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.limiter = limiter
+	if a.limits, err = holdRateLimiter(&a.held, where, a.fleet, a.logger); err != nil {
+		return err
+	}
 	if a.keys, err = holdKeeper(&a.held, where, blobs, keys.Options{
 		Algorithm:   alg,
 		RotateEvery: time.Duration(a.KeyRotation),

@@ -126,6 +126,7 @@ func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (blobs sta
 	case imported:
 		a.logger.Info("state redis: imported the signing keys and token state from Caddy's storage; tokens issued before stay valid")
 	}
+	a.fleet = e.Counters()
 	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), key, nil
 }
 

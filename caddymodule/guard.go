@@ -16,6 +16,8 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
+	"github.com/oauthgate/oauthgate/caddymodule/ratelimit"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
@@ -29,8 +31,10 @@ func init() {
 // and checks that the token's subject holds a role the rule requires.
 //
 // A denied request is answered here (RFC 6750: 400 invalid_request, 401
-// with a Bearer challenge, or 403 insufficient_scope) and never reaches
-// the next handler; every challenge names the realm and the RFC 9728
+// with a Bearer challenge, or 403 insufficient_scope; 429 for a caller
+// over a limit of the policy, with Retry-After and the RateLimit-Policy
+// and RateLimit fields) and never reaches the next handler; every
+// challenge names the realm and the RFC 9728
 // document at /.well-known/oauth-protected-resource, which the guard
 // serves. An allowed request goes on without its Authorization header
 // (unless keep_authorization), with any client-supplied copies of the
@@ -216,15 +220,30 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if d.Rule != nil && d.Rule.CSRF && g.checkCSRF(w, r, &d) {
 		return nil
 	}
+	var limited ratelimit.Verdict
+	if d.Err == nil {
+		// Last of the steps after the decision: a request refused for
+		// any other reason uses up none of the caller's budget.
+		limited = g.limit(&d)
+	}
 	g.count(r.Context(), &d)
 	if d.Err != nil {
 		shadow := g.shadow(&d)
 		g.logDenial(r, &d, shadow)
-		if !shadow {
+		switch {
+		case !shadow:
+			if limited.Refused {
+				h := w.Header()
+				h.Set("RateLimit-Policy", limited.Policy)
+				h.Set("RateLimit", limited.State)
+			}
 			g.refuse(w, r, d.Err)
 			return nil
+		case limited.Refused:
+			d.Err = nil // an allowed caller over its limit: through, as itself
+		default:
+			d = guard.Decision{Rule: d.Rule} // through, but with no identity
 		}
-		d = guard.Decision{Rule: d.Rule} // through, but with no identity
 	}
 	g.pass(r, &d)
 	return next.ServeHTTP(w, r)
@@ -240,6 +259,65 @@ func (g *OAuthGuard) refuse(w http.ResponseWriter, r *http.Request, e *oautherr.
 		return
 	}
 	oautherr.WriteChallenge(w, g.Realm, guard.ResourceMetadataURL(r), e)
+}
+
+// limit counts an allowed request against the limits of its rule and of
+// its subject (ratelimit), and refuses it with 429 when it is over one.
+// A request without a verified token (public rule, preflight) has no
+// caller to count.
+func (g *OAuthGuard) limit(d *guard.Decision) ratelimit.Verdict {
+	if d.Claims == nil || d.Rule == nil {
+		return ratelimit.Verdict{}
+	}
+	var cs [2]ratelimit.Counted
+	n := 0
+	if l := d.Rule.Limit; l != nil {
+		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "rule", Caller: caller(l, d)}
+		n++
+	}
+	if l := g.app.Policy().SubjectLimit(d.Subject); l != nil {
+		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "subject", Caller: caller(l, d)}
+		n++
+	}
+	if n == 0 {
+		return ratelimit.Verdict{}
+	}
+	v := g.app.limits.Take(cs[:n], time.Now())
+	if v.Refused {
+		code, what := oautherr.CodeRateLimited, "rate limit"
+		if v.Quota {
+			code, what = oautherr.CodeQuotaExceeded, "quota"
+		}
+		d.Err = oautherr.TooManyRequests(code, "the caller is over the "+v.Name+"'s "+what+"; retry after the time in Retry-After", v.RetryAfter)
+	}
+	return v
+}
+
+// caller is whose budget l counts d's request against: the client's (as
+// the backend is told it: "<iss>#<client_id>" for an external issuer's),
+// the subject's, or a claim's value. Tokens without the claim share one
+// budget.
+func caller(l *policy.Limit, d *guard.Decision) string {
+	switch l.Per {
+	case "subject":
+		return d.Subject
+	case "claim":
+		c := d.Claims
+		switch l.Claim {
+		case "iss":
+			return c.Issuer
+		case "sub":
+			return c.Subject
+		case "client_id":
+			return c.ClientID
+		case "aud":
+			if len(c.Audience) > 0 {
+				return c.Audience[0]
+			}
+		}
+		return ""
+	}
+	return d.ClientID
 }
 
 // pass sends an allowed request on: guard.Forward decides what the

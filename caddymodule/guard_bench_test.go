@@ -31,6 +31,8 @@ import (
 //     header copied anew, as net/http reads it), a new replacer, the next
 //     handler. Subtract it from the other cases.
 //   - SameToken is one sender repeating its token: the cached path.
+//   - SameTokenLimited is SameToken with a limit on the deciding rule
+//     (a rate and a quota it never reaches): what counting costs.
 //   - DistinctToken/<alg> is a token never seen before on every request:
 //     the signature is checked each time. Less BenchmarkKeyVerify/<alg>
 //     (package keys) and NoGuard, it is the guard's own work around the
@@ -53,6 +55,15 @@ func BenchmarkGuardHandler(b *testing.B) {
 		g := newBenchGuard(b, "ES256")
 		tok := g.mint(b, 1)[0]
 		q := newBenchRequest(b, "Bearer "+tok)
+		b.ReportAllocs()
+		defer cputime.Start(b)()
+		for b.Loop() {
+			q.serve(func(w http.ResponseWriter, r *http.Request) error { return g.ServeHTTP(w, r, next) })
+		}
+	})
+	b.Run("SameTokenLimited", func(b *testing.B) {
+		g := newBenchGuardLimit(b, "ES256", "{rate: 1000000000/s, quota: 1000000000/day}")
+		q := newBenchRequest(b, "Bearer "+g.mint(b, 1)[0])
 		b.ReportAllocs()
 		defer cputime.Start(b)()
 		for b.Loop() {
@@ -108,8 +119,18 @@ const benchPolicyRules = 10
 // alike) are not shared.
 func newBenchGuard(b *testing.B, alg string) *benchGuard {
 	b.Helper()
+	return newBenchGuardLimit(b, alg, "")
+}
+
+// newBenchGuardLimit is newBenchGuard with limit (policy syntax) on the
+// rule that decides the benchmark's requests, if not "".
+func newBenchGuardLimit(b *testing.B, alg, limit string) *benchGuard {
+	b.Helper()
 	dir := b.TempDir()
 	issuer := "https://" + strings.ToLower(alg) + ".bench.example"
+	if limit != "" {
+		issuer = "https://" + strings.ToLower(alg) + "-limited.bench.example"
+	}
 	var policy strings.Builder
 	policy.WriteString("subjects:\n  oauth_client_sender: [Orders.send, ESBMessaging.send]\n")
 	for i := 1; i < 10; i++ {
@@ -120,6 +141,9 @@ func newBenchGuard(b *testing.B, alg string) *benchGuard {
 		fmt.Fprintf(&policy, "  - path: /http/other%d/*\n    roles: [Other%d.send]\n", i, i)
 	}
 	policy.WriteString("  - path: /http/*\n    roles: [ESBMessaging.send]\n")
+	if limit != "" {
+		policy.WriteString("    limit: " + limit + "\n")
+	}
 	clients := `{"clients": [{"id": "sender", "name": "sender", "secrets": [{"hash": "sha256:` + strings.Repeat("0", 64) + `"}]}]}`
 	for name, content := range map[string]string{"policy.yaml": policy.String(), "clients.json": clients} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {

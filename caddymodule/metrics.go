@@ -26,7 +26,7 @@ var metrics = struct {
 }{
 	decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "oauthgate", Subsystem: "guard", Name: "decisions_total",
-		Help: `Guard decisions by outcome (allow, deny, would_deny in report-only mode, public, preflight, csrf_fetch), reason (the RFC 6750 error code, "missing_token", "csrf_required", "csrf_invalid" or "ok") and deciding policy rule (its line, or "none").`,
+		Help: `Guard decisions by outcome (allow, deny, would_deny in report-only mode, public, preflight, csrf_fetch), reason (the RFC 6750 error code, "rate_limited" or "quota_exceeded" for a caller over a policy limit, "csrf_required" or "csrf_invalid" for a missing or bad CSRF token, "missing_token" or "ok") and deciding policy rule (its line, or "none").`,
 	}, []string{"outcome", "reason", "rule"}),
 	issued: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "oauthgate", Subsystem: "token", Name: "issued_total",

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
+	"github.com/oauthgate/oauthgate/caddymodule/ratelimit"
 	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
@@ -33,6 +35,8 @@ import (
 //     key options: a config loaded while that state is empty (a Redis
 //     restarted empty) must write back the keys in use, not make new
 //     ones;
+//   - the rate-limit counts, by the state that shares them: a reload must
+//     not give every caller a fresh budget;
 //   - the trusted issuers, by their settings, with the keys they fetched:
 //     a reload must not leave an issuer without keys until its next fetch
 //     (503s), nor forget its keys while its JWKS endpoint is down.
@@ -126,6 +130,29 @@ func holdSecretCache(h *holds) (*clients.Cache, error) {
 func holdLimiter(h *holds) (*bruteforce.Limiter, error) {
 	return hold(h, "failure_limiter", func() (*pooled[*bruteforce.Limiter], error) {
 		return &pooled[*bruteforce.Limiter]{value: bruteforce.New(bruteforce.Config{})}, nil
+	})
+}
+
+// holdRateLimiter returns the request counts of the policy's limits,
+// shared with the fleet through fleet (nil: counted in this process)
+// and kept by where, the state that fleet belongs to. Its sync with the
+// fleet runs while any config holds it.
+func holdRateLimiter(h *holds, where string, fleet ratelimit.Fleet, log *zap.Logger) (*ratelimit.Limiter, error) {
+	return hold(h, "rate_limits "+where, func() (*pooled[*ratelimit.Limiter], error) {
+		l := ratelimit.New(ratelimit.Config{
+			Fleet: fleet,
+			OnFleet: func(err error) {
+				if err != nil {
+					log.Error("rate limits: the fleet's counts cannot be read or added to; counting per instance until they can", zap.Error(err))
+				} else {
+					log.Info("rate limits: counting across the fleet again")
+				}
+			},
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { l.Run(ctx); close(done) }()
+		return &pooled[*ratelimit.Limiter]{value: l, close: func() error { cancel(); <-done; return nil }}, nil
 	})
 }
 

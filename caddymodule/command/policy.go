@@ -56,6 +56,9 @@ reported as file:line: message:
     specific rules take every request it names;
   - a /x/* rule whose own path /x falls to a broader rule that asks for
     other roles or none (both lines are named): write /x* to cover both.
+  - a limit whose quota is smaller than its rate allows in the quota's
+    hour or day (it says when a caller at full rate uses it up), or that
+    its rate can never reach.
 
 Exit status: 0 when the file parses and nothing was found, 1 otherwise.
 `,
@@ -89,7 +92,10 @@ func policyExplainCommand() *cobra.Command {
 		Long: `
 Decides a request as the guard would for a valid token of the client (or
 subject), and prints the rule that decides it, the roles it requires, the
-roles the subject holds, the decision and why.
+roles the subject holds, the decision and why, and for an allowed request
+the limits (the rule's, the subject's) that count it. The counts
+themselves live in the running gateways: explain cannot say whether a
+caller is over a limit now.
 
 --scope stands for a token requested with that scope (space-separated
 roles); without it, the token carries every role the subject holds.

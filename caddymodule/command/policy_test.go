@@ -43,6 +43,9 @@ func TestPolicyCheck_ReportsFileLineOrOK(t *testing.T) {
 			[]string{"policy.yaml:6: /http/orders/* does not cover /http/orders itself: POST /http/orders falls to the rule at line 9"}, "finding(s)"},
 		{"a file that does not parse", strings.Replace(commandPolicy, "[Orders.send]\nrules", "[Orders.send\nrules", 1),
 			nil, "policy.yaml:4:"},
+		{"a quota its rate uses up within the day", commandPolicy + "    limit: {rate: 100/s, quota: 100000/day}\n",
+			[]string{"policy.yaml:11: the rule's limit: at its rate the quota 100000/day is used up after 16m39s each day"}, "finding(s)"},
+		{"a bad limit", commandPolicy + "    limit: {rate: 100}\n", nil, "policy.yaml:11: rate: want"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +64,8 @@ func TestPolicyCheck_ReportsFileLineOrOK(t *testing.T) {
 }
 
 func TestPolicyExplain_PrintsRuleRolesAndDecisionAndExitsByIt(t *testing.T) {
-	path := writePolicyFile(t, commandPolicy)
+	path := writePolicyFile(t, strings.Replace(commandPolicy, "oauth_client_b: [Orders.send]", "oauth_client_b: {roles: [Orders.send], limit: {quota: 500/day}}", 1)+
+		"  - path: /http/limited\n    roles: [Orders.send]\n    limit: {rate: 10/s, burst: 20}\n")
 	cases := []struct {
 		name    string
 		args    []string
@@ -76,6 +80,9 @@ func TestPolicyExplain_PrintsRuleRolesAndDecisionAndExitsByIt(t *testing.T) {
 			[]string{"holds []", "decision: deny: the token's scope leaves out"}, true},
 		{"no rule", []string{"--client", "a", "--method", "GET", "--path", "/admin"},
 			[]string{"rule:     none", "deny by default"}, true},
+		{"the limits that count it", []string{"--client", "b", "--method", "GET", "--path", "/http/limited"},
+			[]string{"decision: allow", "limit:    rule (line 13): rate 10/s, burst 20, per client; over it: 429",
+				"limit:    subject (line 4): quota 500/day, per client; over it: 429"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

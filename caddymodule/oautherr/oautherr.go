@@ -26,6 +26,10 @@ const (
 	CodeUnavailable          = "temporarily_unavailable"
 	CodeInvalidToken         = "invalid_token"
 	CodeInsufficientScope    = "insufficient_scope"
+	// The guard's refusals of a caller over a policy limit: no RFC
+	// names them; they read like the codes above.
+	CodeRateLimited   = "rate_limited"
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // Error is an OAuth protocol error.
@@ -95,6 +99,12 @@ func TooManyFailures(wait time.Duration) *Error {
 		Description: "too many failed client authentications; retry later"}
 }
 
+// TooManyRequests is a caller over a rate limit or quota of the policy
+// (code CodeRateLimited or CodeQuotaExceeded): 429 with Retry-After.
+func TooManyRequests(code, desc string, wait time.Duration) *Error {
+	return &Error{Code: code, Description: desc, Status: http.StatusTooManyRequests, RetryAfter: wait}
+}
+
 // MissingToken is the challenge for a request without a Bearer token: 401
 // with no error code.
 func MissingToken() *Error {
@@ -137,11 +147,11 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 // resourceMetadata, if not empty, is the URL of the RFC 9728 document
 // that tells a client where to get a token.
 //
-// A 5xx is not a challenge: the gateway, not the token, is at fault, so it
-// gets the JSON body and Retry-After, and no WWW-Authenticate that would
-// send the client for a new token.
+// A 5xx or a 429 is not a challenge: the gateway, or the caller's pace,
+// not the token, is at fault, so it gets the JSON body and Retry-After,
+// and no WWW-Authenticate that would send the client for a new token.
 func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Error) {
-	if e.Status >= 500 {
+	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		}

@@ -17,9 +17,10 @@ type Finding struct {
 
 // Check lists, in line order: roles subjects hold that no rule requires
 // (often a typo on one side), roles rules require that no subject holds,
-// subjects that can use no rule, rule paths that can never match, and
+// subjects that can use no rule, rule paths that can never match,
 // prefixes /x/* whose bare path /x a broader rule decides differently,
-// and csrf rules that no sender can fetch a token from.
+// csrf rules that no sender can fetch a token from, and quotas smaller
+// than their rate allows in their window, or never reached by it.
 func Check(p *Policy) []Finding {
 	var out []Finding
 	add := func(line int, format string, args ...any) {
@@ -51,8 +52,18 @@ func Check(p *Policy) []Finding {
 		if !s.disabled && !usable(s.roles, anyOf, allOf) {
 			add(s.line, "subject %s can use no rule that needs a token: its roles satisfy none", name)
 		}
+		if s.limit != nil {
+			for _, f := range limitFindings(s.limit, "the limit of subject "+name) {
+				add(s.limit.Line, "%s", f)
+			}
+		}
 	}
 	for _, r := range p.rules {
+		if r.Limit != nil {
+			for _, f := range limitFindings(r.Limit, "the rule's limit") {
+				add(r.Limit.Line, "%s", f)
+			}
+		}
 		for _, role := range distinctRoles(r) {
 			if !held[role] {
 				add(r.Line, "no subject holds role %s, which this rule requires (fine if an external issuer's tokens carry it)", role)
@@ -317,6 +328,10 @@ type Explanation struct {
 	// refusal that a report_only rule lets through.
 	Decision string
 	Reason   string
+	// Limits are the limits that count the request if it is let through:
+	// the rule's and the subject's, by what they say (never the counts:
+	// those live in the running gateways).
+	Limits []string
 }
 
 // Explain decides a request as the guard would for a valid token of
@@ -361,6 +376,14 @@ func Explain(p *Policy, method, host, path, subject string, scope []string) Expl
 		x.Decision = "report-only"
 		x.Reason += "; the rule is report_only, so the guard logs the refusal and lets the request through"
 	}
+	if x.Decision == "allow" {
+		if r.Limit != nil {
+			x.Limits = append(x.Limits, fmt.Sprintf("rule (line %d): %s", r.Limit.Line, r.Limit))
+		}
+		if l := p.SubjectLimit(subject); l != nil {
+			x.Limits = append(x.Limits, fmt.Sprintf("subject (line %d): %s", l.Line, l))
+		}
+	}
 	return x
 }
 
@@ -394,5 +417,8 @@ func (x Explanation) String() string {
 	}
 	fmt.Fprintf(&b, "subject:  %s holds [%s]\n", x.Subject, strings.Join(x.Held, ", "))
 	fmt.Fprintf(&b, "decision: %s: %s\n", x.Decision, x.Reason)
+	for _, l := range x.Limits {
+		fmt.Fprintf(&b, "limit:    %s; over it: 429\n", l)
+	}
 	return b.String()
 }

@@ -68,6 +68,30 @@
 //	  oauth_client_77c1: {roles: [Orders.send], disabled: true}
 //
 // A disabled subject holds no roles, from the next request on.
+//
+// # Limits
+//
+// A rule, and a subject in its long form, may limit how many requests a
+// caller makes:
+//
+//	rules:
+//	  - path: /http/orders*
+//	    roles: [Orders.send]
+//	    limit: {rate: 100/s, burst: 200, quota: 100000/day, per: client}
+//	subjects:
+//	  oauth_client_3f9a: {roles: [ESBMessaging.send], limit: {rate: 10/s}}
+//
+// rate is <n>/s, /m or /h, a token bucket that holds burst requests
+// (default: n) and refills at the rate; quota is <n>/h or /day, counted
+// in fixed windows of UTC time (a day's quota starts afresh at 00:00
+// UTC). per says whose requests share a budget: each client's (the
+// default), each subject's, or each value of a claim (claim:iss,
+// claim:aud, ...: CountableClaims). A rule's limit counts the requests
+// that rule decides; a subject's counts all of that subject's requests
+// through the guard, whatever rule decides them. When both apply, both
+// count, independently: a request must fit in each, and one refused by
+// either uses up neither. A public rule cannot have a limit: it has no
+// caller to count.
 package policy
 
 import (
@@ -98,6 +122,7 @@ type Policy struct {
 type subject struct {
 	roles    []string
 	disabled bool
+	limit    *Limit
 	line     int
 }
 
@@ -247,8 +272,12 @@ func parseSubject(name string, v *yaml.Node) (*subject, error) {
 			s.roles, err = roleList(val, "roles of "+name)
 		case "disabled":
 			s.disabled, err = boolean(val, "disabled")
+		case "limit":
+			if s.limit, err = parseLimit(val); err == nil {
+				s.limit.Scope = "subject " + name
+			}
 		default:
-			err = errAt(k, "unknown key %q for subject %s (want roles, disabled)", k.Value, name)
+			err = errAt(k, "unknown key %q for subject %s (want roles, disabled, limit)", k.Value, name)
 		}
 		if err != nil {
 			return nil, err
@@ -347,6 +376,15 @@ func (p *Policy) Roles(subject string) []string {
 		return nil
 	}
 	return slices.Clone(s.roles)
+}
+
+// SubjectLimit returns the limit the policy sets on subject's requests,
+// nil for none.
+func (p *Policy) SubjectLimit(subject string) *Limit {
+	if s := p.subjects[subject]; s != nil {
+		return s.limit
+	}
+	return nil
 }
 
 // Disabled reports whether the policy disables subject. Roles already

@@ -37,6 +37,8 @@ type Rule struct {
 	// and a request of any other method but OPTIONS and TRACE needs a
 	// valid one. Not on a public rule: a token is bound to the caller.
 	CSRF bool
+	// Limit is the rule's rate limit and quota per caller; nil for none.
+	Limit *Limit
 	// Line is where the rule starts in the policy file.
 	Line int
 
@@ -111,8 +113,10 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.ReportOnly, err = boolean(v, "report_only")
 		case "csrf":
 			r.CSRF, err = boolean(v, "csrf")
+		case "limit":
+			r.Limit, err = parseLimit(v)
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, csrf)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, csrf, limit)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -142,6 +146,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "rule needs roles, all_roles, or public: true")
 	case r.Public && r.CSRF:
 		return nil, errAt(n, "a public rule cannot have csrf: true: a CSRF token is bound to the calling client, and a public rule has none")
+	case r.Public && r.Limit != nil:
+		return nil, errAt(n, "a public rule has no caller to count: a limit needs roles or all_roles")
 	case len(r.Paths)*max(len(r.Hosts), 1) > maxEntries:
 		return nil, errAt(n, "rule has more than %d host and path combinations; split it", maxEntries)
 	}
@@ -158,6 +164,9 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			return nil, errAt(n, "%v", err)
 		}
 		r.paths = append(r.paths, ps)
+	}
+	if r.Limit != nil {
+		r.Limit.Scope = "rule " + strings.Join(r.Methods, ",") + " " + strings.Join(r.Hosts, ",") + " " + strings.Join(r.Paths, ",")
 	}
 	return r, nil
 }

@@ -1,7 +1,8 @@
 // Package redisstate keeps the state a fleet of gateways shares in one
 // Redis (or Valkey): the signing keys and the opaque-token MAC key
 // (Blobs), revocations, opaque tokens and lifetime-0 records (Entries),
-// and the failure counters of the token endpoint (Limiter).
+// the failure counters of the token endpoint (Limiter), and the request
+// counts of the policy's rate limits (Counters).
 //
 // Entries end by themselves: opaque tokens by Redis TTL, revocations and
 // lifetime-0 records when Each prunes them. No instance lists opaque
@@ -26,6 +27,8 @@
 //	<prefix>opaque:<id>     string: the record, expiring with the token (PXAT)
 //	<prefix>fail:c:<hash>   string: a client ID's failure bucket (unix ms when full), expiring then
 //	<prefix>fail:a:<hash>   string: an address's failure bucket, likewise
+//	<prefix>rl:r:<hash>     string: the fleet's admissions under one rate limit for one caller (Counters)
+//	<prefix>rl:q:<hash>:<w> string: the same under one quota, in the window starting at w (unix s)
 //	<prefix>events          pub/sub channel: one small JSON message per change
 //	<prefix>beat:<random>   pub/sub channel: one watcher's beats, published through the primary
 //
