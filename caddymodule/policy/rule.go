@@ -32,6 +32,10 @@ type Rule struct {
 	// ReportOnly asks the guard to let a request this rule refuses go
 	// through and log the refusal: shadow mode for one rule.
 	ReportOnly bool
+	// When, if set, must also hold for the request to be allowed: a
+	// condition over the token's claims, the caller's roles and the
+	// request, evaluated after the roles are found sufficient.
+	When *Condition
 	// Line is where the rule starts in the policy file.
 	Line int
 
@@ -104,8 +108,13 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.Public, err = boolean(v, "public")
 		case "report_only":
 			r.ReportOnly, err = boolean(v, "report_only")
+		case "when":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" {
+				return nil, errAt(v, "when: want a CEL expression as a string")
+			}
+			r.When, err = compileCondition(v.Value, valueLine(v))
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, when)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -133,6 +142,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "rule has %s; choose one of roles, all_roles or public: true", strings.Join(kinds, " and "))
 	case len(kinds) == 0:
 		return nil, errAt(n, "rule needs roles, all_roles, or public: true")
+	case r.Public && r.When != nil:
+		return nil, errAt(n, "a public rule cannot have a when condition: it sees no token; give it roles")
 	case len(r.Paths)*max(len(r.Hosts), 1) > maxEntries:
 		return nil, errAt(n, "rule has more than %d host and path combinations; split it", maxEntries)
 	}
@@ -151,6 +162,15 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		r.paths = append(r.paths, ps)
 	}
 	return r, nil
+}
+
+// valueLine is the line of a scalar's first character of text: a block
+// scalar ("when: |") starts on the line after its indicator.
+func valueLine(v *yaml.Node) int {
+	if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return v.Line + 1
+	}
+	return v.Line
 }
 
 func methodList(n *yaml.Node) ([]string, error) {
