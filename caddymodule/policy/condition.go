@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"net/textproto"
 	"net/url"
 	"reflect"
 	"slices"
@@ -22,10 +21,12 @@ import (
 
 // Limits of a condition. No expression within them can make a request
 // slow: the length and nesting bound what is parsed, the estimated cost
-// refuses at load what could be expensive for some request, and the
-// runtime cost limit stops an evaluation that gets there anyway (it is
-// then false). A cost unit is about one CEL operation, or ten
-// characters of a string compared; a simple comparison costs under 10.
+// refuses at load what could be expensive for some request, and for an
+// expression that iterates (all, exists, map, filter), the only kind
+// whose work can grow faster than the request, the runtime cost limit
+// stops an evaluation that gets there anyway (it is then false). A cost
+// unit is about one CEL operation, or ten characters of a string
+// compared; a simple comparison costs under 10.
 const (
 	MaxConditionLength = 2048
 	maxConditionDepth  = 32
@@ -57,7 +58,8 @@ type Condition struct {
 	// (claims.x or claims["x"]), sorted, for "policy check".
 	Claims []string
 
-	prog cel.Program
+	prog     cel.Program
+	iterates bool // has a comprehension (all, exists, map, filter, ...)
 }
 
 // ClaimSet is a verified token's claims as a condition reads them.
@@ -167,7 +169,15 @@ func compileCondition(text string, line int) (*Condition, error) {
 	if est.Max > MaxConditionCost {
 		return nil, bad(line, "the expression could cost up to %d, more than %d: compare fewer or shorter values, or iterate over less", est.Max, MaxConditionCost)
 	}
-	c.prog, err = env.Program(ast, cel.CostLimit(MaxConditionCost), cel.EvalOptions(cel.OptOptimize))
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if c.iterates {
+		// Only iteration makes the work grow faster than the request:
+		// without it, each of at most MaxConditionLength steps looks at a
+		// value once, and tracking the cost would double the time of a
+		// simple comparison.
+		opts = append(opts, cel.CostLimit(MaxConditionCost))
+	}
+	c.prog, err = env.Program(ast, opts...)
 	if err != nil {
 		return nil, bad(line, "%v", err)
 	}
@@ -202,6 +212,8 @@ func (c *Condition) inspect(a *celast.AST) error {
 	}
 	celast.PreOrderVisit(a.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
 		switch e.Kind() {
+		case celast.ComprehensionKind:
+			c.iterates = true
 		case celast.SelectKind:
 			named(e.AsSelect().Operand(), e.AsSelect().FieldName())
 		case celast.CallKind:
@@ -245,8 +257,11 @@ var errNoSuchKey = errors.New("no such key: the token or the request lacks a cla
 // counts as false: the guard denies. Its text may quote the expression,
 // never a value of the request or the token.
 func (c *Condition) Eval(in *Input) (bool, error) {
-	act := activation{in: in}
-	out, _, err := c.prog.Eval(&act)
+	act := activations.Get().(*activation)
+	act.in = *in // a copy: a pointer kept in the pooled activation would move every caller's Input to the heap
+	out, _, err := c.prog.Eval(act)
+	*act = activation{}
+	activations.Put(act)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "no such key") {
 			// CEL's text quotes the key, which may be a header's value.
@@ -261,75 +276,148 @@ func (c *Condition) Eval(in *Input) (bool, error) {
 	return bool(b), nil
 }
 
+// activations are reused: a condition evaluated per request should not
+// cost a few allocations for its variables each time.
+var activations = sync.Pool{New: func() any { return new(activation) }}
+
 // activation resolves the three variables of a condition; what the
-// expression does not name is never built.
+// expression does not name is never built. Its maps are its own fields,
+// so that resolving them allocates nothing.
 type activation struct {
-	in    *Input
-	query url.Values // parsed on first use
+	in                               Input
+	claims, request, headers, params lazyMap
+	query                            url.Values // parsed on first use
+	lists                            [4]celStrings
+	nlists                           int
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case "claims":
-		return &lazyMap{find: a.claim, names: a.claimNames}, true
+		return a.lazy(&a.claims, claimsKind), true
 	case "roles":
-		return types.NewStringList(types.DefaultTypeAdapter, a.in.Roles), true
+		return a.list(a.in.Roles), true
 	case "request":
-		return &lazyMap{find: a.requestField, names: func() []string { return requestFields }}, true
+		return a.lazy(&a.request, requestKind), true
 	}
 	return nil, false
 }
 
+func (a *activation) lazy(m *lazyMap, kind mapKind) *lazyMap {
+	if m.act == nil {
+		*m = lazyMap{act: a, kind: kind}
+	}
+	return m
+}
+
 func (a *activation) Parent() cel.Activation { return nil }
 
-func (a *activation) claim(name string) (any, bool) {
-	if a.in.Claims == nil {
+// mapKind says which of an activation's maps a lazyMap is.
+type mapKind uint8
+
+const (
+	claimsKind mapKind = iota
+	requestKind
+	headersKind
+	queryKind
+)
+
+func (a *activation) find(kind mapKind, key string) (ref.Val, bool) {
+	switch kind {
+	case claimsKind:
+		if a.in.Claims == nil {
+			return nil, false
+		}
+		v, ok := a.in.Claims.Claim(key)
+		if !ok {
+			return nil, false
+		}
+		switch v := v.(type) {
+		case string:
+			return types.String(v), true
+		case []string:
+			return a.list(v), true
+		}
+		return types.DefaultTypeAdapter.NativeToValue(v), true
+	case requestKind:
+		return a.requestField(key)
+	case headersKind:
+		if v, ok := a.header(key); ok {
+			return a.list(v), true
+		}
 		return nil, false
 	}
-	return a.in.Claims.Claim(name)
-}
-
-func (a *activation) claimNames() []string {
-	if a.in.Claims == nil {
-		return nil
+	if v, ok := a.parsedQuery()[key]; ok {
+		return a.list(v), true
 	}
-	return a.in.Claims.ClaimNames()
+	return nil, false
 }
 
-func (a *activation) requestField(name string) (any, bool) {
+// list is l as a CEL list, in one of the activation's own slots while
+// they last.
+func (a *activation) list(l []string) ref.Val {
+	if a.nlists == len(a.lists) {
+		return types.NewStringList(types.DefaultTypeAdapter, l)
+	}
+	sl := &a.lists[a.nlists]
+	a.nlists++
+	*sl = celStrings{l: l}
+	return sl
+}
+
+func (a *activation) names(kind mapKind) []string {
+	switch kind {
+	case claimsKind:
+		if a.in.Claims == nil {
+			return nil
+		}
+		return a.in.Claims.ClaimNames()
+	case requestKind:
+		return requestFields
+	case headersKind:
+		return slices.Sorted(mapKeys(a.in.Request.Header))
+	}
+	return slices.Sorted(mapKeys(a.parsedQuery()))
+}
+
+func (a *activation) requestField(name string) (ref.Val, bool) {
 	r := &a.in.Request
 	switch name {
 	case "method":
-		return r.Method, true
+		return types.String(r.Method), true
 	case "host":
-		return hostname(r.Host), true
+		return types.String(hostname(r.Host)), true
 	case "path":
-		return r.Path, true
+		return types.String(r.Path), true
 	case "remote_addr":
-		return r.RemoteAddr, true
+		return types.String(r.RemoteAddr), true
 	case "time":
 		if r.Time.IsZero() {
 			return types.Timestamp{Time: time.Now()}, true
 		}
 		return types.Timestamp{Time: r.Time}, true
 	case "headers":
-		return &lazyMap{find: a.header, names: a.headerNames}, true
+		return a.lazy(&a.headers, headersKind), true
 	case "query":
-		return &lazyMap{find: a.queryValue, names: a.queryNames}, true
+		return a.lazy(&a.params, queryKind), true
 	}
 	return nil, false
 }
 
-func (a *activation) header(name string) (any, bool) {
+// header looks name up in any case: as given, then by comparing without
+// case, which costs no allocation for the few headers a request has.
+func (a *activation) header(name string) ([]string, bool) {
 	h := a.in.Request.Header
-	v, ok := h[name]
-	if !ok {
-		v, ok = h[textproto.CanonicalMIMEHeaderKey(name)]
+	if v, ok := h[name]; ok {
+		return v, true
 	}
-	return v, ok
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return nil, false
 }
-
-func (a *activation) headerNames() []string { return slices.Sorted(mapKeys(a.in.Request.Header)) }
 
 func (a *activation) parsedQuery() url.Values {
 	if a.query == nil {
@@ -341,31 +429,26 @@ func (a *activation) parsedQuery() url.Values {
 	return a.query
 }
 
-func (a *activation) queryValue(name string) (any, bool) {
-	v, ok := a.parsedQuery()[name]
-	return v, ok
-}
-
-func (a *activation) queryNames() []string { return slices.Sorted(mapKeys(a.parsedQuery())) }
-
 // lazyMap is a CEL map that looks up a key when the expression asks for
 // it: a condition on one header costs one header, not a map of all of
 // them. Anything else (size, iteration, equality) builds the whole map.
 type lazyMap struct {
-	find  func(string) (any, bool)
-	names func() []string
-	full  traits.Mapper
+	act  *activation
+	kind mapKind
+	full traits.Mapper
 }
 
 var _ traits.Mapper = (*lazyMap)(nil)
 
 func (m *lazyMap) materialize() traits.Mapper {
 	if m.full == nil {
-		all := map[string]any{}
-		for _, k := range m.names() {
-			all[k], _ = m.find(k)
+		all := map[ref.Val]ref.Val{}
+		for _, k := range m.act.names(m.kind) {
+			if v, ok := m.act.find(m.kind, k); ok {
+				all[types.String(k)] = v
+			}
 		}
-		m.full = types.NewStringInterfaceMap(types.DefaultTypeAdapter, all)
+		m.full = types.NewRefValMap(types.DefaultTypeAdapter, all)
 	}
 	return m.full
 }
@@ -375,11 +458,7 @@ func (m *lazyMap) Find(key ref.Val) (ref.Val, bool) {
 	if !ok {
 		return nil, false
 	}
-	v, ok := m.find(string(k))
-	if !ok {
-		return nil, false
-	}
-	return types.DefaultTypeAdapter.NativeToValue(v), true
+	return m.act.find(m.kind, string(k))
 }
 
 func (m *lazyMap) Get(key ref.Val) ref.Val {
@@ -403,3 +482,38 @@ func (m *lazyMap) Type() ref.Type                   { return types.MapType }
 func (m *lazyMap) Value() any                       { return m.materialize().Value() }
 func (m *lazyMap) Iterator() traits.Iterator        { return m.materialize().Iterator() }
 func (m *lazyMap) Size() ref.Val                    { return m.materialize().Size() }
+
+// celStrings is a list of strings (a header's values, a scope) as CEL
+// sees it: indexing and "in" cost no allocation beyond the element;
+// anything else is left to the library's list.
+type celStrings struct {
+	l []string
+}
+
+var _ traits.Lister = (*celStrings)(nil)
+
+func (s *celStrings) list() traits.Lister { return types.NewStringList(types.DefaultTypeAdapter, s.l) }
+
+func (s *celStrings) Get(index ref.Val) ref.Val {
+	i, ok := index.(types.Int)
+	if !ok || i < 0 || int64(i) >= int64(len(s.l)) {
+		return s.list().Get(index) // the library's error
+	}
+	return types.String(s.l[i])
+}
+
+func (s *celStrings) Contains(v ref.Val) ref.Val {
+	if str, ok := v.(types.String); ok {
+		return types.Bool(slices.Contains(s.l, string(str)))
+	}
+	return s.list().Contains(v)
+}
+
+func (s *celStrings) Size() ref.Val                               { return types.Int(len(s.l)) }
+func (s *celStrings) Add(other ref.Val) ref.Val                   { return s.list().Add(other) }
+func (s *celStrings) Iterator() traits.Iterator                   { return s.list().Iterator() }
+func (s *celStrings) ConvertToNative(t reflect.Type) (any, error) { return s.list().ConvertToNative(t) }
+func (s *celStrings) ConvertToType(t ref.Type) ref.Val            { return s.list().ConvertToType(t) }
+func (s *celStrings) Equal(other ref.Val) ref.Val                 { return s.list().Equal(other) }
+func (s *celStrings) Type() ref.Type                              { return types.ListType }
+func (s *celStrings) Value() any                                  { return s.l }
