@@ -91,6 +91,7 @@ func TestCondition_Eval(t *testing.T) {
 		"the remote address":                         {`request.remote_addr.startsWith("10.")`, true, ""},
 		"the time":                                   {`request.time < timestamp("2026-06-01T00:00:00Z")`, true, ""},
 		"the hour of the time":                       {`request.time.getHours() == 3`, true, ""},
+		"the hour of the time in a time zone":        {`request.time.getHours("Europe/Berlin") == 4`, true, ""},
 		"every header, iterated":                     {`request.headers.exists(h, h == "X-Tenant")`, true, ""},
 		"the number of claims":                       {`size(claims) == 4`, true, ""},
 		"a header value of the wrong type for a int": {`request.headers["X-Tenant"][0] > 1`, false, "no such overload"},
