@@ -57,7 +57,8 @@ reported as file:line: message:
     any rule (//, . or .. segments, ;, a backslash), or because more
     specific rules take every request it names;
   - a /x/* rule whose own path /x falls to a broader rule that asks for
-    other roles or none (both lines are named): write /x* to cover both;
+    other roles, none, or not the same "when" condition (both lines are
+    named): write /x* to cover both;
   - a "when" condition that reads a claim the gateway's own tokens never
     carry (they have iss, sub, client_id, aud, iat, exp, jti, scope).
     Such a claim can only come from an external issuer, whose claims the

@@ -238,7 +238,8 @@ func (r *Rule) hasExact(lp string) bool {
 
 // requirement is what r asks of a caller, equal for rules that let the
 // same callers through: the order and repetition of roles do not count,
-// and all_roles of one role is roles of that role.
+// and all_roles of one role is roles of that role. Conditions count as
+// written: two rules are taken to ask the same only with the same text.
 func requirement(r *Rule) string {
 	if r.Public {
 		return "public"
@@ -252,18 +253,27 @@ func requirement(r *Rule) string {
 	if r.ReportOnly {
 		key += " report_only"
 	}
+	if r.When != nil {
+		// A bare path that escapes a condition is as much a gap as
+		// one that escapes a role.
+		key += " when " + r.When.Text
+	}
 	return key
 }
 
 // asks says what r asks of a caller, for a finding.
 func asks(r *Rule) string {
-	switch {
-	case r.Public:
+	if r.Public {
 		return "no token"
-	case r.ReportOnly:
-		return needs(r) + " (report only)"
 	}
-	return needs(r)
+	a := needs(r)
+	if r.When != nil {
+		a += fmt.Sprintf(" and its condition (line %d)", r.When.Line)
+	}
+	if r.ReportOnly {
+		a += " (report only)"
+	}
+	return a
 }
 
 func distinctRoles(r *Rule) []string {

@@ -220,3 +220,20 @@ rules:
 		t.Errorf("Check = %+v; want one finding at line 6 about tenant", f)
 	}
 }
+
+func TestCheck_PrefixWhoseBarePathEscapesItsCondition(t *testing.T) {
+	p := mustParse(t, `subjects:
+  sender: [A]
+rules:
+  - path: /http/orders/*
+    roles: [A]
+    when: claims.client_id == "sender"
+  - path: /http/*
+    roles: [A]
+`)
+	f := Check(p)
+	if len(f) != 1 || f[0].Line != 4 || !strings.Contains(f[0].Message,
+		"/http/orders/* does not cover /http/orders itself: /http/orders falls to the rule at line 7 (/http/*), which needs any of A instead of any of A and its condition (line 6)") {
+		t.Errorf("Check = %+v; want the bare path that escapes the condition", f)
+	}
+}
