@@ -60,6 +60,7 @@
 // A rule's "when" is a CEL expression that must also hold, checked after
 // the caller's roles satisfy the rule:
 //
+//	rules:
 //	  - path: /http/tenants/*
 //	    roles: [Tenant.send]
 //	    when: claims.tenant == request.headers["X-Tenant"][0]
