@@ -3,6 +3,7 @@ module github.com/oauthgate/oauthgate
 go 1.26.0
 
 require (
+	cel.dev/cel-go v0.32.0
 	filippo.io/bigmod v0.1.0
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/caddyserver/caddy/v2 v2.11.9
@@ -24,7 +25,6 @@ require (
 )
 
 require (
-	cel.dev/cel-go v0.32.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	cloud.google.com/go/auth v0.23.3 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect

@@ -170,6 +170,7 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 		QueryParam:     g.TokenQuery,
 		Cookie:         g.TokenCookie,
 		AllowPreflight: g.AllowPreflight,
+		ClientIP:       clientIP,
 	}
 	g.forward = guard.NewForwarder(guard.ForwardOptions{
 		IdentityHeaders:   g.IdentityHeaders,
@@ -465,9 +466,13 @@ func (g *OAuthGuard) record(ctx context.Context, l decisionLabels, d *guard.Deci
 	traceDecision(ctx, l, d, g.app.PolicyFile)
 }
 
-// reasonOf names a refusal in logs and metrics: its RFC 6750 code, or
-// missing_token for the bare challenge, which has none (§3.1).
+// reasonOf names a refusal in logs and metrics: its own Reason, its RFC
+// 6750 code, or missing_token for the bare challenge, which has none
+// (§3.1).
 func reasonOf(e *oautherr.Error) string {
+	if e.Reason != "" {
+		return e.Reason
+	}
 	if e.Code == "" {
 		return "missing_token"
 	}

@@ -440,8 +440,10 @@ func (e *env) rewritePolicy(t *testing.T, n int) {
 // equivalentPolicy is the n-th rewrite of the policy: a text that decides
 // the load's requests as the environment's own policy does, with comments,
 // reordered subjects and rules, another syntax, unrelated subjects and
-// rules; or, every fifth time, a file that must be refused, alternately
-// because it does not parse and because two rules collide.
+// rules, conditions that hold for every request the roles allow; or,
+// every fifth time, a file that must be refused, in turn because it does
+// not parse, because two rules collide, and because a condition does not
+// compile.
 func equivalentPolicy(n int, a, b client) (text string, broken bool) {
 	var p strings.Builder
 	fmt.Fprintf(&p, "# rewrite %d\n", n)
@@ -461,13 +463,17 @@ rules:
   - path: /http/orders*
     methods: [POST]
     roles: [%s]
-`, n, b.Subject, roleOrders, a.Subject, roleMessaging, roleMessaging, roleOrders)
+    when: claims.client_id == "%s" && request.method == "POST"
+`, n, b.Subject, roleOrders, a.Subject, roleMessaging, roleMessaging, roleOrders, b.ID)
 	case 2:
 		broken = true
-		if n%(2*rewritesPerReload) == 2 {
+		switch n % (3 * rewritesPerReload) {
+		case 2:
 			fmt.Fprintf(&p, "subjects:\n  %s: [%s\n%s", a.Subject, roleMessaging, policyRules)
-		} else {
+		case 7:
 			fmt.Fprintf(&p, "subjects:\n  %s: [%s]\n%s  - path: /http/*\n    roles: [Other.role]\n", a.Subject, roleMessaging, policyRules)
+		default:
+			fmt.Fprintf(&p, "subjects:\n  %s: [%s]\n%s  - path: /http/broken-%d\n    roles: [%s]\n    when: claims.client_id ==\n", a.Subject, roleMessaging, policyRules, n, roleMessaging)
 		}
 	case 3:
 		fmt.Fprintf(&p, `subjects:
@@ -476,6 +482,7 @@ rules:
     - %s
 %s  - path: /http/unrelated-%d
     roles: [Other.role]
+    when: '"Other.role" in roles && request.headers["X-Unrelated"][0] == "x"'
   - path: /http/orders/*
     methods: [PUT, DELETE]
     roles: [Other.role]

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -73,13 +74,21 @@ func (x *xsuaa) trust() string {
 // token is an XSUAA client-credentials token for the given scopes.
 func (x *xsuaa) token(t *testing.T, sub string, scopes ...string) string {
 	t.Helper()
+	return x.tokenWith(t, sub, nil, scopes...)
+}
+
+// tokenWith is token with more claims, or other values for its own.
+func (x *xsuaa) tokenWith(t *testing.T, sub string, more map[string]any, scopes ...string) string {
+	t.Helper()
 	now := time.Now()
 	header := b64JSON(t, map[string]any{"alg": "RS256", "typ": "JWT", "kid": x.kid})
-	payload := b64JSON(t, map[string]any{
+	claims := map[string]any{
 		"iss": x.issuer(), "sub": sub, "cid": sub, "client_id": sub, "aud": []string{xsappname, "uaa"},
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "xs-" + sub, "scope": scopes,
 		"zid": "tenant", "grant_type": "client_credentials",
-	})
+	}
+	maps.Copy(claims, more)
+	payload := b64JSON(t, claims)
 	sum := sha256.Sum256([]byte(header + "." + payload))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, x.key, crypto.SHA256, sum[:])
 	if err != nil {

@@ -1,8 +1,10 @@
 package command
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -55,7 +57,12 @@ reported as file:line: message:
     any rule (//, . or .. segments, ;, a backslash), or because more
     specific rules take every request it names;
   - a /x/* rule whose own path /x falls to a broader rule that asks for
-    other roles or none (both lines are named): write /x* to cover both.
+    other roles, none, or not the same "when" condition (both lines are
+    named): write /x* to cover both;
+  - a "when" condition that reads a claim the gateway's own tokens never
+    carry (they have iss, sub, client_id, aud, iat, exp, jti, scope).
+    Such a claim can only come from an external issuer, whose claims the
+    policy file does not know: the finding is a reminder, not an error;
   - a limit whose quota is smaller than its rate allows in the quota's
     hour or day (it says when a caller at full rate uses it up), or that
     its rate can never reach.
@@ -87,7 +94,7 @@ Exit status: 0 when the file parses and nothing was found, 1 otherwise.
 
 func policyExplainCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "explain --policy <file> (--client <ID> | --subject <subject>) --method <method> --path <path> [--host <host>] [--scope <roles>]",
+		Use:   "explain --policy <file> (--client <ID> | --subject <subject>) --method <method> --path <path> [--host <host>] [--scope <roles>] [--claim <name=value>]... [--header <Name=value>]... [--query <query>] [--remote-addr <IP>]",
 		Short: "Explains how the policy decides one request",
 		Long: `
 Decides a request as the guard would for a valid token of the client (or
@@ -99,6 +106,13 @@ caller is over a limit now.
 
 --scope stands for a token requested with that scope (space-separated
 roles); without it, the token carries every role the subject holds.
+
+A rule's "when" condition is evaluated for a token of the gateway's own
+(claims sub, client_id and scope), to which --claim adds claims or
+replaces them (--claim tenant=acme, --claim 'level=3', --claim
+'groups=["a","b"]'), and for the request the flags describe (--header,
+--query, --remote-addr; the time is now). The output says whether it is
+true, false, or cannot be evaluated (a claim or header not given).
 
 Exit status: 0 when the request would reach the backend (allowed, public,
 or refused by a report_only rule), 1 when it would be refused or the file
@@ -139,7 +153,11 @@ cannot be read, 2 when the command is called wrongly.
 			if err != nil {
 				return err
 			}
-			x := policy.Explain(p, strings.ToUpper(method), host, reqPath, subject, scope)
+			in, err := explainInput(cmd, subject, clientID, scope, p)
+			if err != nil {
+				return err
+			}
+			x := policy.ExplainInput(p, strings.ToUpper(method), host, reqPath, subject, scope, in)
 			for _, line := range strings.SplitAfter(strings.TrimSuffix(x.String(), "\n"), "\n") {
 				fmt.Fprintln(cmd.OutOrStdout(), printable(strings.TrimSuffix(line, "\n")))
 			}
@@ -156,7 +174,51 @@ cannot be read, 2 when the command is called wrongly.
 	c.Flags().String("path", "", "the request path (required)")
 	c.Flags().String("host", "", "the request host, for rules that name hosts")
 	c.Flags().String("scope", "", "the token's scope, space-separated roles; default: every role the subject holds")
+	c.Flags().StringArray("claim", nil, "a token claim for conditions, name=value; a value that parses as JSON is taken as JSON (repeatable)")
+	c.Flags().StringArray("header", nil, "a request header for conditions, Name=value (repeatable)")
+	c.Flags().String("query", "", "the request's query string for conditions, e.g. a=1&b=2")
+	c.Flags().String("remote-addr", "", "the client's IP address for conditions")
 	return c
+}
+
+// explainInput is what a rule's condition sees in policy explain: a
+// token of the gateway's own with the subject, client ID and scope,
+// whatever --claim adds or replaces, and the request flags.
+func explainInput(cmd *cobra.Command, subject, clientID string, scope []string, p *policy.Policy) (*policy.Input, error) {
+	fl := cmd.Flags()
+	claims := policy.MapClaims{"sub": subject}
+	if clientID != "" {
+		claims["client_id"] = clientID
+	}
+	if scope == nil {
+		scope = p.Roles(subject) // a token requested without scope carries them all
+	}
+	claims["scope"] = scope
+	list, _ := fl.GetStringArray("claim")
+	for _, kv := range list {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, usagef("--claim %q: want name=value", kv)
+		}
+		var v any
+		if json.Unmarshal([]byte(value), &v) != nil {
+			v = value // not JSON: the text itself
+		}
+		claims[name] = v
+	}
+	header := http.Header{}
+	headers, _ := fl.GetStringArray("header")
+	for _, kv := range headers {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, usagef("--header %q: want Name=value", kv)
+		}
+		header.Add(name, value) // canonical names, as a server has them
+	}
+	in := &policy.Input{Claims: claims, Request: policy.Request{Header: header}}
+	in.Request.RawQuery, _ = fl.GetString("query")
+	in.Request.RemoteAddr, _ = fl.GetString("remote-addr")
+	return in, nil
 }
 
 func roleCommand() *cobra.Command {

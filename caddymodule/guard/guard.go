@@ -55,6 +55,11 @@ type Guard struct {
 	// to Verifier. The claim only routes: each verifier checks "iss" again
 	// and only with its own keys.
 	Issuers map[string]Issuer
+	// ClientIP, if set, is the client's IP address as the server knows
+	// it (behind trusted proxies, the client's rather than the proxy's),
+	// for conditions' request.remote_addr; nil means the connection's
+	// peer.
+	ClientIP func(*http.Request) string
 }
 
 // Issuer verifies the tokens of one external issuer; *issuers.Issuer is
@@ -160,6 +165,10 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	d.Roles, d.told = dv.roles, &dv.told
 	if !d.Rule.Allows(d.Roles) {
 		d.Err = oautherr.InsufficientScope("the token's subject lacks a role this path requires", d.Rule.RequiredRoles())
+		return
+	}
+	if d.Rule.When != nil {
+		g.checkCondition(r, d)
 	}
 }
 

@@ -50,6 +50,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// rounded up).
 	RetryAfter time.Duration
+	// Reason, if set, names the refusal in logs and metrics more
+	// precisely than Code (e.g. "condition_false"); it is never sent.
+	Reason string
 }
 
 func (e *Error) Error() string {

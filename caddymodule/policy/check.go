@@ -19,8 +19,9 @@ type Finding struct {
 // (often a typo on one side), roles rules require that no subject holds,
 // subjects that can use no rule, rule paths that can never match,
 // prefixes /x/* whose bare path /x a broader rule decides differently,
-// csrf rules that no sender can fetch a token from, and quotas smaller
-// than their rate allows in their window, or never reached by it.
+// csrf rules that no sender can fetch a token from, quotas smaller
+// than their rate allows in their window or never reached by it, and
+// conditions that read a claim our own tokens never carry.
 func Check(p *Policy) []Finding {
 	var out []Finding
 	add := func(line int, format string, args ...any) {
@@ -64,6 +65,13 @@ func Check(p *Policy) []Finding {
 				add(r.Limit.Line, "%s", f)
 			}
 		}
+		if r.When != nil {
+			for _, name := range r.When.Claims {
+				if !slices.Contains(OwnClaims, name) {
+					add(r.When.Line, "the condition reads claim %s, which tokens of this gateway never carry (fine if an external issuer's tokens do)", name)
+				}
+			}
+		}
 		for _, role := range distinctRoles(r) {
 			if !held[role] {
 				add(r.Line, "no subject holds role %s, which this rule requires (fine if an external issuer's tokens carry it)", role)
@@ -89,6 +97,12 @@ func Check(p *Policy) []Finding {
 	})
 	return out
 }
+
+// OwnClaims are the claims of every token the gateway's own token
+// endpoint issues (tokens.Mint; "nbf" is never set). What an external
+// issuer sends cannot be known from the policy, so Check only says when
+// a condition reads a claim outside these.
+var OwnClaims = []string{"aud", "client_id", "exp", "iat", "iss", "jti", "scope", "sub"}
 
 func usable(roles []string, anyOf map[string]bool, allOf []*Rule) bool {
 	for _, role := range roles {
@@ -239,7 +253,8 @@ func (r *Rule) hasExact(lp string) bool {
 
 // requirement is what r asks of a caller, equal for rules that let the
 // same callers through: the order and repetition of roles do not count,
-// and all_roles of one role is roles of that role.
+// and all_roles of one role is roles of that role. Conditions count as
+// written: two rules are taken to ask the same only with the same text.
 func requirement(r *Rule) string {
 	if r.Public {
 		return "public"
@@ -256,6 +271,11 @@ func requirement(r *Rule) string {
 	if r.CSRF {
 		key += " csrf"
 	}
+	if r.When != nil {
+		// A bare path that escapes a condition is as much a gap as
+		// one that escapes a role.
+		key += " when " + r.When.Text
+	}
 	return key
 }
 
@@ -265,6 +285,9 @@ func asks(r *Rule) string {
 		return "no token"
 	}
 	s := needs(r)
+	if r.When != nil {
+		s += fmt.Sprintf(" and its condition (line %d)", r.When.Line)
+	}
 	if r.CSRF {
 		s += " and a CSRF token"
 	}
@@ -328,16 +351,59 @@ type Explanation struct {
 	// refusal that a report_only rule lets through.
 	Decision string
 	Reason   string
+	// Condition is the rule's condition's outcome: "true", "false" or
+	// "error: …"; "" when it was not evaluated.
+	Condition string
 	// Limits are the limits that count the request if it is let through:
 	// the rule's and the subject's, by what they say (never the counts:
 	// those live in the running gateways).
 	Limits []string
 }
 
+// explainCondition evaluates c for an allowed request and denies it
+// when c does not hold, as the guard does.
+func (x *Explanation) explainCondition(c *Condition, subject string, scope []string, in *Input) {
+	var use Input
+	if in != nil {
+		use = *in
+	}
+	if use.Claims == nil {
+		claims := MapClaims{"sub": subject}
+		if scope != nil {
+			claims["scope"] = scope
+		}
+		use.Claims = claims
+	}
+	use.Roles = x.Held
+	use.Request.Method, use.Request.Host, use.Request.Path = x.Method, x.Host, x.Path
+	ok, err := c.Eval(&use)
+	switch {
+	case err != nil:
+		x.Condition = "error: " + err.Error()
+		x.Decision, x.Reason = "deny", "the subject holds "+needs(x.Rule)+", but the condition cannot be evaluated (a missing claim or header?), which the guard takes as false"
+	case ok:
+		x.Condition = "true"
+		x.Reason += ", and the condition holds"
+	default:
+		x.Condition = "false"
+		x.Decision, x.Reason = "deny", "the subject holds "+needs(x.Rule)+", but the condition is false"
+	}
+}
+
 // Explain decides a request as the guard would for a valid token of
 // subject with scope. A nil scope stands for a token issued without a
-// scope parameter, which carries all the subject's roles.
+// scope parameter, which carries all the subject's roles. A condition
+// sees a token whose only claims are "sub" and "scope"; ExplainInput
+// gives it more.
 func Explain(p *Policy, method, host, path, subject string, scope []string) Explanation {
+	return ExplainInput(p, method, host, path, subject, scope, nil)
+}
+
+// ExplainInput is Explain with the claims and request a rule's condition
+// reads; in's Roles are ignored (they are the subject's, as decided) and
+// its request's method, host and path are those given. A nil in stands
+// for the claims Explain says.
+func ExplainInput(p *Policy, method, host, path, subject string, scope []string, in *Input) Explanation {
 	x := Explanation{Method: method, Host: host, Path: path, Subject: subject, Decision: "deny"}
 	if scope == nil {
 		x.Held = p.Roles(subject)
@@ -361,9 +427,14 @@ func Explain(p *Policy, method, host, path, subject string, scope []string) Expl
 		x.Reason = "the subject is disabled in the policy"
 	case r.Allows(x.Held):
 		x.Decision, x.Reason = "allow", "the subject holds "+needs(r)
-		if r.NeedsCSRFToken(method) {
+		if r.When != nil {
+			x.explainCondition(r.When, subject, scope, in)
+		}
+		switch {
+		case x.Decision != "allow": // the condition refused it
+		case r.NeedsCSRFToken(method):
 			x.Reason += "; the rule is csrf, so the request also needs a valid X-CSRF-Token, else 403 with X-CSRF-Token: Required"
-		} else if r.CSRF && (method == "GET" || method == "HEAD") {
+		case r.CSRF && (method == "GET" || method == "HEAD"):
 			x.Reason += "; the rule is csrf, so with X-CSRF-Token: Fetch the gateway answers with a token itself"
 		}
 	default:
@@ -408,6 +479,13 @@ func (x Explanation) String() string {
 		b.WriteString(")\n")
 		if !r.Public {
 			fmt.Fprintf(&b, "requires: %s\n", needs(r))
+		}
+		if r.When != nil {
+			cond := x.Condition
+			if cond == "" {
+				cond = "not evaluated"
+			}
+			fmt.Fprintf(&b, "when:     line %d: %s: %s\n", r.When.Line, strings.Join(strings.Fields(r.When.Text), " "), cond)
 		}
 		if r.CSRF {
 			b.WriteString("csrf:     GET or HEAD with X-CSRF-Token: Fetch gets a token; other methods but OPTIONS and TRACE need one\n")

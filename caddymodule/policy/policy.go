@@ -58,6 +58,25 @@
 // rules tell apart the sites one guard serves, they authenticate nothing.
 // A caller can always pick the most lenient host its request reaches.
 //
+// # Conditions
+//
+// A rule's "when" is a CEL expression that must also hold, checked after
+// the caller's roles satisfy the rule:
+//
+//	rules:
+//	  - path: /http/tenants/*
+//	    roles: [Tenant.send]
+//	    when: claims.tenant == request.headers["X-Tenant"][0]
+//
+// It reads claims (the verified token's, a map; scope and aud always
+// lists), roles (the caller's, as the guard decided them) and request
+// (method, host, path, headers, query, remote_addr, time). Headers are
+// found by any case of their name. It is compiled and type-checked with
+// the policy, so a mistake is file:line; a request field that does not
+// exist is refused too. An absent claim or header is an evaluation
+// error, which denies like false. The limits that keep every condition
+// cheap are on MaxConditionLength and MaxConditionCost.
+//
 // # Subjects
 //
 // A subject is a token's "sub". It holds a list of roles, or in the long

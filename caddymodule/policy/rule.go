@@ -32,6 +32,10 @@ type Rule struct {
 	// ReportOnly asks the guard to let a request this rule refuses go
 	// through and log the refusal: shadow mode for one rule.
 	ReportOnly bool
+	// When, if set, must also hold for the request to be allowed: a
+	// condition over the token's claims, the caller's roles and the
+	// request, evaluated after the roles are found sufficient.
+	When *Condition
 	// CSRF asks the guard for SAP Cloud Integration's "CSRF Protected":
 	// a GET or HEAD with "X-CSRF-Token: Fetch" is answered with a token,
 	// and a request of any other method but OPTIONS and TRACE needs a
@@ -111,12 +115,17 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.Public, err = boolean(v, "public")
 		case "report_only":
 			r.ReportOnly, err = boolean(v, "report_only")
+		case "when":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" {
+				return nil, errAt(v, "when: want a CEL expression as a string")
+			}
+			r.When, err = compileCondition(v.Value, valueLine(v))
 		case "csrf":
 			r.CSRF, err = boolean(v, "csrf")
 		case "limit":
 			r.Limit, err = parseLimit(v)
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, csrf, limit)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, when, csrf, limit)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -144,6 +153,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "rule has %s; choose one of roles, all_roles or public: true", strings.Join(kinds, " and "))
 	case len(kinds) == 0:
 		return nil, errAt(n, "rule needs roles, all_roles, or public: true")
+	case r.Public && r.When != nil:
+		return nil, errAt(n, "a public rule cannot have a when condition: it sees no token; give it roles")
 	case r.Public && r.CSRF:
 		return nil, errAt(n, "a public rule cannot have csrf: true: a CSRF token is bound to the calling client, and a public rule has none")
 	case r.Public && r.Limit != nil:
@@ -169,6 +180,15 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		r.Limit.Scope = "rule " + strings.Join(r.Methods, ",") + " " + strings.Join(r.Hosts, ",") + " " + strings.Join(r.Paths, ",")
 	}
 	return r, nil
+}
+
+// valueLine is the line of a scalar's first character of text: a block
+// scalar ("when: |") starts on the line after its indicator.
+func valueLine(v *yaml.Node) int {
+	if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return v.Line + 1
+	}
+	return v.Line
 }
 
 func methodList(n *yaml.Node) ([]string, error) {

@@ -205,3 +205,29 @@ func FuzzPeekIssuer(f *testing.F) {
 		}
 	})
 }
+
+func TestVerify_ExternalKeepsTheOtherClaims(t *testing.T) {
+	set := keystest.NewSet(t)
+	k := set.Signing()
+	hdr := fmt.Sprintf(`{"alg":"ES256","kid":%q,"typ":"JWT"}`, k.ID)
+	base := fmt.Sprintf(`"iss":%q,"sub":"s","aud":%q,"exp":%d,"scope":"a b"`, testIssuer, testAudience, now.Add(time.Hour).Unix())
+	v := verifier(set)
+	v.External, v.Types = true, []string{"JWT"}
+
+	c, err := v.Verify(signRaw(t, k, hdr, "{"+base+`,"tenant":"acme","zone":{"id":7}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Extra["tenant"] != "acme" || c.Extra["zone"].(map[string]any)["id"] != float64(7) || len(c.Extra) != 2 {
+		t.Errorf("Extra = %v; want tenant and zone only", c.Extra)
+	}
+	if c, err = v.Verify(signRaw(t, k, hdr, "{"+base+"}")); err != nil || c.Extra != nil {
+		t.Errorf("Extra of a token with only registered claims = %v, %v; want nil", c.Extra, err)
+	}
+	v.External, v.Types = false, nil
+	own := signRaw(t, k, fmt.Sprintf(`{"alg":"ES256","kid":%q,"typ":"at+jwt"}`, k.ID),
+		fmt.Sprintf(`{%s,"client_id":"c","iat":%d,"jti":"j","tenant":"acme"}`, base, now.Unix()))
+	if c, err = v.Verify(own); err != nil || c.Extra != nil {
+		t.Errorf("Extra of our own profile = %v, %v; want nil", c.Extra, err)
+	}
+}

@@ -47,6 +47,10 @@ type Claims struct {
 	// (Verifier.RolesClaim); nil for the gateway's own tokens, whose roles
 	// come from the policy.
 	Roles []string
+	// Extra are an external issuer's other claims (Verifier.External), as
+	// encoding/json decodes them, for policy conditions ("when"); nil
+	// for the gateway's own tokens, which carry none.
+	Extra map[string]any
 	// KeyID is not a claim: it names the key that verified the token.
 	KeyID string
 
@@ -531,6 +535,9 @@ func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 		return nil, err
 	}
 	c.Scope = w.Scope
+	if v.External {
+		c.Extra = extra(data)
+	}
 	switch {
 	case !v.External || v.RolesClaim == "":
 	case v.RolesClaim == "scope": // the usual case, already decoded
@@ -541,6 +548,26 @@ func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 		}
 	}
 	return c, nil
+}
+
+// registered are the claims Claims has fields for; extra leaves them out.
+var registered = []string{"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope"}
+
+// extra decodes the claims of a verified external token that Claims has
+// no field for. They are bounded by the token's length; a token with
+// none has nil.
+func extra(data []byte) map[string]any {
+	var all map[string]any
+	if json.Unmarshal(data, &all) != nil { // checkObject accepted it: never
+		return nil
+	}
+	for _, name := range registered {
+		delete(all, name)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	return all
 }
 
 // roles reads the claim named by path from the claims JSON. An absent
