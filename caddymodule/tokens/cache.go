@@ -181,13 +181,17 @@ func seenSlots(size int) int {
 // may keep a token on its first; neither changes a decision, since only
 // verified tokens are ever kept.
 func (c *Cache) admit(k digest) bool {
-	slot := &c.seen[binary.LittleEndian.Uint64(k[0:8])&uint64(len(c.seen)-1)]
+	slot := &c.seen[c.seenSlot(k)]
 	tag := binary.LittleEndian.Uint64(k[8:16]) | 1 // never 0, an empty slot
 	if slot.Load() == tag {
 		return true
 	}
 	slot.Store(tag)
 	return false
+}
+
+func (c *Cache) seenSlot(k digest) uint64 {
+	return binary.LittleEndian.Uint64(k[0:8]) & uint64(len(c.seen)-1)
 }
 
 // get returns the entry for token if there is one that has not ended at
