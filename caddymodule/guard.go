@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -296,8 +297,8 @@ func (g *OAuthGuard) limit(d *guard.Decision) ratelimit.Verdict {
 
 // caller is whose budget l counts d's request against: the client's (as
 // the backend is told it: "<iss>#<client_id>" for an external issuer's),
-// the subject's, or a claim's value. Tokens without the claim share one
-// budget.
+// the subject's, or a claim's value (a string or a number). Tokens
+// without the claim, or with another kind of value, share one budget.
 func caller(l *policy.Limit, d *guard.Decision) string {
 	switch l.Per {
 	case "subject":
@@ -315,6 +316,14 @@ func caller(l *policy.Limit, d *guard.Decision) string {
 			if len(c.Audience) > 0 {
 				return c.Audience[0]
 			}
+			return ""
+		}
+		// Another claim only an external issuer's token can carry.
+		switch v := c.Extra[l.Claim].(type) {
+		case string:
+			return v
+		case float64:
+			return strconv.FormatFloat(v, 'g', -1, 64)
 		}
 		return ""
 	}

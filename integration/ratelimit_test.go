@@ -159,6 +159,33 @@ func TestRateLimit_PerClaimCountsEveryCallerWithTheSameValueTogether(t *testing.
 	}
 }
 
+func TestRateLimit_PerClaimOfATrustedIssuerCountsEachTenantOnItsOwn(t *testing.T) {
+	x := startXSUAA(t)
+	e := newEnvConfig(t, envConfig{oauthOptions: x.trust()})
+	e.replacePolicy(t, limitRules("{rate: 1/h, burst: 2, per: 'claim:tenant'}"), nil)
+	role := xsappname + ".ESBMessaging.send"
+	// Two senders of tenant acme share its budget; globex has its own.
+	acme1 := x.tokenWith(t, "sb-acme-1!b1", map[string]any{"tenant": "acme"}, role)
+	acme2 := x.tokenWith(t, "sb-acme-2!b1", map[string]any{"tenant": "acme"}, role)
+	globex := x.tokenWith(t, "sb-globex!b1", map[string]any{"tenant": "globex"}, role)
+	e.backend.requests(t)
+	admitted := map[string]int{}
+	for i, tok := range []string{acme1, acme2, acme1, acme2, globex, globex, globex} {
+		name := map[bool]string{true: "acme", false: "globex"}[i < 4]
+		if r := e.call(t, http.MethodGet, "/http/flow", tok, ""); r.status == http.StatusOK {
+			admitted[name]++
+		} else {
+			r.wantStatus(t, http.StatusTooManyRequests)
+		}
+	}
+	if admitted["acme"] != 2 || admitted["globex"] != 2 {
+		t.Errorf("admitted %v, want 2 for each tenant: acme's two senders share one burst of 2", admitted)
+	}
+	if got := len(e.backend.requests(t)); got != 4 {
+		t.Errorf("the backend received %d requests, want 4", got)
+	}
+}
+
 func TestRateLimit_ASubjectsQuotaCountsAcrossRulesUntilTheUTCDayEnds(t *testing.T) {
 	e := newEnv(t, specC)
 	e.replacePolicy(t, limitRules("{rate: 100/s}"), map[string]string{specA.name: "{quota: 2/day}"})

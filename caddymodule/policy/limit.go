@@ -39,11 +39,8 @@ type Limit struct {
 	Scope string
 }
 
-// CountableClaims are the token claims a limit may count by with
-// per: claim:<name>: those the gateway keeps of every token it verifies.
-// "aud" counts by the first audience, "iss" by issuer (every token of one
-// trusted issuer shares a budget).
-var CountableClaims = []string{"iss", "sub", "client_id", "aud"}
+// maxClaimName bounds the name in per: claim:<name>.
+const maxClaimName = 64
 
 // maxLimitCount bounds a rate, burst or quota: far above any real one,
 // and low enough that no product of two overflows an int64 of ns.
@@ -104,13 +101,11 @@ func (l *Limit) parsePer(v *yaml.Node) error {
 			return nil
 		}
 		if name, ok := strings.CutPrefix(v.Value, "claim:"); ok {
-			for _, c := range CountableClaims {
-				if name == c {
-					l.Per, l.Claim = "claim", name
-					return nil
-				}
+			if name == "" || len(name) > maxClaimName || strings.ContainsFunc(name, notClaimRune) {
+				return errAt(v, "per: claim:<name>: want a claim name of at most %d letters, digits, '_', '-', '.' or ':'", maxClaimName)
 			}
-			return errAt(v, "per: claim %q: a limit can count by %s", name, strings.Join(CountableClaims, ", "))
+			l.Per, l.Claim = "claim", name
+			return nil
 		}
 	}
 	return errAt(v, "per: want client, subject or claim:<name>")
@@ -206,4 +201,8 @@ func windowName(w time.Duration) string {
 		return "hour"
 	}
 	return "day"
+}
+
+func notClaimRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.:", r))
 }

@@ -105,7 +105,8 @@
 // in fixed windows of UTC time (a day's quota starts afresh at 00:00
 // UTC). per says whose requests share a budget: each client's (the
 // default), each subject's, or each value of a claim (claim:iss,
-// claim:aud, ...: CountableClaims). A rule's limit counts the requests
+// claim:aud, claim:tenant: a string or number claim, the first audience
+// for aud). A rule's limit counts the requests
 // that rule decides; a subject's counts all of that subject's requests
 // through the guard, whatever rule decides them. When both apply, both
 // count, independently: a request must fit in each, and one refused by
