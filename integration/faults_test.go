@@ -440,10 +440,11 @@ func (e *env) rewritePolicy(t *testing.T, n int) {
 // equivalentPolicy is the n-th rewrite of the policy: a text that decides
 // the load's requests as the environment's own policy does, with comments,
 // reordered subjects and rules, another syntax, unrelated subjects and
-// rules, conditions that hold for every request the roles allow; or,
-// every fifth time, a file that must be refused, in turn because it does
-// not parse, because two rules collide, and because a condition does not
-// compile.
+// rules, conditions that hold for every request the roles allow, limits
+// of a rule and of a subject that the load never reaches; or, every
+// fifth time, a file that must be refused, in turn because it does not
+// parse, because two rules collide, and because a condition does not
+// compile or a limit does not parse.
 func equivalentPolicy(n int, a, b client) (text string, broken bool) {
 	var p strings.Builder
 	fmt.Fprintf(&p, "# rewrite %d\n", n)
@@ -460,6 +461,7 @@ rules:
     public: true
   - path: /http/*
     roles: [%s]
+    limit: {rate: 1000000/s, quota: 1000000000/day}
   - path: /http/orders*
     methods: [POST]
     roles: [%s]
@@ -473,11 +475,15 @@ rules:
 		case 7:
 			fmt.Fprintf(&p, "subjects:\n  %s: [%s]\n%s  - path: /http/*\n    roles: [Other.role]\n", a.Subject, roleMessaging, policyRules)
 		default:
-			fmt.Fprintf(&p, "subjects:\n  %s: [%s]\n%s  - path: /http/broken-%d\n    roles: [%s]\n    when: claims.client_id ==\n", a.Subject, roleMessaging, policyRules, n, roleMessaging)
+			bad := "when: claims.client_id =="
+			if n/(3*rewritesPerReload)%2 == 1 {
+				bad = "limit: {rate: 10/fortnight}"
+			}
+			fmt.Fprintf(&p, "subjects:\n  %s: [%s]\n%s  - path: /http/broken-%d\n    roles: [%s]\n    %s\n", a.Subject, roleMessaging, policyRules, n, roleMessaging, bad)
 		}
 	case 3:
 		fmt.Fprintf(&p, `subjects:
-  %s: {roles: [%s]}
+  %s: {roles: [%s], limit: {rate: 1000000/s, burst: 1000000}}
   %s:
     - %s
 %s  - path: /http/unrelated-%d
