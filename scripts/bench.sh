@@ -124,6 +124,7 @@ guard-distinct-eddsa  guard-eddsa      distinct-eddsa   proxy-distinct-eddsa -  
 guard-missing-token   guard-rs256      missing          proxy             1.50 -
 guard-invalid-token   guard-rs256      invalid-rs256    proxy             1.50 -
 guard-policy-10k      guard-rs256-10k  same-rs256       guard-same-rs256  0.95 -
+guard-limited-rs256   guard-rs256-limited same-rs256    guard-same-rs256  0.95 -
 token-es256           guard-es256      token-generated  respond           0.40 -
 token-eddsa           guard-eddsa      token-generated  respond           0.50 -
 token-argon2id        guard-es256      token-argon2id   respond           0.35 -
@@ -139,9 +140,9 @@ token-redis-es256     guard-redis-es256 token-generated token-file-es256  0.90 -
 # The order of the runs in a round. Every case runs right before or
 # right after a run of its reference, and its ratios in that round are
 # taken from that run (from the mean of both when it sits between two);
-# the 10,000-rule guard runs right after the 10-rule guard it is
-# compared with.
-order="proxy guard-same-rs256 guard-policy-10k guard-same-es256 proxy
+# the 10,000-rule guard and the guard with a rate limit (issue 15) each
+# run next to a run of the 10-rule guard they are compared with.
+order="proxy guard-same-rs256 guard-policy-10k guard-limited-rs256 guard-same-rs256 guard-same-es256 proxy
 guard-missing-token guard-invalid-token proxy
 proxy-distinct-rs256 guard-distinct-rs256 proxy-distinct-rs256
 proxy-distinct-es256 guard-distinct-es256 proxy-distinct-es256
@@ -297,6 +298,12 @@ argon2id_id=$(awk '/^client_id:/ {print $2}' "$work/client-argon2id.txt")
 grants=oauth_client_$client_id,oauth_client_$argon2id_id
 bin/benchtool policy -rules 10 -subjects 10 -grant "$grants" -out "$work/policy-10.yaml"
 bin/benchtool policy -rules 10000 -subjects 100000 -grant "$grants" -out "$work/policy-10k.yaml"
+# The same 10 rules with a limit on the catch-all rule, the last one
+# written, that the load never reaches: what counting costs.
+{
+	cat "$work/policy-10.yaml"
+	printf '    limit: {rate: 1000000/s, burst: 1000000, quota: 1000000000/day}\n'
+} >"$work/policy-10-limited.yaml"
 
 global() { # storage name, oauth block
 	printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s\n%s\n}\n' \
@@ -320,6 +327,7 @@ guard_config() { # name, algorithm, policy file[, Redis key prefix]
 }
 guard_config guard-rs256 RS256 "$work/policy-10.yaml"
 guard_config guard-rs256-10k RS256 "$work/policy-10k.yaml"
+guard_config guard-rs256-limited RS256 "$work/policy-10-limited.yaml"
 guard_config guard-es256 ES256 "$work/policy-10.yaml"
 guard_config guard-eddsa EdDSA "$work/policy-10.yaml"
 # The same gateways with their state in Redis, one key prefix each: the
@@ -780,6 +788,25 @@ if [[ ${BENCH_GO:-1} != 0 ]]; then
 	grep -v 'no test files' "$go_out" >&2 || true
 fi
 
+# What a policy condition costs the guard's decision (issue 15, point 5:
+# at most 1 us beyond the same rule without one): BenchmarkCondition.
+condition_line=
+if [[ ${BENCH_GO:-1} != 0 ]]; then
+	condition_line=$(awk '$1 ~ /^BenchmarkCondition\// {
+		name = $1; sub(/^BenchmarkCondition\//, "", name); sub(/-[0-9]+$/, "", name)
+		ns[name] = $3; if (name != "NoCondition") names[++n] = name
+	}
+	END {
+		if (!("NoCondition" in ns)) exit
+		s = sprintf("A rule'"'"'s when condition (BenchmarkCondition; target <= 1000 ns beyond the same rule without one): without %.0f ns", ns["NoCondition"])
+		for (i = 1; i <= n; i++) {
+			d = ns[names[i]] - ns["NoCondition"]
+			s = s sprintf("; %s %+.0f ns: %s", names[i], d, d <= 1000 ? "met" : "NOT MET")
+		}
+		print s
+	}' "$go_out")
+fi
+
 summary=$(
 	echo "oauthgate make bench, $stamp (took $(($(date +%s) - start_time))s)"
 	echo "machine: nproc=$cpus cpu=\"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\" go=$(go env GOVERSION) kernel=$(uname -r) wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')${redis_pid:+ redis-server=$(dpkg-query -W -f '${Version}' redis-server 2>/dev/null || echo '?')}"
@@ -789,6 +816,7 @@ summary=$(
 	echo "settings: duration=$duration warmup=$warmup rounds=$rounds threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb scale=$scale scale_opaque=$scale_opaque scale_revoked=$scale_revoked scale_lookups=$scale_lookups"
 	echo
 	if [[ -s $runs ]]; then report; fi
+	if [[ -n $condition_line ]]; then printf '\n%s\n' "$condition_line"; fi
 	if [[ -n $memory_line ]]; then printf '\n%s\n' "$memory_line"; fi
 	if [[ -n $scale_lines ]]; then printf '\n%s\n' "$scale_lines"; fi
 )
