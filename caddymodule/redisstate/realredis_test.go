@@ -3,6 +3,8 @@ package redisstate
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -739,4 +741,52 @@ func info(t *testing.T, s *redisServer, field string) string {
 		}
 	}
 	return ""
+}
+
+func TestRealRedis_OnceTellsExactlyOneInstanceAnIdentifierIsNew(t *testing.T) {
+	s := startRedis(t)
+	a, b := s.engine(t, newSealer(t)), s.engine(t, newSealer(t))
+	ctx := t.Context()
+	exp := time.Now().Add(400 * time.Millisecond)
+	var firsts atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			e := a
+			if i%2 == 1 {
+				e = b
+			}
+			ok, err := e.First(ctx, "dpop", "jti-1", exp)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				firsts.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := firsts.Load(); n != 1 {
+		t.Errorf("%d of 20 uses at two instances were told the identifier is new, want 1", n)
+	}
+	if ok, _ := a.First(ctx, "assertion", "jti-1", exp); !ok {
+		t.Error("the same identifier of another kind was not new")
+	}
+	ttl, err := s.do("PTTL", "oauthgate:once:dpop:"+hexSHA256("jti-1"))
+	if err != nil || ttl.(int64) <= 0 || ttl.(int64) > 400 {
+		t.Errorf("PTTL %v (%v), want (0, 400] ms: kept until the proof expires", ttl, err)
+	}
+	time.Sleep(time.Until(exp) + 50*time.Millisecond)
+	if ok, err := b.First(ctx, "dpop", "jti-1", time.Now().Add(time.Second)); !ok || err != nil {
+		t.Errorf("after its expiry First = %v, %v; want true", ok, err)
+	}
+	s.stop()
+	if ok, err := a.First(ctx, "dpop", "jti-2", time.Now().Add(time.Second)); ok || err == nil {
+		t.Errorf("with Redis down First = %v, %v; want false and an error", ok, err)
+	}
+}
+
+func hexSHA256(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
