@@ -25,6 +25,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
 	"github.com/oauthgate/oauthgate/caddymodule/ratelimit"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 	"github.com/oauthgate/oauthgate/caddymodule/weburl"
@@ -115,6 +116,9 @@ type App struct {
 	// per instance. limits counts the callers of every guard.
 	fleet  ratelimit.Fleet
 	limits *ratelimit.Limiter
+	// once remembers the one-time identifiers of DPoP proofs and client
+	// assertions: Redis for a fleet, else this process's memory.
+	once state.Once
 	// keysChanged wakes the key sync when another instance stored keys.
 	keysChanged chan struct{}
 }
@@ -177,6 +181,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.limiter = limiter
 	if a.limits, err = holdRateLimiter(&a.held, where, a.fleet, a.logger); err != nil {
 		return err
+	}
+	if a.once == nil {
+		if a.once, err = holdOnce(&a.held); err != nil {
+			return err
+		}
 	}
 	if a.keys, err = holdKeeper(&a.held, where, blobs, keys.Options{
 		Algorithm:   alg,

@@ -127,6 +127,7 @@ func (a *App) openState(ctx caddy.Context, local *bruteforce.Limiter) (blobs sta
 		a.logger.Info("state redis: imported the signing keys and token state from Caddy's storage; tokens issued before stay valid")
 	}
 	a.fleet = e.Counters()
+	a.once = e
 	return e.Blobs(), e, e.Limiter(bruteforce.Config{}, local), key, nil
 }
 

@@ -133,6 +133,14 @@ func holdLimiter(h *holds) (*bruteforce.Limiter, error) {
 	})
 }
 
+// holdOnce returns this process's one-time identifiers, kept across
+// reloads: a reload must not make a proof seen before it new again.
+func holdOnce(h *holds) (*state.MemoryOnce, error) {
+	return hold(h, "once", func() (*pooled[*state.MemoryOnce], error) {
+		return &pooled[*state.MemoryOnce]{value: state.NewMemoryOnce(0, nil)}, nil
+	})
+}
+
 // holdRateLimiter returns the request counts of the policy's limits,
 // shared with the fleet through fleet (nil: counted in this process)
 // and kept by where, the state that fleet belongs to. Its sync with the
