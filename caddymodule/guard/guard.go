@@ -148,6 +148,13 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 		return
 	}
 	d.Claims = claims
+	if claims.Confirmation.Bound() {
+		// A sender-constrained token (RFC 8705, RFC 9449) is worth
+		// nothing without the proof of its key; until the guard checks
+		// such proofs, no request proves one.
+		d.Err = oautherr.InvalidToken("the token is bound to a key (cnf) that this request does not prove")
+		return
+	}
 	dv, oerr := derive(claims, ext, pol)
 	if oerr != nil {
 		d.Err = oerr

@@ -219,7 +219,7 @@ func stringArray(m member, dst *[]string) error {
 // decodedNames are the header and claim names we read: those
 // header.decode and decodeClaims look for.
 var decodedNames = []string{"alg", "kid", "typ", "crit", "b64",
-	"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cid", "azp"}
+	"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cid", "azp", "cnf"}
 
 // objectName is a member name, lower-cased, in the object numbered id.
 type objectName struct {

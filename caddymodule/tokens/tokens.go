@@ -51,11 +51,31 @@ type Claims struct {
 	// encoding/json decodes them, for policy conditions ("when"); nil
 	// for the gateway's own tokens, which carry none.
 	Extra map[string]any
+	// Confirmation is the "cnf" claim: the key a sender-constrained
+	// token is bound to; zero for a bearer token.
+	Confirmation Confirmation
 	// KeyID is not a claim: it names the key that verified the token.
 	KeyID string
 
 	derived atomic.Value // see Derived
 }
+
+// Confirmation is the "cnf" claim of a sender-constrained token (RFC
+// 7800): only a request that proves the key it names may use the token.
+// A token whose cnf names any other method is refused as malformed, not
+// taken as a bearer token: a binding the gateway cannot check must not
+// fall away.
+type Confirmation struct {
+	// X5tS256 is the base64url SHA-256 thumbprint of the client's
+	// certificate (RFC 8705 §3.1).
+	X5tS256 string `json:"x5t#S256,omitempty"`
+	// JKT is the base64url JWK SHA-256 thumbprint (RFC 7638) of the
+	// client's DPoP key (RFC 9449 §6.1).
+	JKT string `json:"jkt,omitempty"`
+}
+
+// Bound reports whether the token is bound to a key.
+func (c Confirmation) Bound() bool { return c != Confirmation{} }
 
 // Derived returns what SetDerived last stored, nil if nothing. Claims a
 // Verifier with a Cache returns are shared by every request that presents
@@ -161,6 +181,21 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = oauthjson.AppendString(b, c.ID)
 	b = append(b, `,"scope":`...)
 	b = oauthjson.AppendString(b, strings.Join(c.Scope, " "))
+	if c.Confirmation.Bound() {
+		b = append(b, `,"cnf":{`...)
+		if c.Confirmation.X5tS256 != "" {
+			b = append(b, `"x5t#S256":`...)
+			b = oauthjson.AppendString(b, c.Confirmation.X5tS256)
+		}
+		if c.Confirmation.JKT != "" {
+			if c.Confirmation.X5tS256 != "" {
+				b = append(b, ',')
+			}
+			b = append(b, `"jkt":`...)
+			b = oauthjson.AppendString(b, c.Confirmation.JKT)
+		}
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 
@@ -468,6 +503,7 @@ type claimsJSON struct {
 	IssuedAt, NotBefore, Expiry optionalDate
 	Scope                       stringList // decoded from a string only, unless External
 	CID, AZP                    string     // External only
+	Cnf                         Confirmation
 }
 
 // decodeClaims decodes members into w.
@@ -508,6 +544,8 @@ func (v *Verifier) decodeClaims(members []member, w *claimsJSON) error {
 			if v.External {
 				err = str(m, &w.AZP)
 			}
+		case "cnf":
+			err = confirmation(m, &w.Cnf)
 		}
 		if err != nil {
 			return err
@@ -535,6 +573,7 @@ func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 		return nil, err
 	}
 	c.Scope = w.Scope
+	c.Confirmation = w.Cnf
 	if v.External {
 		c.Extra = extra(data)
 	}
@@ -550,8 +589,37 @@ func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 	return c, nil
 }
 
+// confirmation decodes a "cnf" claim: an object with x5t#S256, jkt or
+// both, non-empty strings, and nothing else.
+func confirmation(m member, dst *Confirmation) error {
+	all, err := unmarshal[map[string]json.RawMessage](m.value)
+	if err != nil || all == nil {
+		return m.wrongType()
+	}
+	if len(all) == 0 {
+		return errors.New(`"cnf" names no key`)
+	}
+	for name, raw := range all {
+		var s string
+		switch name {
+		case "x5t#S256":
+			s, err = unmarshal[string](string(raw))
+			dst.X5tS256 = s
+		case "jkt":
+			s, err = unmarshal[string](string(raw))
+			dst.JKT = s
+		default:
+			return fmt.Errorf(`"cnf" binds the token by %.32q, which the gateway does not check`, name)
+		}
+		if err != nil || s == "" {
+			return fmt.Errorf(`"cnf" member %.32q is not a non-empty string`, name)
+		}
+	}
+	return nil
+}
+
 // registered are the claims Claims has fields for; extra leaves them out.
-var registered = []string{"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope"}
+var registered = []string{"iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "scope", "cnf"}
 
 // extra decodes the claims of a verified external token that Claims has
 // no field for. They are bounded by the token's length; a token with

@@ -92,6 +92,29 @@ func TestMintThenVerify_RoundTripsEveryClaim(t *testing.T) {
 	}
 }
 
+func TestMintThenVerify_KeepsTheConfirmation(t *testing.T) {
+	set := keystest.NewSet(t)
+	for _, cnf := range []Confirmation{{}, {X5tS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, {X5tS256: "a", JKT: "b"}} {
+		c := validClaims()
+		c.Confirmation = cnf
+		tok, err := Mint(set.Signing(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := verifier(set).Verify(tok)
+		if err != nil {
+			t.Fatalf("%+v: Verify: %v", cnf, err)
+		}
+		if got.Confirmation != cnf || got.Confirmation.Bound() != (cnf != Confirmation{}) {
+			t.Errorf("Confirmation = %+v, want %+v", got.Confirmation, cnf)
+		}
+		seg, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		if has := strings.Contains(string(seg), `"cnf"`); has != cnf.Bound() {
+			t.Errorf("%+v: payload %s: cnf present = %v", cnf, seg, has)
+		}
+	}
+}
+
 func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 	set := keystest.NewSet(t)
 	k := set.Signing()
@@ -159,6 +182,13 @@ func TestVerify_RefusesMalformedAndForgedTokens(t *testing.T) {
 		{"client_id missing", signRaw(t, k, hdr, strings.Replace(payload(""), `"client_id":"abc",`, "", 1)), `no "client_id"`},
 		{"jti missing", signRaw(t, k, hdr, strings.Replace(payload(""), `,"jti":"j"`, "", 1)), `no "jti"`},
 		{"exp missing", signRaw(t, k, hdr, fmt.Sprintf(`{"iss":%q,"sub":"s","client_id":"c","aud":%q,"iat":%d,"jti":"j"}`, testIssuer, testAudience, now.Unix())), `no "exp"`},
+		{"cnf not an object", signRaw(t, k, hdr, payload(`,"cnf":"abc"`)), "wrong type"},
+		{"cnf null", signRaw(t, k, hdr, payload(`,"cnf":null`)), "wrong type"},
+		{"cnf empty", signRaw(t, k, hdr, payload(`,"cnf":{}`)), "names no key"},
+		{"cnf by a whole JWK", signRaw(t, k, hdr, payload(`,"cnf":{"jwk":{"kty":"EC"}}`)), "does not check"},
+		{"cnf with another method beside jkt", signRaw(t, k, hdr, payload(`,"cnf":{"jkt":"abc","kid":"x"}`)), "does not check"},
+		{"cnf jkt empty", signRaw(t, k, hdr, payload(`,"cnf":{"jkt":""}`)), "not a non-empty string"},
+		{"cnf x5t#S256 a number", signRaw(t, k, hdr, payload(`,"cnf":{"x5t#S256":7}`)), "not a non-empty string"},
 		{"iat missing", signRaw(t, k, hdr, fmt.Sprintf(`{"iss":%q,"sub":"s","client_id":"c","aud":%q,"exp":%d,"jti":"j"}`, testIssuer, testAudience, now.Add(time.Hour).Unix())), `no "iat"`},
 	}
 	v := verifier(set)
