@@ -20,7 +20,8 @@ import (
 
 // docs/operations.md, "Securing Redis": a fleet that reaches Redis over
 // TLS (tls_ca_file) as the ACL user the docs define does everything it
-// does as the default user, and Redis refuses it nothing.
+// does as the default user (rate-limit counts included), and Redis
+// refuses it nothing.
 func TestRedisFleet_OverTLSAsTheDocumentedACLUserNothingIsRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -55,6 +56,10 @@ func TestRedisFleet_OverTLSAsTheDocumentedACLUserNothingIsRefused(t *testing.T) 
 	a.adminKeys(t, http.MethodPost, "/oauth/keys/rotate?now=1")
 	b.call(t, http.MethodGet, "/http/flow", a.token(t, a.A), "").wantStatus(t, http.StatusOK)
 	a.tokenRequest(t, http.MethodPost, url.Values{"grant_type": {"client_credentials"}}, nil, a.A.ID, "wrong").wantStatus(t, http.StatusUnauthorized)
+	// A policy limit: the instances add their counts up in Redis.
+	a.replacePolicy(t, limitRules("{rate: 1000/s, quota: 100000/day}"), nil)
+	a.call(t, http.MethodGet, "/http/flow", a.token(t, a.A), "").wantStatus(t, http.StatusOK)
+	time.Sleep(300 * time.Millisecond) // three syncs of the counts
 
 	refused, err := r.do(t, "ACL", "LOG")
 	if err != nil {
