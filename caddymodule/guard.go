@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -277,7 +278,7 @@ func (g *OAuthGuard) limit(d *guard.Decision) ratelimit.Verdict {
 		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "rule", Caller: caller(l, d)}
 		n++
 	}
-	if l := g.app.Policy().SubjectLimit(d.Subject); l != nil {
+	if l := d.Policy.SubjectLimit(d.Subject); l != nil {
 		cs[n] = ratelimit.Counted{Limit: l, Scope: l.Scope, Name: "subject", Caller: caller(l, d)}
 		n++
 	}
@@ -327,8 +328,14 @@ func caller(l *policy.Limit, d *guard.Decision) string {
 		}
 		return ""
 	}
-	return d.ClientID
+	return party(d)
 }
+
+// party is whose CSRF tokens and default limit budget a request's are:
+// its client, or for an external issuer's token without a client ID
+// (Entra v1 tokens name it appid) its subject, which names the issuer
+// too, so that such callers never share one binding or budget.
+func party(d *guard.Decision) string { return cmp.Or(d.ClientID, d.Subject) }
 
 // pass sends an allowed request on: guard.Forward decides what the
 // backend receives, and the placeholders for header_up say the same.
@@ -412,14 +419,14 @@ func (g *OAuthGuard) checkCSRF(w http.ResponseWriter, r *http.Request, d *guard.
 		if len(vals) != 1 || !strings.EqualFold(strings.TrimSpace(vals[0]), "Fetch") {
 			return false
 		}
-		tok := g.app.csrf.Signer().Issue(d.ClientID, time.Now(), time.Duration(g.CSRFTokenLifetime))
+		tok := g.app.csrf.Signer().Issue(party(d), time.Now(), time.Duration(g.CSRFTokenLifetime))
 		h := w.Header()
 		h.Set(csrfHeader, tok)
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 		g.record(r.Context(), decisionLabels{"csrf_fetch", "ok", d.Rule.Line}, d)
 		if ce := g.logger.Check(zap.DebugLevel, "CSRF token fetched"); ce != nil {
-			ce.Write(zap.String("client_id", d.ClientID), zap.String("path", r.URL.Path), zap.Int("rule_line", d.Rule.Line))
+			ce.Write(zap.String("client_id", party(d)), zap.String("path", r.URL.Path), zap.Int("rule_line", d.Rule.Line))
 		}
 		return true
 	}
@@ -433,7 +440,7 @@ func (g *OAuthGuard) checkCSRF(w http.ResponseWriter, r *http.Request, d *guard.
 	case len(vals) > 1:
 		d.Err = &oautherr.Error{Code: reasonCSRFInvalid, Status: http.StatusForbidden, Description: "more than one X-CSRF-Token header"}
 	default:
-		if err := g.app.csrf.Signer().Verify(vals[0], d.ClientID, time.Now()); err != nil {
+		if err := g.app.csrf.Signer().Verify(vals[0], party(d), time.Now()); err != nil {
 			d.Err = &oautherr.Error{Code: reasonCSRFInvalid, Status: http.StatusForbidden, Description: err.Error() + "; fetch a new one"}
 		}
 	}

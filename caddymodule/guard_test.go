@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"strings"
 	"testing"
+
+	"github.com/oauthgate/oauthgate/caddymodule/guard"
+	"github.com/oauthgate/oauthgate/caddymodule/policy"
 )
 
 func TestGuardValidate_RefusesWhatCannotWork(t *testing.T) {
@@ -26,5 +29,25 @@ func TestGuardValidate_RefusesWhatCannotWork(t *testing.T) {
 				t.Errorf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCaller_ExternalTokensWithoutAClientIDAreCountedByTheirSubject(t *testing.T) {
+	perClient := &policy.Limit{Per: "client"}
+	for _, tc := range []struct {
+		name string
+		d    guard.Decision
+		want string
+	}{
+		{"one of our clients", guard.Decision{ClientID: "abc", Subject: "oauth_client_abc"}, "abc"},
+		{"an external client", guard.Decision{ClientID: "https://idp#app", Subject: "https://idp#sub"}, "https://idp#app"},
+		{"an external token without a client ID", guard.Decision{Subject: "https://idp#sub-1"}, "https://idp#sub-1"},
+	} {
+		if got := caller(perClient, &tc.d); got != tc.want {
+			t.Errorf("%s: limit counted for %q, want %q", tc.name, got, tc.want)
+		}
+		if got := party(&tc.d); got != tc.want {
+			t.Errorf("%s: CSRF tokens bound to %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

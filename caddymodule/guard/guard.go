@@ -96,6 +96,9 @@ type Decision struct {
 	Roles []string
 	// Preflight marks a CORS preflight let through by AllowPreflight.
 	Preflight bool
+	// Policy is the snapshot that decided, for the steps after the
+	// decision (limits), so that one request never meets two policies.
+	Policy *policy.Policy
 
 	told *Identity // what Forward tells the backend; nil: made there
 }
@@ -121,6 +124,7 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 		return
 	}
 	pol := g.Policy.Policy()
+	d.Policy = pol
 	d.Rule = pol.Match(r.Method, r.Host, r.URL.Path)
 	if d.Rule != nil && d.Rule.Public {
 		return
