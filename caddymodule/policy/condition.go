@@ -14,6 +14,7 @@ import (
 	"cel.dev/cel-go/checker"
 	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
@@ -35,15 +36,22 @@ const (
 	// request taken as conditionSizeBound long, and the cost actually
 	// spent on one request.
 	MaxConditionCost = 10_000
-	// conditionSizeBound is the length the estimate takes for a string
-	// from the token or the request: a token is at most 8 KiB, and a
-	// condition that would be expensive on a long header is refused
-	// rather than hoped to meet only short ones. conditionItemsBound is
-	// the estimate's number of items of a list or map (roles, a
-	// header's values): real requests have few, and a request with more
-	// meets the runtime limit instead.
-	conditionSizeBound  = 8 << 10
+	// conditionSizeBound is the longest string from the token or the
+	// request that a condition sees: a longer claim, header or query
+	// value, path or host is absent to it (so a condition reading it is
+	// false), which makes the estimate, taken with every string this
+	// long, a bound and not a hope. A tenant, a client or a path is far
+	// shorter. conditionItemsBound is the estimate's number of items of
+	// a list or map (roles, a header's values): real requests have few,
+	// and a request with more meets the runtime limit instead.
+	conditionSizeBound  = 1 << 10
 	conditionItemsBound = 100
+	// matchCostPerByte is what the estimate charges a regular expression
+	// (matches) per byte it may scan: RE2 scans in linear time, but at
+	// up to about 40 ns a byte, 40 times CEL's own charge, so that at
+	// most two matches over request values fit MaxConditionCost, about
+	// 90 µs at worst (BenchmarkConditionWorstCase).
+	matchCostPerByte = 4
 )
 
 // Condition is a rule's "when": a CEL expression over the token's claims,
@@ -246,8 +254,12 @@ func (sizeBound) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	return &checker.SizeEstimate{Min: 0, Max: conditionItemsBound}
 }
 
-func (sizeBound) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-	return nil
+func (b sizeBound) EstimateCallCost(function, _ string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if function != overloads.Matches {
+		return nil // the library's estimate
+	}
+	cost := uint64(conditionSizeBound * matchCostPerByte)
+	return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: cost}}
 }
 
 var errNoSuchKey = errors.New("no such key: the token or the request lacks a claim, header or query parameter the condition reads")
@@ -334,23 +346,34 @@ func (a *activation) find(kind mapKind, key string) (ref.Val, bool) {
 		}
 		switch v := v.(type) {
 		case string:
-			return types.String(v), true
+			return types.String(v), len(v) <= conditionSizeBound
 		case []string:
-			return a.list(v), true
+			return a.list(v), bounded(v)
 		}
 		return types.DefaultTypeAdapter.NativeToValue(v), true
 	case requestKind:
 		return a.requestField(key)
 	case headersKind:
-		if v, ok := a.header(key); ok {
+		if v, ok := a.header(key); ok && bounded(v) {
 			return a.list(v), true
 		}
 		return nil, false
 	}
-	if v, ok := a.parsedQuery()[key]; ok {
+	if v, ok := a.parsedQuery()[key]; ok && bounded(v) {
 		return a.list(v), true
 	}
 	return nil, false
+}
+
+// bounded reports whether a condition may see every one of vs: none is
+// longer than conditionSizeBound.
+func bounded(vs []string) bool {
+	for _, v := range vs {
+		if len(v) > conditionSizeBound {
+			return false
+		}
+	}
+	return true
 }
 
 // list is l as a CEL list, in one of the activation's own slots while
@@ -384,11 +407,11 @@ func (a *activation) requestField(name string) (ref.Val, bool) {
 	r := &a.in.Request
 	switch name {
 	case "method":
-		return types.String(r.Method), true
+		return types.String(r.Method), len(r.Method) <= conditionSizeBound
 	case "host":
-		return types.String(hostname(r.Host)), true
+		return types.String(hostname(r.Host)), len(r.Host) <= conditionSizeBound
 	case "path":
-		return types.String(r.Path), true
+		return types.String(r.Path), len(r.Path) <= conditionSizeBound
 	case "remote_addr":
 		return types.String(r.RemoteAddr), true
 	case "time":

@@ -1,6 +1,9 @@
 package policy
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // BenchmarkConditionEval is one condition evaluated, without the guard
 // around it (see guard's BenchmarkCondition for the difference a
@@ -29,5 +32,24 @@ func BenchmarkConditionEval(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkConditionWorstCase is the slowest condition a policy can
+// have that we know of: the two regular expressions the cost limit
+// allows over request values, each scanning a header as long as a
+// condition reads (conditionSizeBound) and failing at its end.
+func BenchmarkConditionWorstCase(b *testing.B) {
+	long := strings.Repeat("ab", conditionSizeBound/2)
+	in := Input{Request: Request{Header: map[string][]string{"X-0": {long}, "X-1": {long}}}}
+	c, err := compileCondition(`request.headers["X-0"][0].matches("(a|b)*c") || request.headers["X-1"][0].matches("(a|b)*c")`, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := c.Eval(&in); ok || err != nil {
+			b.Fatal(ok, err)
+		}
 	}
 }

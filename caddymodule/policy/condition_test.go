@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -60,8 +61,8 @@ func TestCondition_Eval(t *testing.T) {
 		Roles:  []string{"A"},
 		Request: Request{
 			Method: "POST", Host: "API.example.com:8443", Path: "/a/1",
-			Header:     map[string][]string{"X-Tenant": {"acme"}, "X-Multi": {"1", "2"}},
-			RawQuery:   "page=2&q=x",
+			Header:     map[string][]string{"X-Tenant": {"acme"}, "X-Multi": {"1", "2"}, "X-Long": {strings.Repeat("a", conditionSizeBound+1)}},
+			RawQuery:   "page=2&q=x&long=" + strings.Repeat("a", conditionSizeBound+1),
 			RemoteAddr: "10.1.2.3",
 			Time:       time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		},
@@ -79,6 +80,9 @@ func TestCondition_Eval(t *testing.T) {
 		"a header's later value":                     {`"2" in request.headers["x-multi"]`, true, ""},
 		"a header that is absent, tested with in":    {`"x-other" in request.headers`, false, ""},
 		"a header that is absent, read":              {`request.headers["X-Other"][0] == "a"`, false, "no such key"},
+		"a header longer than conditions read":       {`request.headers["X-Long"][0].startsWith("a")`, false, "no such key"},
+		"a header longer than conditions read, in":   {`"x-long" in request.headers`, false, ""},
+		"a query value longer than conditions read":  {`request.query["long"][0] != ""`, false, "no such key"},
 		"a claim that is absent, tested with has":    {`has(claims.region) && claims.region == "eu"`, false, ""},
 		"a claim that is absent, read":               {`claims.region == "eu"`, false, "no such key"},
 		"a number claim against an int":              {`claims.level >= 3`, true, ""},
@@ -129,6 +133,22 @@ func TestCondition_ErrorsNeverQuoteValues(t *testing.T) {
 	in := Input{Claims: MapClaims{}, Request: Request{Header: map[string][]string{"X-Key": {"secret-value-123"}}}}
 	if _, err := c.Eval(&in); err == nil || strings.Contains(err.Error(), "secret-value-123") {
 		t.Errorf("error = %v; want one that does not quote the header", err)
+	}
+}
+
+func TestCondition_RegularExpressionsOverRequestValuesAreCountedByWhatTheyScan(t *testing.T) {
+	re := func(n int) string {
+		var parts []string
+		for i := range n {
+			parts = append(parts, fmt.Sprintf(`request.headers["X-%d"][0].matches("(a|b)*c")`, i))
+		}
+		return strings.Join(parts, " || ")
+	}
+	if _, err := compileCondition(re(2), 1); err != nil {
+		t.Errorf("two regular expressions over headers: %v", err)
+	}
+	if _, err := compileCondition(re(3), 1); err == nil || !strings.Contains(err.Error(), "could cost up to") {
+		t.Errorf("three regular expressions over headers: %v, want refused for their cost", err)
 	}
 }
 
