@@ -21,8 +21,10 @@ const ReasonConditionFalse = "condition_false"
 // answer would tell a caller what it must forge.
 func (g *Guard) checkCondition(r *http.Request, d *Decision) {
 	in := policy.Input{
-		Claims: claimSet{d.Claims},
-		Roles:  d.Roles,
+		Claims:   claimSet{d.Claims},
+		Roles:    d.Roles,
+		ClientID: d.ClientID,
+		Subject:  d.Subject,
 		Request: policy.Request{
 			Method:     r.Method,
 			Host:       r.Host,

@@ -375,6 +375,11 @@ func (x *Explanation) explainCondition(c *Condition, subject string, scope []str
 		use.Claims = claims
 	}
 	use.Roles = x.Held
+	// The caller as the guard tells it for the gateway's own tokens.
+	use.Subject = subject
+	if id, ok := strings.CutPrefix(subject, "oauth_client_"); ok && use.ClientID == "" {
+		use.ClientID = id
+	}
 	use.Request.Method, use.Request.Host, use.Request.Path = x.Method, x.Host, x.Path
 	ok, err := c.Eval(&use)
 	switch {

@@ -99,9 +99,14 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 
 // Input is what a condition is evaluated over.
 type Input struct {
-	Claims  ClaimSet // nil: no token (a condition reading claims is then false)
-	Roles   []string
-	Request Request
+	Claims ClaimSet // nil: no token (a condition reading claims is then false)
+	Roles  []string
+	// ClientID and Subject are the caller as the backend is told: for a
+	// trusted issuer's token "<iss>#<client_id>" and "<iss>#<sub>", so
+	// that a condition naming one of our clients cannot be met by
+	// another issuer's client of the same name (claims.client_id can).
+	ClientID, Subject string
+	Request           Request
 }
 
 // Request is the part of an HTTP request a condition can read.
@@ -130,6 +135,8 @@ var conditionEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
 		cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("roles", cel.ListType(cel.StringType)),
+		cel.Variable("client_id", cel.StringType),
+		cel.Variable("subject", cel.StringType),
 		cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
 		cel.ParserExpressionSizeLimit(MaxConditionLength),
 		cel.ParserRecursionLimit(maxConditionDepth),
@@ -309,6 +316,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.lazy(&a.claims, claimsKind), true
 	case "roles":
 		return a.list(a.in.Roles), true
+	case "client_id":
+		return types.String(a.in.ClientID), true
+	case "subject":
+		return types.String(a.in.Subject), true
 	case "request":
 		return a.lazy(&a.request, requestKind), true
 	}

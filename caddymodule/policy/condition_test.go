@@ -57,8 +57,9 @@ func TestParse_ConditionErrorsNameTheLine(t *testing.T) {
 
 func TestCondition_Eval(t *testing.T) {
 	base := Input{
-		Claims: MapClaims{"client_id": "sender", "tenant": "acme", "level": float64(3), "scope": []string{"A", "B"}},
-		Roles:  []string{"A"},
+		Claims:   MapClaims{"client_id": "sender", "tenant": "acme", "level": float64(3), "scope": []string{"A", "B"}},
+		Roles:    []string{"A"},
+		ClientID: "https://idp#sender", Subject: "https://idp#s",
 		Request: Request{
 			Method: "POST", Host: "API.example.com:8443", Path: "/a/1",
 			Header:     map[string][]string{"X-Tenant": {"acme"}, "X-Multi": {"1", "2"}, "X-Long": {strings.Repeat("a", conditionSizeBound+1)}},
@@ -87,6 +88,7 @@ func TestCondition_Eval(t *testing.T) {
 		"a claim that is absent, read":               {`claims.region == "eu"`, false, "no such key"},
 		"a number claim against an int":              {`claims.level >= 3`, true, ""},
 		"a role":                                     {`"A" in roles && !("B" in roles)`, true, ""},
+		"the caller as the backend is told":          {`client_id == "https://idp#sender" && subject == "https://idp#s"`, true, ""},
 		"a scope":                                    {`"B" in claims.scope`, true, ""},
 		"the method":                                 {`request.method == "POST"`, true, ""},
 		"the host without port, in lower case":       {`request.host == "api.example.com"`, true, ""},
