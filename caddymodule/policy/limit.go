@@ -181,19 +181,23 @@ func unitName(d time.Duration) string {
 // knowing either way), and a quota the rate can never reach (the quota
 // then limits nothing).
 func limitFindings(l *Limit, what string) []string {
+	var out []string
+	if l.Per == "claim" && !slices.Contains(OwnClaims, l.Claim) {
+		out = append(out, fmt.Sprintf("%s counts per claim %s, which tokens of this gateway never carry: they all share one budget (fine if an external issuer's tokens carry it)", what, l.Claim))
+	}
 	if l.Rate == 0 || l.Quota == 0 {
-		return nil
+		return out
 	}
 	// What the rate admits in one window: the burst, then the rate.
 	perWindow := float64(l.Burst) + float64(l.Rate)*float64(l.Window)/float64(l.RatePer)
 	if float64(l.Quota) >= perWindow {
-		return []string{fmt.Sprintf("%s: its quota %d/%s is never reached: its rate admits at most %.0f a %s; drop the quota or lower it",
-			what, l.Quota, unitName(l.Window), perWindow, windowName(l.Window))}
+		return append(out, fmt.Sprintf("%s: its quota %d/%s is never reached: its rate admits at most %.0f a %s; drop the quota or lower it",
+			what, l.Quota, unitName(l.Window), perWindow, windowName(l.Window)))
 	}
 	// Used up after the burst and (quota-burst) more at the rate.
 	after := time.Duration(math.Ceil(float64(max(l.Quota-l.Burst, 0)) * float64(l.Interval())))
-	return []string{fmt.Sprintf("%s: at its rate the quota %d/%s is used up after %v each %s, and the caller is refused for the rest of it",
-		what, l.Quota, unitName(l.Window), after.Round(time.Second), windowName(l.Window))}
+	return append(out, fmt.Sprintf("%s: at its rate the quota %d/%s is used up after %v each %s, and the caller is refused for the rest of it",
+		what, l.Quota, unitName(l.Window), after.Round(time.Second), windowName(l.Window)))
 }
 
 func windowName(w time.Duration) string {

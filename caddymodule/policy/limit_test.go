@@ -123,8 +123,11 @@ func TestCheck_QuotasAgainstTheirRate(t *testing.T) {
 			"p.yaml:6: the rule's limit: its quota 100000/day is never reached: its rate admits at most 1441 a day; drop the quota or lower it"},
 		"an hourly quota against its rate": {"{rate: 10/s, burst: 1, quota: 3601/h}",
 			"p.yaml:6: the rule's limit: at its rate the quota 3601/h is used up after 6m0s each hour, and the caller is refused for the rest of it"},
-		"a rate alone":  {"{rate: 1/s}", ""},
-		"a quota alone": {"{quota: 10/day}", ""},
+		"per a claim our tokens never carry": {"{rate: 1/s, per: 'claim:tennant'}",
+			"p.yaml:6: the rule's limit counts per claim tennant, which tokens of this gateway never carry: they all share one budget (fine if an external issuer's tokens carry it)"},
+		"per a claim our tokens carry": {"{rate: 1/s, per: 'claim:aud'}", ""},
+		"a rate alone":                 {"{rate: 1/s}", ""},
+		"a quota alone":                {"{quota: 10/day}", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
