@@ -20,7 +20,7 @@ import (
 // 5xx, which otelhttp already flags), and a caller refused is the
 // gateway doing its job.
 const (
-	attrDecision = attribute.Key("oauthgate.decision")  // allow, deny, would_deny, public, preflight
+	attrDecision = attribute.Key("oauthgate.decision")  // allow, deny, would_deny, public, preflight, csrf_fetch
 	attrReason   = attribute.Key("oauthgate.reason")    // ok, missing_token, or the refusal's code
 	attrRuleLine = attribute.Key("oauthgate.rule.line") // the deciding policy rule
 	attrRuleFile = attribute.Key("oauthgate.rule.file") // the policy file it is in

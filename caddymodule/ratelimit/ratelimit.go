@@ -349,12 +349,14 @@ func (l *Limiter) add(s *shard, k key, t int64) *entry {
 // headers are the RateLimit-Policy and RateLimit values for cs at t, as
 // draft-ietf-httpapi-ratelimit-headers-09 writes them:
 //
-//	RateLimit-Policy: "rate";q=100;w=1, "quota";q=100000;w=86400
-//	RateLimit: "rate";r=0;t=1, "quota";r=99871;t=52113
+//	RateLimit-Policy: "rule-rate";q=100;w=1, "rule-quota";q=100000;w=86400
+//	RateLimit: "rule-rate";r=0;t=1, "rule-quota";r=99871;t=52113
 //
-// A rate's q is its burst and w the time that burst takes to come back;
-// r is what is left now and t the seconds until the bucket is full again.
-// A quota's w is its window and t the seconds until the window ends.
+// A rate's w is the whole seconds its burst takes to come back, and q
+// what a full bucket admits in w (the burst, and what the rate refills
+// meanwhile: 100/s with a burst of 1 is q=100;w=1, not q=1); r is what
+// is left now and t the seconds until the bucket is full again. A
+// quota's w is its window and t the seconds until the window ends.
 func (l *Limiter) headers(cs []Counted, t int64) (pol, st string) {
 	var pb, sb []byte
 	item := func(name string, q, w, r, reset int64) {
@@ -387,7 +389,9 @@ func (l *Limiter) headers(cs []Counted, t int64) (pol, st string) {
 			interval := int64(lim.Interval())
 			burst := interval * lim.Burst
 			debt := min(max(tat-t, 0), burst)
-			item(c.Name+"-rate", lim.Burst, ceilSeconds(burst), (burst-debt)/interval, ceilSeconds(debt))
+			w := ceilSeconds(burst)
+			q := lim.Burst + (w*int64(time.Second)-burst)/interval
+			item(c.Name+"-rate", q, w, (burst-debt)/interval, ceilSeconds(debt))
 		}
 		if lim.Quota > 0 {
 			w := int64(lim.Window)

@@ -139,6 +139,24 @@ func TestTake_RefusalCarriesTheDraftHeaders(t *testing.T) {
 	}
 }
 
+func TestTake_ARateFasterThanItsBurstIsAdvertisedPerSecond(t *testing.T) {
+	for _, tc := range []struct {
+		lim        *policy.Limit
+		wantPolicy string
+	}{
+		{rate(100, time.Second, 1), `"rule-rate";q=100;w=1`},
+		{rate(3, time.Second, 2), `"rule-rate";q=3;w=1`},
+		{rate(1, time.Minute, 3), `"rule-rate";q=3;w=180`},
+	} {
+		l := New(Config{})
+		cs := []Counted{{Limit: tc.lim, Scope: "rule /a", Name: "rule", Caller: "c1"}}
+		admitted(l, cs, int(tc.lim.Burst), t0)
+		if v := l.Take(cs, t0); !v.Refused || v.Policy != tc.wantPolicy {
+			t.Errorf("%d per %v, burst %d: %+v, want refused with RateLimit-Policy %s", tc.lim.Rate, tc.lim.RatePer, tc.lim.Burst, v, tc.wantPolicy)
+		}
+	}
+}
+
 func TestLimiter_TableStaysWithinMaxTracked(t *testing.T) {
 	l := New(Config{MaxTracked: nShards * 4})
 	lim := rate(1, time.Hour, 1)
