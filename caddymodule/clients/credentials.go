@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/oauthgate/oauthgate/caddymodule/assertion"
@@ -101,4 +103,11 @@ func (c *Client) Key(_ context.Context, kid string) (*keys.Key, error) {
 		}
 	}
 	return nil, nil
+}
+
+// KeyIDs are the kids of the inline JWK Set, sorted.
+func (c *Client) KeyIDs() []string {
+	ids := slices.Collect(maps.Keys(c.keys))
+	slices.Sort(ids)
+	return ids
 }
