@@ -57,13 +57,14 @@ func (s *Server) authenticateAssertion(r *http.Request, req *request) (*clients.
 	if err == nil {
 		return client, nil
 	}
-	claimed = s.loggableClientID(claimed)
+	req.assertedID = claimed // for the refusal's audit line
+	logged := s.loggableClientID(claimed)
 	if errors.Is(err, assertion.ErrUnavailable) {
-		s.Log.Error("client assertion not checked", zap.String("client_id", claimed),
+		s.Log.Error("client assertion not checked", zap.String("client_id", logged),
 			zap.Error(err), zap.String("remote_ip", ip))
 		return nil, stateUnavailable("the client assertion cannot be checked now")
 	}
-	s.Log.Info("client assertion refused", zap.String("client_id", claimed),
+	s.Log.Info("client assertion refused", zap.String("client_id", logged),
 		zap.Error(err), zap.String("remote_ip", ip))
 	if s.Limiter != nil {
 		if wait := s.Limiter.Take(claimed, ip, now); wait > 0 {

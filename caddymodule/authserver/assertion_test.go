@@ -210,6 +210,9 @@ func TestToken_AReplayedAssertionIsRefused(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "replay") {
 		t.Errorf("the log does not say the assertion was a replay:\n%s", f.logs)
 	}
+	if !strings.Contains(f.logs.String(), `"msg":"token request refused","client_id":"`+keyClientID+`"`) {
+		t.Errorf("the refusal's audit line does not name the client the assertion claims:\n%s", f.logs)
+	}
 	if strings.Contains(f.logs.String(), strings.Split(body, "client_assertion=")[1][:40]) {
 		t.Errorf("the log holds the assertion:\n%s", f.logs)
 	}

@@ -31,8 +31,9 @@ type request struct {
 	// method is how the client authenticates: clients.MethodSecretBasic,
 	// MethodSecretPost or MethodPrivateKeyJWT; "" when it sent nothing.
 	method string
-	// clientAssertion is the client_assertion of private_key_jwt.
-	clientAssertion string
+	// clientAssertion is the client_assertion of private_key_jwt, and
+	// assertedID the client it claims to be from, once read.
+	clientAssertion, assertedID string
 }
 
 type credential struct{ id, secret string }
@@ -40,7 +41,10 @@ type credential struct{ id, secret string }
 // clientID is the client ID the request claims, for rate limiting and logs.
 func (r *request) clientID() string {
 	if r.clientAssertion != "" {
-		return r.params.Get("client_id") // the assertion's own is not verified yet
+		if r.assertedID != "" {
+			return r.assertedID
+		}
+		return r.params.Get("client_id")
 	}
 	if len(r.credentials) == 0 {
 		return ""

@@ -462,6 +462,9 @@ func secretsSummary(c *clients.Client, now time.Time) string {
 			ends[i] = "until " + s.Expires
 		}
 	}
+	if len(c.Secrets) == 0 {
+		return "none"
+	}
 	return fmt.Sprintf("%d (%s)", len(c.Secrets), strings.Join(ends, ", "))
 }
 
