@@ -12,12 +12,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,16 +65,28 @@ func publicJWK(key *ecdsa.PrivateKey, kid string, private bool) map[string]any {
 // gateway so that it knows the client.
 func (e *env) addKeyClient(t *testing.T, name string, roles ...string) keyClient {
 	t.Helper()
+	return e.addKeyClientServedBy(t, name, nil, roles...)
+}
+
+// addKeyClientServedBy is addKeyClient; with serve, the client's JWK Set
+// is not in the clients file but at the URL serve returns for it
+// (--jwks-uri).
+func (e *env) addKeyClientServedBy(t *testing.T, name string, serve func(jwks []byte) string, roles ...string) keyClient {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kid := name + "-key-1"
 	set, _ := json.Marshal(map[string]any{"keys": []any{publicJWK(key, kid, false)}})
-	jwksFile := filepath.Join(e.dir, name+".jwks.json")
-	writeFile(t, jwksFile, string(set))
-
-	args := []string{"oauth", "client", "add", "--clients", e.clientsFile, "--name", name, "--jwks", jwksFile}
+	args := []string{"oauth", "client", "add", "--clients", e.clientsFile, "--name", name}
+	if serve != nil {
+		args = append(args, "--jwks-uri", serve(set))
+	} else {
+		jwksFile := filepath.Join(e.dir, name+".jwks.json")
+		writeFile(t, jwksFile, string(set))
+		args = append(args, "--jwks", jwksFile)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, caddyBin, args...)
@@ -331,6 +345,47 @@ func TestPrivateKeyJWT_AKeysOnlyClientHasNoSecretAndTheMetadataSaysSo(t *testing
 func stringOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// A client whose keys are at its jwks_uri (here a loopback http server,
+// which the rule for such URLs allows): the gateway fetches them once,
+// and an assertion by a key the URL does not publish is refused.
+func TestPrivateKeyJWT_KeysFetchedFromTheClientsJWKSURI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var fetches atomic.Int32
+	c := e.addKeyClientServedBy(t, "sender-jwks-uri", func(jwks []byte) string {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fetches.Add(1)
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			_, _ = w.Write(jwks)
+		}))
+		t.Cleanup(ts.Close)
+		return ts.URL + "/jwks.json"
+	}, roleMessaging)
+	for range 2 {
+		tok := e.assertionRequest(t, e.base, c.assertion(t, e.issuer))
+		tok.wantStatus(t, http.StatusOK)
+		var r struct {
+			AccessToken string `json:"access_token"`
+		}
+		tok.decode(t, &r)
+		sensitive.add(kindToken, r.AccessToken)
+		e.call(t, http.MethodGet, "/http/flow", r.AccessToken, "").wantStatus(t, http.StatusOK)
+	}
+	e.backend.wantRequests(t, seenAs(http.MethodGet, "/http/flow", c.client, roleMessaging),
+		seenAs(http.MethodGet, "/http/flow", c.client, roleMessaging))
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("the JWK Set was fetched %d times for two assertions, want once", n)
+	}
+	stranger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := e.assertionRequest(t, e.base, keyClient{client: c.client, key: stranger, kid: "not-published"}.assertion(t, e.issuer))
+	if resp.status != http.StatusUnauthorized || resp.oauthError(t) != "invalid_client" {
+		t.Errorf("an assertion by a key the URL does not publish: %d %s, want 401 invalid_client", resp.status, resp.body)
+	}
 }
 
 // A fleet shares one replay table through Redis: an assertion accepted
