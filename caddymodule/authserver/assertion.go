@@ -40,8 +40,6 @@ func (s *Server) authenticateAssertion(r *http.Request, req *request) (*clients.
 		switch {
 		case client == nil:
 			err = &assertion.Error{Reason: "no such client"}
-		case client.Disabled:
-			err = &assertion.Error{Reason: "the client is disabled"}
 		case !client.Accepts(clients.MethodPrivateKeyJWT):
 			err = &assertion.Error{Reason: "the client has no keys registered, or must use another method"}
 		case s.Once == nil:
@@ -51,6 +49,11 @@ func (s *Server) authenticateAssertion(r *http.Request, req *request) (*clients.
 				err = fmt.Errorf("%w: %v", assertion.ErrUnavailable, err)
 			} else {
 				err = s.assertions().Verify(r.Context(), a, claimed, ks)
+			}
+			// Only after the signature: the time to refuse must not tell
+			// a disabled client from one with another key.
+			if err == nil && client.Disabled {
+				err = &assertion.Error{Reason: "the client is disabled"}
 			}
 		}
 	}

@@ -28,6 +28,7 @@ import (
 
 const (
 	keyClientID = "keyed"    // registered with an inline JWK Set only
+	offKeysID   = "off-keys" // the same, disabled
 	uriClientID = "by-uri"   // registered with a jwks_uri only
 	kid         = "client-1" // the kid of the client's key
 )
@@ -112,6 +113,7 @@ func withKeyClients(t *testing.T, f *fixture, key *clientKey, jwksURI string) {
 	cs := []clients.Client{
 		{ID: senderID, Name: "Sender", Secrets: []clients.Secret{senderStored}},
 		{ID: keyClientID, Name: "Keyed", JWKS: jwks(t, key)},
+		{ID: offKeysID, Name: "Off", JWKS: jwks(t, key), Disabled: true},
 	}
 	if jwksURI != "" {
 		cs = append(cs, clients.Client{ID: uriClientID, Name: "By URI", JWKSURI: jwksURI})
@@ -145,6 +147,9 @@ func TestToken_PrivateKeyJWT(t *testing.T) {
 		}, 401, "invalid_client"},
 		"for a client that has only a secret": {func() string {
 			return "grant_type=client_credentials&" + assertionBody(key.assertion(senderID))
+		}, 401, "invalid_client"},
+		"for a disabled client": {func() string {
+			return "grant_type=client_credentials&" + assertionBody(key.assertion(offKeysID))
 		}, 401, "invalid_client"},
 		"for a client that does not exist": {func() string {
 			return "grant_type=client_credentials&" + assertionBody(key.assertion("nobody"))
