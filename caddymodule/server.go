@@ -61,6 +61,9 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 	if s.Realm == "" {
 		s.Realm = defaultRealm
 	}
+	if s.MaxAssertionLifetime < 0 {
+		return fmt.Errorf("max_assertion_lifetime %v: must not be negative", time.Duration(s.MaxAssertionLifetime))
+	}
 	s.srv = &authserver.Server{
 		State:       app,
 		Tokens:      app.tokens,
