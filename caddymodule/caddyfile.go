@@ -204,6 +204,7 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //
 //	oauth_server [<matcher>] {
 //		realm <name>
+//		max_assertion_lifetime <duration>
 //	}
 func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -216,6 +217,16 @@ func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.Args(&s.Realm) || d.NextArg() {
 				return d.ArgErr()
 			}
+		case "max_assertion_lifetime":
+			var val string
+			if !d.Args(&val) || d.NextArg() {
+				return d.ArgErr()
+			}
+			v, err := caddy.ParseDuration(val)
+			if err != nil || v <= 0 {
+				return d.Errf("max_assertion_lifetime %q: want a positive duration", val)
+			}
+			s.MaxAssertionLifetime = caddy.Duration(v)
 		default:
 			return d.Errf("unknown oauth_server option %q", d.Val())
 		}

@@ -35,6 +35,11 @@ type OAuthServer struct {
 	// Realm names the HTTP Basic challenge sent with invalid_client.
 	// Default: "oauthgate".
 	Realm string `json:"realm,omitempty"`
+	// MaxAssertionLifetime bounds how far ahead of now the exp of a
+	// client assertion (private_key_jwt) may be: the longest time a
+	// stolen assertion could be used at all, and how long its jti is
+	// remembered. Default: 5m.
+	MaxAssertionLifetime caddy.Duration `json:"max_assertion_lifetime,omitempty"`
 
 	srv *authserver.Server
 }
@@ -56,6 +61,9 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 	if s.Realm == "" {
 		s.Realm = defaultRealm
 	}
+	if s.MaxAssertionLifetime < 0 {
+		return fmt.Errorf("max_assertion_lifetime %v: must not be negative", time.Duration(s.MaxAssertionLifetime))
+	}
 	s.srv = &authserver.Server{
 		State:       app,
 		Tokens:      app.tokens,
@@ -68,6 +76,9 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 		Log:         ctx.Logger(),
 		Metrics:     tokenMetrics{},
 		ClientIP:    clientIP,
+		Once:        app.once,
+
+		MaxAssertionLifetime: time.Duration(s.MaxAssertionLifetime),
 	}
 	return nil
 }

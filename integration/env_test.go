@@ -1010,6 +1010,15 @@ func registerClientWithSecret(t *testing.T, environ []string, file, name, secret
 func (e *env) addClientWithSecret(t *testing.T, name, secret string, roles ...string) client {
 	t.Helper()
 	c := registerClientWithSecret(t, e.caddyEnv, e.clientsFile, name, secret)
+	e.grant(t, c, roles...)
+	e.clients[name] = c
+	e.restartGateway(t)
+	return c
+}
+
+// grant gives c's subject roles in the policy file.
+func (e *env) grant(t *testing.T, c client, roles ...string) {
+	t.Helper()
 	policyFile := filepath.Join(e.dir, "policy.yaml")
 	policy, err := os.ReadFile(policyFile)
 	if err != nil {
@@ -1021,7 +1030,4 @@ func (e *env) addClientWithSecret(t *testing.T, name, secret string, roles ...st
 	}
 	grant := fmt.Sprintf("  %s: [%s]\n", c.Subject, strings.Join(roles, ", "))
 	writeFile(t, policyFile, head+grant+string(policy[len(head):]))
-	e.clients[name] = c
-	e.restartGateway(t)
-	return c
 }

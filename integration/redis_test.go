@@ -30,11 +30,19 @@ func redisBinary(t *testing.T, name string) string {
 	if err == nil {
 		return path
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed, and CI must run the Redis tests (.ci/run installs it): %v", name, err)
-	}
-	t.Skipf("%s is not installed (apt-get install redis-server redis-sentinel, as .ci/run does)", name)
+	missing(t, name+" is not installed", "apt-get install redis-server redis-sentinel", err)
 	return ""
+}
+
+// missing ends a test that needs what is missing (what): a skip on a
+// developer's machine, a failure in CI (CI=true), which installs all the
+// tests need (.ci/run), so that a test cannot pass there unseen.
+func missing(t *testing.T, what, install string, err error) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s, and CI must run this test (.ci/run installs it): %v", what, err)
+	}
+	t.Skipf("%s (%s, as .ci/run does)", what, install)
 }
 
 // redisServer is a redis-server the test started. Nothing is saved to

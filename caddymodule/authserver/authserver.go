@@ -15,11 +15,13 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/assertion"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
+	"github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
@@ -78,6 +80,14 @@ type Server struct {
 	// limit and the audit lines; "" falls back to the connection's peer.
 	// Caddy's answer is only as good as its trusted_proxies_strict.
 	ClientIP func(*http.Request) string
+	// Once remembers the jti of every accepted client assertion (RFC
+	// 7523 §3), fleet-wide with Redis; nil refuses every assertion.
+	Once state.Once
+	// MaxAssertionLifetime bounds how far ahead a client assertion's exp
+	// may be; 0 means assertion.DefaultMaxLifetime.
+	MaxAssertionLifetime time.Duration
+
+	remote remoteKeys // the JWK Sets of clients registered by jwks_uri
 }
 
 // Limiter counts failed client authentications: *bruteforce.Limiter in
@@ -176,7 +186,15 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 // the argon2id verifications run, and while it holds the claimed client
 // ID or the caller's address they are refused (429). Guessing is bounded
 // as before, since every wrong guess ends on the limiter.
-func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Client, *oautherr.Error) {
+//
+// A client assertion (private_key_jwt) is checked by
+// authenticateAssertion instead. Either way, a client restricted to
+// another method (token_endpoint_auth_method) fails like a wrong secret.
+func (s *Server) authenticate(r *http.Request, req *request) (*clients.Client, *oautherr.Error) {
+	if req.clientAssertion != "" {
+		return s.authenticateAssertion(r, req)
+	}
+	creds := req.credentials
 	if len(creds) == 0 {
 		return nil, oautherr.InvalidClient("client authentication failed")
 	}
@@ -196,7 +214,7 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 	}
 	client, slowRefused := try(clients.AuthOptions{Now: now, NoSlowHash: true})
 	if client != nil {
-		return client, nil
+		return s.accepts(client, req.method, creds[len(creds)-1].id, ip, now)
 	}
 	// The last candidate is the decoded one, the only form a registered
 	// ID can have: every percent-encoding of an ID counts against it.
@@ -212,11 +230,24 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 			if s.Limiter != nil {
 				s.Limiter.Refund(claimed, ip)
 			}
-			return client, nil
+			return s.accepts(client, req.method, claimed, ip, now)
 		}
 	}
 	// One answer for unknown client, wrong secret and disabled client:
 	// the endpoint must not reveal which clients exist.
+	return nil, oautherr.InvalidClient("client authentication failed")
+}
+
+// accepts returns client if it may authenticate by method, and otherwise
+// counts a failure: a secret that is right but not the client's way in
+// is refused like a wrong one.
+func (s *Server) accepts(client *clients.Client, method, claimed, ip string, now time.Time) (*clients.Client, *oautherr.Error) {
+	if client.Accepts(method) {
+		return client, nil
+	}
+	if s.Limiter != nil {
+		s.Limiter.Fail(claimed, ip, now)
+	}
 	return nil, oautherr.InvalidClient("client authentication failed")
 }
 
@@ -249,11 +280,14 @@ type metadata struct {
 	TokenEndpointAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuth     []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethods []string `json:"revocation_endpoint_auth_methods_supported"`
+	TokenEndpointAuthAlgs         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionEndpointAuthAlgs []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthAlgs    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter) {
 	base := strings.TrimSuffix(s.Issuer, "/")
-	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	authMethods := []string{clients.MethodSecretBasic, clients.MethodSecretPost, clients.MethodPrivateKeyJWT}
 	oauthjson.Write(w, http.StatusOK, metadata{
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
@@ -265,5 +299,8 @@ func (s *Server) serveMetadata(w http.ResponseWriter) {
 		TokenEndpointAuthMethods:      authMethods,
 		IntrospectionEndpointAuth:     authMethods,
 		RevocationEndpointAuthMethods: authMethods,
+		TokenEndpointAuthAlgs:         assertion.Algorithms,
+		IntrospectionEndpointAuthAlgs: assertion.Algorithms,
+		RevocationEndpointAuthAlgs:    assertion.Algorithms,
 	})
 }

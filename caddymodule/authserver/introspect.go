@@ -103,7 +103,7 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (clientID
 	req, oerr := parseRequest(w, r)
 	if oerr == nil {
 		var client *clients.Client
-		if client, oerr = s.authenticate(r, req.credentials); oerr == nil {
+		if client, oerr = s.authenticate(r, req); oerr == nil {
 			clientID = client.ID
 		}
 	}

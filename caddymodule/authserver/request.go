@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/oauthgate/oauthgate/caddymodule/assertion"
+	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 )
 
@@ -26,12 +28,24 @@ type request struct {
 	// credentials holds the client ID and secret candidates: one pair, or
 	// for HTTP Basic the raw pair and its form-decoded variant.
 	credentials []credential
+	// method is how the client authenticates: clients.MethodSecretBasic,
+	// MethodSecretPost or MethodPrivateKeyJWT; "" when it sent nothing.
+	method string
+	// clientAssertion is the client_assertion of private_key_jwt, and
+	// assertedID the client it claims to be from, once read.
+	clientAssertion, assertedID string
 }
 
 type credential struct{ id, secret string }
 
 // clientID is the client ID the request claims, for rate limiting and logs.
 func (r *request) clientID() string {
+	if r.clientAssertion != "" {
+		if r.assertedID != "" {
+			return r.assertedID
+		}
+		return r.params.Get("client_id")
+	}
 	if len(r.credentials) == 0 {
 		return ""
 	}
@@ -52,13 +66,26 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (*request, *oautherr.E
 		return nil, err
 	}
 	id, secret := params.Get("client_id"), params.Get("client_secret")
+	atype, signed := params.Get("client_assertion_type"), params.Get("client_assertion")
 	switch {
+	case atype != "" || signed != "":
+		// RFC 6749 §2.3: one method per request; with an assertion,
+		// client_id may only repeat the assertion's issuer (RFC 7521 §4.2).
+		switch {
+		case present || secret != "":
+			return nil, oautherr.InvalidRequest("a client assertion was sent together with a secret; use one way to authenticate")
+		case atype != assertion.Type:
+			return nil, oautherr.InvalidRequest("client_assertion_type must be " + assertion.Type)
+		case signed == "":
+			return nil, oautherr.InvalidRequest("client_assertion is missing")
+		}
+		req.method, req.clientAssertion = clients.MethodPrivateKeyJWT, signed
 	case present && (id != "" || secret != ""):
 		return nil, oautherr.InvalidRequest("client credentials were sent both in the Authorization header and in the body; use one")
 	case present:
-		req.credentials = basic
+		req.credentials, req.method = basic, clients.MethodSecretBasic
 	case id != "":
-		req.credentials = []credential{{id, secret}}
+		req.credentials, req.method = []credential{{id, secret}}, clients.MethodSecretPost
 	}
 	return req, nil
 }
@@ -76,10 +103,10 @@ func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, *oauther
 	if err != nil {
 		return nil, oautherr.InvalidRequest("the query string is not properly encoded")
 	}
-	if query.Has("client_secret") {
+	if query.Has("client_secret") || query.Has("client_assertion") {
 		// RFC 6749 §2.3.1: credentials never go into a URL, which ends up
 		// in logs and browser histories.
-		return nil, oautherr.InvalidRequest("client_secret must not be sent in the URL")
+		return nil, oautherr.InvalidRequest("client_secret and client_assertion must not be sent in the URL")
 	}
 	body, oerr := formBody(w, r)
 	if oerr != nil {

@@ -157,7 +157,7 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 	default:
 		return nil, nil, oautherr.InvalidRequest("token_format must be jwt or opaque")
 	}
-	client, oerr := s.authenticate(r, req.credentials)
+	client, oerr := s.authenticate(r, req)
 	if oerr != nil {
 		return nil, nil, oerr
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/atomicfile"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
+	"github.com/oauthgate/oauthgate/caddymodule/keys"
 )
 
 // DefaultTokenLifetime applies to a client whose file entry has no
@@ -44,7 +45,22 @@ type Client struct {
 	// Description is free text for the operator.
 	Description string `json:"description,omitempty"`
 	// Secrets are the hashes of the secrets that authenticate the client.
-	Secrets []Secret `json:"secrets"`
+	Secrets []Secret `json:"secrets,omitempty"`
+	// JWKS is the client's public keys as a JWK Set (RFC 7517), given
+	// inline, for private_key_jwt (RFC 7523): the client authenticates
+	// with a JWT signed by one of them. Each key needs a "kid", an
+	// asymmetric type (RSA ≥ 2048 bits, EC P-256/384/521, Ed25519) and no
+	// private member. At most one of JWKS and JWKSURI.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// JWKSURI is where the client publishes that JWK Set instead: https,
+	// or http to a loopback host. It is fetched when first needed, again
+	// when an assertion names an unknown kid (at most every 30s) and when
+	// the keys are an hour old; 1 MiB, 5s and 3 redirects at most.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// TokenEndpointAuthMethod (RFC 7591 §2) restricts the client to one
+	// way of authenticating: client_secret_basic, client_secret_post or
+	// private_key_jwt. Empty: any way it has a credential for.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 	// TokenLifetime is how long the client's access tokens are valid, as
 	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime. "0"
 	// means what it meant in SAP BTP Neo: a token is valid until the
@@ -60,6 +76,7 @@ type Client struct {
 	Disabled bool `json:"disabled,omitempty"`
 
 	lifetime time.Duration
+	keys     map[string]*keys.Key // parsed from JWKS
 }
 
 // Subject is the token subject of the client, SAP's technical user.
@@ -76,8 +93,8 @@ func (c *Client) validate() error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: must be 1 to 64 characters of A-Z a-z 0-9 - _ .", c.ID)
 	}
-	if len(c.Secrets) == 0 {
-		return errors.New("no secrets")
+	if err := c.checkCredentials(); err != nil {
+		return err
 	}
 	if len(c.Secrets) > MaxSecretsPerClient {
 		return fmt.Errorf("%d secrets: at most %d are allowed", len(c.Secrets), MaxSecretsPerClient)

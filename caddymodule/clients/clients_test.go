@@ -150,9 +150,9 @@ func TestParse_Errors(t *testing.T) {
 		"unknown field": {
 			client(`, "secret": "plain"`), `unknown field "secret"`},
 		"missing secrets": {
-			`{"clients": [{"id": "a", "name": "a"}]}`, "no secrets"},
+			`{"clients": [{"id": "a", "name": "a"}]}`, "no credential"},
 		"empty secrets": {
-			`{"clients": [{"id": "a", "name": "a", "secrets": []}]}`, "no secrets"},
+			`{"clients": [{"id": "a", "name": "a", "secrets": []}]}`, "no credential"},
 		"hash of unknown format": {
 			`{"clients": [{"id": "a", "secrets": [{"hash": "md5:0cc175b9c0f1b6a831c399e269772661"}]}]}`, "hash: unknown format"},
 		"hash too short": {
@@ -354,7 +354,7 @@ func TestWriteFile_RefusesInvalidClientsAndKeepsTheOldFile(t *testing.T) {
 	sec := []Secret{{Hash: hashOf("s")}}
 	tests := map[string]Client{
 		"id with a colon":    {ID: "a:b", Secrets: sec},
-		"no secrets":         {ID: "n"},
+		"no credential":      {ID: "n"},
 		"bad hash":           {ID: "h", Secrets: []Secret{{Hash: "plain-secret"}}},
 		"bad token lifetime": {ID: "l", Secrets: sec, TokenLifetime: "-1h"},
 		"duplicate id":       {ID: "a", Secrets: sec},

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
+	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 )
 
 // clientCommand is `caddy oauth client`, with its subcommands.
@@ -42,7 +44,7 @@ file and applies a change within half a second.
 
 func clientAddCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin]",
+		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin | --jwks <file> | --jwks-uri <url>]",
 		Short: "Registers a new client and prints its ID and secret once",
 		Long: `
 Registers an OAuth client in the clients file (created if missing): a new
@@ -63,10 +65,19 @@ the client requests a new one (and at most the gateway's max_token_lifetime).
 --audience, repeatable, lists the resource servers the client may obtain
 tokens for; the first is its default. Without it, the gateway's own audience.
 
+With --jwks or --jwks-uri the client has no secret: it authenticates with
+private_key_jwt (RFC 7523), a short-lived JWT signed by one of its keys.
+--jwks names a file holding its public keys as a JWK Set, copied into the
+clients file (each key with a "kid"; a private key is refused); --jwks-uri
+is where the client publishes that set (https, or http to a loopback host),
+fetched by the gateway when needed.
+
 The file is replaced atomically: a crash leaves the old file or the new one.
 `,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender --description "ERP order feed"
-  $ printf '%s' "$SECRET" | caddy oauth client add --clients clients.json --name legacy --secret-stdin`,
+  $ printf '%s' "$SECRET" | caddy oauth client add --clients clients.json --name legacy --secret-stdin
+  $ caddy oauth client add --clients clients.json --name erp --jwks erp-public.jwks.json
+  $ caddy oauth client add --clients clients.json --name erp --jwks-uri https://erp.example/jwks.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, _ := cmd.Flags().GetString("clients")
@@ -75,6 +86,9 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			lifetime, _ := cmd.Flags().GetDuration("lifetime")
 			audiences, _ := cmd.Flags().GetStringArray("audience")
 			fromStdin, _ := cmd.Flags().GetBool("secret-stdin")
+			jwksFile, _ := cmd.Flags().GetString("jwks")
+			jwksURI, _ := cmd.Flags().GetString("jwks-uri")
+			keyed := jwksFile != "" || jwksURI != ""
 			switch {
 			case path == "":
 				return usagef("--clients is required")
@@ -82,24 +96,39 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 				return usagef("--name is required")
 			case lifetime < 0:
 				return usagef("--lifetime must not be negative (0: valid until the next token)")
+			case jwksFile != "" && jwksURI != "":
+				return usagef("--jwks and --jwks-uri: give the client's keys one way")
+			case keyed && fromStdin:
+				return usagef("--secret-stdin and --jwks/--jwks-uri: a client with keys has no secret")
 			}
-			// The secret first: a bad one must not leave a changed file.
-			secret, stored, err := newSecret(cmd, fromStdin)
-			if err != nil {
-				return err
-			}
-			f, err := clients.ReadFileOrEmpty(path)
-			if err != nil {
-				return err
-			}
-			stored.Created = commandNow().UTC().Format(time.RFC3339)
 			client := clients.Client{
 				ID:            clients.NewID(),
 				Name:          name,
 				Description:   desc,
-				Secrets:       []clients.Secret{stored},
 				TokenLifetime: lifetime.String(),
 				Audiences:     audiences,
+				JWKSURI:       jwksURI,
+			}
+			// The credential first: a bad one must not leave a changed file.
+			var secret string
+			if jwksFile != "" {
+				data, err := filewatch.Read(jwksFile, issuers.MaxDocumentSize)
+				if err != nil {
+					return err
+				}
+				client.JWKS = json.RawMessage(data)
+			} else if !keyed {
+				var stored clients.Secret
+				var err error
+				if secret, stored, err = newSecret(cmd, fromStdin); err != nil {
+					return err
+				}
+				stored.Created = commandNow().UTC().Format(time.RFC3339)
+				client.Secrets = []clients.Secret{stored}
+			}
+			f, err := clients.ReadFileOrEmpty(path)
+			if err != nil {
+				return err
 			}
 			f.Clients = append(f.Clients, client)
 			if err := clients.WriteFile(path, f); err != nil {
@@ -108,6 +137,11 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Client %q added to %s.\n", name, path)
 			fmt.Fprintf(out, "client_id:     %s\n", client.ID)
+			if keyed {
+				fmt.Fprintf(out, "subject:       %s\n", client.Subject())
+				fmt.Fprintln(out, "The client authenticates with private_key_jwt: a JWT signed by one of its keys.")
+				return nil
+			}
 			if !fromStdin {
 				fmt.Fprintf(out, "client_secret: %s\n", secret)
 			}
@@ -126,6 +160,8 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 	c.Flags().Duration("lifetime", clients.DefaultTokenLifetime, "lifetime of the client's access tokens; 0: valid until the client requests a new one")
 	c.Flags().StringArray("audience", nil, "a resource server the client may obtain tokens for (repeatable; the first is the default)")
 	c.Flags().Bool("secret-stdin", false, secretStdinHelp)
+	c.Flags().String("jwks", "", "a file with the client's public keys (a JWK Set), for private_key_jwt instead of a secret")
+	c.Flags().String("jwks-uri", "", "where the client publishes its public keys (a JWK Set), for private_key_jwt instead of a secret")
 	return c
 }
 
@@ -229,6 +265,12 @@ hashes are never shown.
 			fmt.Fprintf(out, "disabled:       %s\n", disabled)
 			fmt.Fprintf(out, "token_lifetime: %s\n", lifetimeText(c))
 			fmt.Fprintf(out, "audiences:      %s\n", auds)
+			if ids := c.KeyIDs(); len(ids) > 0 {
+				fmt.Fprintf(out, "keys (jwks):    %s\n", printable(strings.Join(ids, ", ")))
+			}
+			if c.JWKSURI != "" {
+				fmt.Fprintf(out, "jwks_uri:       %s\n", printable(c.JWKSURI))
+			}
 			printSecrets(out, c, "", commandNow())
 			return nil
 		},
@@ -380,6 +422,9 @@ type clientView struct {
 	TokenLifetime string       `json:"token_lifetime"`
 	Audiences     []string     `json:"audiences"`
 	Secrets       []secretView `json:"secrets"`
+	// Keys are the kids of an inline JWK Set; JWKSURI where the set is.
+	Keys    []string `json:"keys,omitempty"`
+	JWKSURI string   `json:"jwks_uri,omitempty"`
 }
 
 type secretView struct {
@@ -393,7 +438,8 @@ type secretView struct {
 func viewOf(c *clients.Client, now time.Time) clientView {
 	v := clientView{ID: c.ID, Name: c.Name, Description: c.Description, Subject: c.Subject(),
 		Disabled: c.Disabled, TokenLifetime: c.Lifetime().String(),
-		Audiences: append([]string{}, c.Audiences...), Secrets: make([]secretView, len(c.Secrets))}
+		Audiences: append([]string{}, c.Audiences...), Secrets: make([]secretView, len(c.Secrets)),
+		Keys: c.KeyIDs(), JWKSURI: c.JWKSURI}
 	for i := range c.Secrets {
 		s := &c.Secrets[i]
 		v.Secrets[i] = secretView{ID: s.ID, Algorithm: s.Algorithm(), Created: s.Created, Expires: s.Expires, Expired: s.Expired(now)}
@@ -415,6 +461,9 @@ func secretsSummary(c *clients.Client, now time.Time) string {
 		default:
 			ends[i] = "until " + s.Expires
 		}
+	}
+	if len(c.Secrets) == 0 {
+		return "none"
 	}
 	return fmt.Sprintf("%d (%s)", len(c.Secrets), strings.Join(ends, ", "))
 }

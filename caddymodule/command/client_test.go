@@ -2,14 +2,20 @@ package command
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 )
@@ -413,6 +419,74 @@ func TestClientCommands_HelpDescribesEveryFlag(t *testing.T) {
 					t.Errorf("%s --help does not mention %q:\n%s", sub, w, out)
 				}
 			}
+		})
+	}
+}
+
+func TestClientAdd_WithKeys(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksFile := func(raw any) string {
+		k, err := jwk.Import(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = k.Set(jwk.KeyIDKey, "erp-1")
+		b, _ := json.Marshal(map[string]any{"keys": []jwk.Key{k}})
+		p := filepath.Join(t.TempDir(), "keys.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	public, private := jwksFile(&priv.PublicKey), jwksFile(priv)
+	tests := map[string]struct {
+		args    []string
+		wantErr string // "" = added
+		check   func(t *testing.T, c *clients.Client)
+	}{
+		"an inline JWK Set": {args: []string{"--jwks", public}, check: func(t *testing.T, c *clients.Client) {
+			if len(c.Secrets) != 0 || !slices.Equal(c.KeyIDs(), []string{"erp-1"}) || !c.Accepts(clients.MethodPrivateKeyJWT) {
+				t.Errorf("client = %+v, want keys erp-1 and no secret", c)
+			}
+		}},
+		"a JWKS URL": {args: []string{"--jwks-uri", "https://erp.example/jwks.json"}, check: func(t *testing.T, c *clients.Client) {
+			if len(c.Secrets) != 0 || c.JWKSURI != "https://erp.example/jwks.json" {
+				t.Errorf("client = %+v, want the URL and no secret", c)
+			}
+		}},
+		"both":                     {args: []string{"--jwks", public, "--jwks-uri", "https://erp.example/"}, wantErr: "one way"},
+		"keys and a chosen secret": {args: []string{"--jwks", public, "--secret-stdin"}, wantErr: "no secret"},
+		"a private key":            {args: []string{"--jwks", private}, wantErr: "private key members"},
+		"a cleartext URL":          {args: []string{"--jwks-uri", "http://erp.example/jwks.json"}, wantErr: "https"},
+		"a file that is not there": {args: []string{"--jwks", filepath.Join(t.TempDir(), "none.json")}, wantErr: "no such file"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "clients.json")
+			out, err := runClient(t, "", append([]string{"add", "--clients", path, "--name", "erp"}, tc.args...)...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one with %q; out:\n%s", err, tc.wantErr, out)
+				}
+				if _, statErr := os.Stat(path); statErr == nil {
+					t.Error("a refused add wrote the clients file")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("add: %v\n%s", err, out)
+			}
+			if secretLine.MatchString(out) {
+				t.Errorf("a client with keys got a secret:\n%s", out)
+			}
+			f, err := clients.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, f.Find(field(t, idLine, out)))
 		})
 	}
 }

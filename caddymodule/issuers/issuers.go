@@ -119,6 +119,8 @@ type Issuer struct {
 	// keys is nil until the first successful fetch; a failed fetch never
 	// replaces it, so the issuer's last keys outlive its outages.
 	keys atomic.Pointer[keySet]
+	// fetchedAt is when keys was last stored, in Unix nanoseconds.
+	fetchedAt atomic.Int64
 
 	mu          sync.Mutex
 	inflight    *flight   // the running fetch, shared by all who need one
@@ -436,6 +438,7 @@ func (i *Issuer) fetch(ctx context.Context, rediscover bool) error {
 		return fmt.Errorf("issuer %q: JWKS %s: %w", i.cfg.Issuer, jwksURL, err)
 	}
 	i.keys.Store(&set)
+	i.fetchedAt.Store(i.cfg.Now().UnixNano())
 	return nil
 }
 

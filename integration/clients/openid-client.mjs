@@ -7,8 +7,11 @@
 // Environment:
 //   ISSUER         the gateway's issuer, e.g. http://127.0.0.1:8080
 //   CLIENT_ID      client ID from `caddy oauth client add`
-//   CLIENT_SECRET  its secret
-//   AUTH           basic (client_secret_basic) or post (client_secret_post)
+//   CLIENT_SECRET  its secret (basic and post)
+//   CLIENT_PRIVATE_JWK  its private key as a JWK with "kid" (private_key_jwt);
+//                  an EC P-256 key, signed with ES256
+//   AUTH           basic (client_secret_basic), post (client_secret_post) or
+//                  private_key_jwt
 //   RESOURCE_URL   protected endpoint to GET with the token
 //   TIMEOUT_SECONDS  per HTTP request (default 10)
 //
@@ -38,17 +41,26 @@ function need(name) {
 
 const issuer = need('ISSUER');
 const clientId = need('CLIENT_ID');
-const clientSecret = need('CLIENT_SECRET');
 const auth = need('AUTH');
+const clientSecret = auth === 'private_key_jwt' ? '' : need('CLIENT_SECRET');
 const resourceURL = need('RESOURCE_URL');
 const timeout = Number(process.env.TIMEOUT_SECONDS ?? '10');
 
+// The library signs the assertion itself (iss = sub = client ID, aud = the
+// issuer, a fresh jti, exp a minute ahead); the key is only handed over.
+async function privateKeyJwt() {
+  const jwk = JSON.parse(need('CLIENT_PRIVATE_JWK'));
+  const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+  return client.PrivateKeyJwt({ key, kid: jwk.kid });
+}
+
 const methods = {
-  basic: ['client_secret_basic', client.ClientSecretBasic],
-  post: ['client_secret_post', client.ClientSecretPost],
+  basic: ['client_secret_basic', async () => client.ClientSecretBasic(clientSecret)],
+  post: ['client_secret_post', async () => client.ClientSecretPost(clientSecret)],
+  private_key_jwt: ['private_key_jwt', privateKeyJwt],
 };
 if (!(auth in methods)) {
-  out.error = `AUTH must be basic or post, not ${JSON.stringify(auth)}`;
+  out.error = `AUTH must be basic, post or private_key_jwt, not ${JSON.stringify(auth)}`;
   finish(2);
   process.exit();
 }
@@ -68,6 +80,8 @@ function recordTokenRequest(url, options) {
     basic_auth: (headers.get('authorization') ?? '').startsWith('Basic '),
     body_client_id: body.has('client_id'),
     body_client_secret: body.has('client_secret'),
+    body_client_assertion_type: body.get('client_assertion_type'),
+    body_client_assertion: body.has('client_assertion'),
     grant_type: body.get('grant_type'),
   };
 }
@@ -77,7 +91,7 @@ try {
     new URL(issuer),
     clientId,
     undefined,
-    method(clientSecret),
+    await method(),
     {
       algorithm: 'oauth2', // RFC 8414: /.well-known/oauth-authorization-server
       execute: [client.allowInsecureRequests], // the test gateway is plain http on 127.0.0.1
