@@ -44,7 +44,8 @@ type Client struct {
 	// Description is free text for the operator.
 	Description string `json:"description,omitempty"`
 	// Secrets are the hashes of the secrets that authenticate the client.
-	Secrets []Secret `json:"secrets"`
+	// A client that authenticates by certificate alone has none.
+	Secrets []Secret `json:"secrets,omitempty"`
 	// TokenLifetime is how long the client's access tokens are valid, as
 	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime. "0"
 	// means what it meant in SAP BTP Neo: a token is valid until the
@@ -59,7 +60,33 @@ type Client struct {
 	// Disabled clients cannot obtain tokens.
 	Disabled bool `json:"disabled,omitempty"`
 
-	lifetime time.Duration
+	// TLSSubjectDN, TLSSANDNS, TLSSANURI, TLSSANIP and TLSSANEmail name
+	// the client's certificate for tls_client_auth (RFC 8705 §2.1.2); at
+	// most one is set. A certificate that chains to a CA of the oauth
+	// app's client_certificates and carries this subject DN (RFC 4514,
+	// e.g. "CN=sender,O=Example,C=DE"; letter case and spaces around
+	// separators do not count) or this subject alternative name
+	// authenticates the client, with no secret.
+	TLSSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSSANDNS    string `json:"tls_client_auth_san_dns,omitempty"`
+	TLSSANURI    string `json:"tls_client_auth_san_uri,omitempty"`
+	TLSSANIP     string `json:"tls_client_auth_san_ip,omitempty"`
+	TLSSANEmail  string `json:"tls_client_auth_san_email,omitempty"`
+	// Certificates are the client's own certificates, PEM, for
+	// self_signed_tls_client_auth (RFC 8705 §2.2): a TLS client
+	// certificate with the public key of one of them authenticates the
+	// client, whoever signed it.
+	Certificates []string `json:"tls_client_certificates,omitempty"`
+	// BoundTokens binds every token of the client to the TLS client
+	// certificate it presents at the token endpoint (RFC 8705 §3), also
+	// when it authenticates with a secret; a token request without a
+	// certificate is refused. A client that authenticates by certificate
+	// gets bound tokens whatever this says.
+	BoundTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+
+	lifetime   time.Duration
+	tlsSubject *tlsSubject
+	certKeys   [][]byte // RawSubjectPublicKeyInfo of each of Certificates
 }
 
 // Subject is the token subject of the client, SAP's technical user.
@@ -76,8 +103,11 @@ func (c *Client) validate() error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: must be 1 to 64 characters of A-Z a-z 0-9 - _ .", c.ID)
 	}
-	if len(c.Secrets) == 0 {
-		return errors.New("no secrets")
+	if err := c.validateCertificates(); err != nil {
+		return err
+	}
+	if len(c.Secrets) == 0 && c.CertificateMethod() == "" {
+		return errors.New("no secrets and no certificate: the client could not authenticate")
 	}
 	if len(c.Secrets) > MaxSecretsPerClient {
 		return fmt.Errorf("%d secrets: at most %d are allowed", len(c.Secrets), MaxSecretsPerClient)
