@@ -7,6 +7,7 @@ package authserver
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -78,7 +80,25 @@ type Server struct {
 	// limit and the audit lines; "" falls back to the connection's peer.
 	// Caddy's answer is only as good as its trusted_proxies_strict.
 	ClientIP func(*http.Request) string
+	// Certificates finds a request's TLS client certificate (RFC 8705);
+	// nil means client certificates are not configured: no client
+	// authenticates by one and no token is bound to one.
+	Certificates CertificateSource
+	// ClientCAs are the CAs a tls_client_auth client's certificate must
+	// chain to; nil means none, so only self_signed_tls_client_auth
+	// works.
+	ClientCAs *x509.CertPool
 }
+
+// CertificateSource finds the TLS client certificate of a request:
+// *clientcert.Source is one.
+type CertificateSource interface {
+	// Certificate returns the request's certificate, nil when it has
+	// none; an error is a malformed certificate header.
+	Certificate(r *http.Request) (*clientcert.Cert, error)
+}
+
+var _ CertificateSource = (*clientcert.Source)(nil)
 
 // Limiter counts failed client authentications: *bruteforce.Limiter in
 // one process, or a fleet-wide one shared through the state engine.
@@ -176,10 +196,24 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 // the argon2id verifications run, and while it holds the claimed client
 // ID or the caller's address they are refused (429). Guessing is bounded
 // as before, since every wrong guess ends on the limiter.
-func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Client, *oautherr.Error) {
+//
+// A client ID without a secret is the client's claim to authenticate by
+// its TLS client certificate (RFC 8705 §2): see authenticateCertificate.
+// The certificate is returned when it authenticated the client, which
+// binds the client's token to it.
+func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Client, *clientcert.Cert, *oautherr.Error) {
 	if len(creds) == 0 {
-		return nil, oautherr.InvalidClient("client authentication failed")
+		return nil, nil, oautherr.InvalidClient("client authentication failed")
 	}
+	if len(creds) == 1 && creds[0].secret == "" {
+		return s.authenticateCertificate(r, creds[0].id)
+	}
+	client, oerr := s.authenticateSecret(r, creds)
+	return client, nil, oerr
+}
+
+// authenticateSecret authenticates by a client secret.
+func (s *Server) authenticateSecret(r *http.Request, creds []credential) (*clients.Client, *oautherr.Error) {
 	now, ip := s.now(), s.remoteIP(r)
 	reg := s.State.Clients()
 	try := func(opt clients.AuthOptions) (client *clients.Client, slowRefused bool) {
@@ -220,6 +254,37 @@ func (s *Server) authenticate(r *http.Request, creds []credential) (*clients.Cli
 	return nil, oautherr.InvalidClient("client authentication failed")
 }
 
+// authenticateCertificate authenticates client id by the request's TLS
+// client certificate. A failure counts in the limiter like a wrong
+// secret; a success does not ask it, as for a right secret.
+func (s *Server) authenticateCertificate(r *http.Request, id string) (*clients.Client, *clientcert.Cert, *oautherr.Error) {
+	now := s.now()
+	var cert *clientcert.Cert
+	if s.Certificates != nil {
+		var err error
+		if cert, err = s.Certificates.Certificate(r); err != nil {
+			return nil, nil, oautherr.InvalidRequest(err.Error())
+		}
+	}
+	if cert != nil {
+		client, err := s.State.Clients().AuthenticateCertificate(id, cert.Leaf, cert.Intermediates,
+			clients.CertificateCheck{Roots: s.ClientCAs, Now: now})
+		if err == nil {
+			return client, cert, nil
+		}
+	}
+	if s.Limiter != nil {
+		ip := s.remoteIP(r)
+		if wait := s.Limiter.Take(id, ip, now); wait > 0 {
+			s.Limiter.Fail(id, ip, now)
+			return nil, nil, oautherr.TooManyFailures(wait)
+		}
+	}
+	// As for secrets, one answer whether the client exists or not, and
+	// the same as for an empty secret.
+	return nil, nil, oautherr.InvalidClient("client authentication failed")
+}
+
 func (s *Server) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
@@ -249,12 +314,21 @@ type metadata struct {
 	TokenEndpointAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuth     []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethods []string `json:"revocation_endpoint_auth_methods_supported"`
+
+	// RFC 8705 §3.3: the server issues certificate-bound tokens.
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter) {
 	base := strings.TrimSuffix(s.Issuer, "/")
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	oauthjson.Write(w, http.StatusOK, metadata{
+	if s.Certificates != nil {
+		if s.ClientCAs != nil {
+			authMethods = append(authMethods, clients.MethodTLSClientAuth)
+		}
+		authMethods = append(authMethods, clients.MethodSelfSignedTLSClientAuth)
+	}
+	m := metadata{
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
 		IntrospectionEndpoint:         base + IntrospectPath,
@@ -265,5 +339,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter) {
 		TokenEndpointAuthMethods:      authMethods,
 		IntrospectionEndpointAuth:     authMethods,
 		RevocationEndpointAuthMethods: authMethods,
-	})
+	}
+	m.TLSClientCertificateBoundAccessTokens = s.Certificates != nil
+	oauthjson.Write(w, http.StatusOK, m)
 }
