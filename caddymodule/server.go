@@ -69,6 +69,7 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 		Metrics:     tokenMetrics{},
 		ClientIP:    clientIP,
 	}
+	s.srv.Certificates, s.srv.ClientCAs = app.serverCertificates(), app.clientCAs
 	return nil
 }
 
