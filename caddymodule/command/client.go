@@ -42,7 +42,7 @@ file and applies a change within half a second.
 
 func clientAddCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin]",
+		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin] [--tls-subject <dn> | --tls-san <type:name> | --certificate <file>...] [--bound-tokens]",
 		Short: "Registers a new client and prints its ID and secret once",
 		Long: `
 Registers an OAuth client in the clients file (created if missing): a new
@@ -64,7 +64,7 @@ the client requests a new one (and at most the gateway's max_token_lifetime).
 tokens for; the first is its default. Without it, the gateway's own audience.
 
 The file is replaced atomically: a crash leaves the old file or the new one.
-`,
+` + clientCertHelp,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender --description "ERP order feed"
   $ printf '%s' "$SECRET" | caddy oauth client add --clients clients.json --name legacy --secret-stdin`,
 		Args: cobra.NoArgs,
@@ -83,23 +83,29 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			case lifetime < 0:
 				return usagef("--lifetime must not be negative (0: valid until the next token)")
 			}
-			// The secret first: a bad one must not leave a changed file.
-			secret, stored, err := newSecret(cmd, fromStdin)
+			var client clients.Client
+			byCert, err := applyCertFlags(cmd, &client)
 			if err != nil {
 				return err
+			}
+			// The secret first: a bad one must not leave a changed file.
+			// A client with a certificate gets none, unless chosen.
+			var secret string
+			var stored clients.Secret
+			if !byCert || fromStdin {
+				if secret, stored, err = newSecret(cmd, fromStdin); err != nil {
+					return err
+				}
 			}
 			f, err := clients.ReadFileOrEmpty(path)
 			if err != nil {
 				return err
 			}
-			stored.Created = commandNow().UTC().Format(time.RFC3339)
-			client := clients.Client{
-				ID:            clients.NewID(),
-				Name:          name,
-				Description:   desc,
-				Secrets:       []clients.Secret{stored},
-				TokenLifetime: lifetime.String(),
-				Audiences:     audiences,
+			client.ID, client.Name, client.Description = clients.NewID(), name, desc
+			client.TokenLifetime, client.Audiences = lifetime.String(), audiences
+			if stored.Hash != "" {
+				stored.Created = commandNow().UTC().Format(time.RFC3339)
+				client.Secrets = []clients.Secret{stored}
 			}
 			f.Clients = append(f.Clients, client)
 			if err := clients.WriteFile(path, f); err != nil {
@@ -108,13 +114,19 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Client %q added to %s.\n", name, path)
 			fmt.Fprintf(out, "client_id:     %s\n", client.ID)
-			if !fromStdin {
+			if secret != "" {
 				fmt.Fprintf(out, "client_secret: %s\n", secret)
 			}
 			fmt.Fprintf(out, "subject:       %s\n", client.Subject())
-			if fromStdin {
+			if m := f.Find(client.ID).CertificateMethod(); m != "" { // validated by WriteFile
+				fmt.Fprintf(out, "auth method:   %s; the client's tokens are bound to its certificate\n", m)
+			}
+			switch {
+			case stored.Hash == "":
+				fmt.Fprintln(out, "The client authenticates by its certificate alone: it sends its client_id, no secret.")
+			case fromStdin:
 				fmt.Fprintln(out, "The secret read from standard input is stored as an argon2id hash; it is not shown.")
-			} else {
+			default:
 				fmt.Fprintln(out, "The secret is shown only this once; only its hash is stored.")
 			}
 			return nil
@@ -126,6 +138,7 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 	c.Flags().Duration("lifetime", clients.DefaultTokenLifetime, "lifetime of the client's access tokens; 0: valid until the client requests a new one")
 	c.Flags().StringArray("audience", nil, "a resource server the client may obtain tokens for (repeatable; the first is the default)")
 	c.Flags().Bool("secret-stdin", false, secretStdinHelp)
+	certFlags(c)
 	return c
 }
 
