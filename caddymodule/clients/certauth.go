@@ -131,8 +131,26 @@ type CertificateCheck struct {
 // registered certificates (its dates are not checked: the key is what
 // was registered). Every failure is ErrCertificate.
 func (r *Registry) AuthenticateCertificate(id string, leaf *x509.Certificate, intermediates []*x509.Certificate, opt CertificateCheck) (*Client, error) {
+	if leaf == nil {
+		return nil, ErrCertificate
+	}
+	// The chain is verified whatever the client, so that the time to
+	// refuse does not tell whether a tls_client_auth client of that ID
+	// exists.
+	chained := false
+	if opt.Roots != nil {
+		inter := x509.NewCertPool()
+		for _, ic := range intermediates {
+			inter.AddCert(ic)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{
+			Roots: opt.Roots, Intermediates: inter, CurrentTime: opt.Now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		})
+		chained = err == nil
+	}
 	c := r.byID[id]
-	if c == nil || c.Disabled || leaf == nil {
+	if c == nil || c.Disabled {
 		return nil, ErrCertificate
 	}
 	switch c.CertificateMethod() {
@@ -143,18 +161,7 @@ func (r *Registry) AuthenticateCertificate(id string, leaf *x509.Certificate, in
 			}
 		}
 	case MethodTLSClientAuth:
-		if opt.Roots == nil {
-			return nil, ErrCertificate
-		}
-		inter := x509.NewCertPool()
-		for _, ic := range intermediates {
-			inter.AddCert(ic)
-		}
-		_, err := leaf.Verify(x509.VerifyOptions{
-			Roots: opt.Roots, Intermediates: inter, CurrentTime: opt.Now,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		})
-		if err == nil && c.tlsSubject.matches(leaf) {
+		if chained && c.tlsSubject.matches(leaf) {
 			return c, nil
 		}
 	}
