@@ -69,9 +69,14 @@ type Source struct {
 	byHdr map[string]*Cert            // a proxy's header, as sent
 }
 
-// cacheSize bounds each of the two caches; when full, it starts over.
-// Connections and distinct clients in flight at once are far fewer.
-const cacheSize = 4096
+// tlsCacheSize and headerCacheSize bound the two caches; when full, one
+// starts over. Connections and distinct clients in flight at once are
+// far fewer. A header is kept only if it held a certificate, at most 16
+// KiB: the header cache holds at most 16 MiB.
+const (
+	tlsCacheSize    = 4096
+	headerCacheSize = 1024
+)
 
 // Certificate returns the request's client certificate, nil if it has
 // none. The error is ErrHeader for a bad header from a trusted proxy.
@@ -115,7 +120,7 @@ func (s *Source) fromTLS(chain []*x509.Certificate) *Cert {
 	}
 	c = &Cert{Leaf: leaf, Intermediates: chain[1:], Thumbprint: Thumbprint(leaf)}
 	s.mu.Lock()
-	if len(s.byTLS) >= cacheSize {
+	if len(s.byTLS) >= tlsCacheSize {
 		clear(s.byTLS)
 	}
 	s.byTLS[leaf] = c
@@ -140,7 +145,7 @@ func (s *Source) fromHeader(v string) (*Cert, error) {
 	}
 	c = &Cert{Leaf: leaf, Thumbprint: Thumbprint(leaf)}
 	s.mu.Lock()
-	if len(s.byHdr) >= cacheSize {
+	if len(s.byHdr) >= headerCacheSize {
 		clear(s.byHdr)
 	}
 	s.byHdr[v] = c
