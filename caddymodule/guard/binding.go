@@ -34,6 +34,10 @@ type DPoPChecker interface {
 	Algs() []string
 }
 
+// ReasonBindingRequired names, in logs and metrics, the refusal of a
+// bearer token on a rule that demands a binding.
+const ReasonBindingRequired = "binding_required"
+
 // DefaultDPoPAlgs are named in the DPoP challenge of a rule that demands
 // a DPoP-bound token when the guard has no DPoPChecker: the algorithms
 // the gateway signs with.
@@ -93,7 +97,7 @@ func (g *Guard) requireBinding(rule *policy.Rule, c *tokens.Claims) *oautherr.Er
 		}
 	}
 	e := oautherr.InvalidToken("this path requires a sender-constrained token: " + bindingNames(rule.Binding))
-	e.Reason = "binding_required"
+	e.Reason = ReasonBindingRequired
 	g.dpopChallenge(rule, e)
 	return e
 }

@@ -69,9 +69,9 @@ func TestCheck_ACertificateBoundTokenNeedsItsCertificate(t *testing.T) {
 		{name: "a DPoP-bound token is refused without a DPoP checker", cert: mine, path: "/http/orders/1",
 			edit: func(c *tokens.Claims) { c.Confirmation.JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" }, wantDesc: "does not check DPoP proofs"},
 		{name: "a bearer token with a certificate is still a bearer token", cert: mine, path: "/http/orders/1"},
-		{name: "a rule demanding mtls refuses a bearer token", cert: mine, path: "/http/payments/1", wantDesc: "requires a sender-constrained token", wantReason: "binding_required"},
+		{name: "a rule demanding mtls refuses a bearer token", cert: mine, path: "/http/payments/1", wantDesc: "requires a sender-constrained token", wantReason: guard.ReasonBindingRequired},
 		{name: "a rule demanding mtls takes a certificate-bound token", cert: mine, edit: bound, path: "/http/payments/1"},
-		{name: "a rule demanding dpop refuses a certificate-bound token, with a DPoP challenge", cert: mine, edit: bound, path: "/http/dpop/1", wantDesc: "DPoP-bound", wantDPoP: true, wantReason: "binding_required"},
+		{name: "a rule demanding dpop refuses a certificate-bound token, with a DPoP challenge", cert: mine, edit: bound, path: "/http/dpop/1", wantDesc: "DPoP-bound", wantDPoP: true, wantReason: guard.ReasonBindingRequired},
 		{name: "a rule taking either takes a certificate-bound token", cert: mine, edit: bound, path: "/http/either/1"},
 		{name: "a rule taking either refuses a bearer token naming both", cert: mine, path: "/http/either/1", wantDesc: "a DPoP-bound one (RFC 9449), sent as Authorization: DPoP with a DPoP proof, or one bound to the TLS client certificate", wantDPoP: true},
 	}
