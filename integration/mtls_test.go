@@ -140,6 +140,7 @@ func newMTLSEnv(t *testing.T) *mtlsEnv {
 		fmt.Fprintf(&policy, "  %s: [%s]\n", c.Subject, roleMessaging)
 	}
 	policy.WriteString("rules:\n  - path: /http/secure/*\n    roles: [" + roleMessaging + "]\n    binding: [mtls]\n" +
+		"  - path: /http/shadow/*\n    roles: [" + roleMessaging + "]\n    binding: [mtls]\n    report_only: true\n" +
 		"  - path: /http/*\n    roles: [" + roleMessaging + "]\n")
 	writeFile(t, filepath.Join(dir, "policy.yaml"), policy.String())
 
@@ -402,6 +403,29 @@ func TestMTLS_Attacks(t *testing.T) {
 			e.backend.wantRequests(t)
 		})
 	}
+
+	t.Run("an opaque certificate-bound token is bound too", func(t *testing.T) {
+		req := newRequest(t, http.MethodPost, e.tlsBase+tokenPath+"?grant_type=client_credentials&token_format=opaque",
+			url.Values{"client_id": {e.erp.ID}}.Encode())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		opaque := accessToken(t, send(t, erpTLS, req))
+		r := e.callWith(t, edgeTLS, e.tlsBase, "/http/flow", opaque, nil)
+		if r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "presents another one") {
+			t.Fatalf("opaque bound token with another certificate: %d %s", r.status, r.body)
+		}
+		e.backend.wantRequests(t)
+		e.callWith(t, erpTLS, e.tlsBase, "/http/flow", opaque, nil).wantStatus(t, http.StatusOK)
+		e.backend.wantRequests(t, seenAs(http.MethodGet, "/http/flow", e.erp, roleMessaging))
+	})
+	t.Run("report_only lets a bearer token through a rule that demands mtls, without an identity", func(t *testing.T) {
+		e.callWith(t, bare, e.tlsBase, "/http/shadow/flow", legacyBearer, nil).wantStatus(t, http.StatusOK)
+		e.backend.wantRequests(t, backendRequest{Method: http.MethodGet, Path: "/http/shadow/flow"})
+		if _, ok := e.gatewayLog.waitLine(0, logTimeout, nil, func(l string) bool {
+			return strings.Contains(l, "request would be refused (report only)") && strings.Contains(l, "binding_required")
+		}); !ok {
+			t.Error("no report-only log line with reason binding_required")
+		}
+	})
 
 	// The legitimate counterparts, in the same gateway: the header of a
 	// trusted proxy authenticates and binds like the connection's
