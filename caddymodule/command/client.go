@@ -242,6 +242,9 @@ hashes are never shown.
 			fmt.Fprintf(out, "disabled:       %s\n", disabled)
 			fmt.Fprintf(out, "token_lifetime: %s\n", lifetimeText(c))
 			fmt.Fprintf(out, "audiences:      %s\n", auds)
+			if cert := certificateText(c); cert != "" {
+				fmt.Fprintf(out, "certificate:    %s\n", cert)
+			}
 			printSecrets(out, c, "", commandNow())
 			return nil
 		},

@@ -82,3 +82,29 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// certificateText says how c authenticates by certificate, and whether
+// its tokens are bound: "" for neither.
+func certificateText(c *clients.Client) string {
+	var s string
+	switch c.CertificateMethod() {
+	case clients.MethodTLSClientAuth:
+		for _, n := range []struct{ kind, v string }{
+			{"subject DN", c.TLSSubjectDN}, {"SAN dns", c.TLSSANDNS}, {"SAN uri", c.TLSSANURI},
+			{"SAN ip", c.TLSSANIP}, {"SAN email", c.TLSSANEmail},
+		} {
+			if n.v != "" {
+				s = fmt.Sprintf("tls_client_auth by %s %s", n.kind, printable(n.v))
+			}
+		}
+	case clients.MethodSelfSignedTLSClientAuth:
+		s = fmt.Sprintf("self_signed_tls_client_auth by %d registered certificate(s)", len(c.Certificates))
+	}
+	switch {
+	case s != "":
+		return s + "; its tokens are bound to the certificate"
+	case c.BoundTokens:
+		return "its tokens are bound to the certificate it presents at the token endpoint"
+	}
+	return ""
+}

@@ -63,7 +63,11 @@ func TestClientAdd_RegistersACertificateInsteadOfASecret(t *testing.T) {
 			}
 			c := f.Find(field(t, idLine, out))
 			if c == nil || len(c.Secrets) != 0 || !tc.check(c) {
-				t.Errorf("stored client %+v", c)
+				t.Fatalf("stored client %+v", c)
+			}
+			shown, err := runClient(t, "", "show", "--clients", path, "--id", c.ID)
+			if err != nil || !strings.Contains(shown, "certificate:    "+c.CertificateMethod()+" by ") {
+				t.Errorf("client show: %v\n%s", err, shown)
 			}
 		})
 	}
