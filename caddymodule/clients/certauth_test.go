@@ -124,3 +124,18 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// FuzzNormalizeDN: any registered or presented DN normalizes without a
+// panic, and a normalized DN is its own normal form, so that comparing
+// two normal forms is comparing names.
+func FuzzNormalizeDN(f *testing.F) {
+	for _, s := range []string{"CN=sender,O=Example,C=DE", `CN=Doe\, John , O = x`, "CN=a+UID=7", `CN=a\ `, `CN=\`, "=,=", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := clients.NormalizeDN(s)
+		if n != "" && clients.NormalizeDN(n) != n {
+			t.Fatalf("NormalizeDN(%q) = %q, which normalizes to %q", s, n, clients.NormalizeDN(n))
+		}
+	})
+}
