@@ -169,9 +169,6 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 			return
 		}
 	}
-	if d.Err = g.requireBinding(d.Rule, claims); d.Err != nil {
-		return
-	}
 	dv, oerr := derive(claims, ext, pol)
 	if oerr != nil {
 		d.Err = oerr
@@ -180,6 +177,9 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	d.Subject, d.ClientID = dv.subject, dv.clientID
 	if pol.Disabled(dv.subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
+		return
+	}
+	if d.Err = g.requireBinding(d.Rule, claims); d.Err != nil {
 		return
 	}
 	if d.Rule == nil {
