@@ -70,7 +70,7 @@ func TestCaddyfile_EveryJSONFieldHasACaddyfileForm(t *testing.T) {
 		}
 	}
 	walk(cfg)
-	for _, m := range []any{App{}, StateConfig{}, RedisState{}, TrustedIssuer{}, OAuthGuard{}, OAuthServer{}} {
+	for _, m := range []any{App{}, StateConfig{}, RedisState{}, TrustedIssuer{}, ClientCertificates{}, OAuthGuard{}, OAuthServer{}} {
 		typ := reflect.TypeOf(m)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")

@@ -9,6 +9,7 @@ package caddymodule
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/authserver"
+	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/csrf"
 	"github.com/oauthgate/oauthgate/caddymodule/filewatch"
@@ -101,6 +103,11 @@ type App struct {
 	// besides the gateway's own, each checked with its own keys and rules.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
 
+	// ClientCertificates, if set, turns on TLS client certificates: client
+	// authentication by certificate and certificate-bound tokens (RFC
+	// 8705). See ClientCertificates.
+	ClientCertificates *ClientCertificates `json:"client_certificates,omitempty"`
+
 	issuers map[string]*issuers.Issuer // by "iss"
 	clients *clients.Watcher
 	limiter authserver.Limiter // of failed client authentications
@@ -121,6 +128,10 @@ type App struct {
 	once state.Once
 	// keysChanged wakes the key sync when another instance stored keys.
 	keysChanged chan struct{}
+	// certs finds requests' client certificates; nil when
+	// client_certificates is not set. clientCAs verify tls_client_auth.
+	certs     *clientcert.Source
+	clientCAs *x509.CertPool
 }
 
 // DefaultMaxTokenLifetime is SAP BTP's cap on token lifetimes.
@@ -165,6 +176,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.KeyRotation == 0 {
 		a.KeyRotation = caddy.Duration(DefaultKeyRotation)
+	}
+	if err := a.provisionCertificates(); err != nil {
+		return err
 	}
 	alg, err := keys.ParseAlgorithm(cmp.Or(a.SigningAlgorithm, "ES256"))
 	if err != nil {

@@ -77,6 +77,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.State = st
 			continue
 		}
+		if key == "client_certificates" {
+			if app.ClientCertificates != nil {
+				return nil, d.Err("client_certificates may appear only once")
+			}
+			cc, err := parseClientCertificates(d)
+			if err != nil {
+				return nil, err
+			}
+			app.ClientCertificates = cc
+			continue
+		}
 		if key == "trust" {
 			t, err := parseTrust(d)
 			if err != nil {
@@ -152,6 +163,36 @@ func parseState(d *caddyfile.Dispenser) (*StateConfig, error) {
 		}
 	}
 	return &StateConfig{Redis: r}, nil
+}
+
+// parseClientCertificates reads the "client_certificates { … }" block:
+//
+//	client_certificates {
+//		trusted_ca_file <pem file>...   # repeatable
+//		header          <name>
+//	}
+func parseClientCertificates(d *caddyfile.Dispenser) (*ClientCertificates, error) {
+	cc := new(ClientCertificates)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch key := d.Val(); key {
+		case "trusted_ca_file":
+			files := d.RemainingArgs()
+			if len(files) == 0 {
+				return nil, d.Err("trusted_ca_file takes at least one PEM file")
+			}
+			cc.TrustedCAFiles = append(cc.TrustedCAFiles, files...)
+		case "header":
+			if !d.Args(&cc.Header) || d.NextArg() {
+				return nil, d.Err("header takes exactly one header name")
+			}
+		default:
+			return nil, d.Errf("unknown client_certificates option %q", key)
+		}
+	}
+	return cc, nil
 }
 
 // parseTrust reads one "trust <issuer> { … }" block.

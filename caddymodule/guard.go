@@ -174,6 +174,7 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 		AllowPreflight: g.AllowPreflight,
 		ClientIP:       clientIP,
 	}
+	g.guard.Certificates = g.app.guardCertificates()
 	g.forward = guard.NewForwarder(guard.ForwardOptions{
 		IdentityHeaders:   g.IdentityHeaders,
 		KeepAuthorization: g.KeepAuthorization,

@@ -80,6 +80,7 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 
 		MaxAssertionLifetime: time.Duration(s.MaxAssertionLifetime),
 	}
+	s.srv.Certificates, s.srv.ClientCAs = app.serverCertificates(), app.clientCAs
 	return nil
 }
 

@@ -7,6 +7,7 @@ package authserver
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/assertion"
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
+	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
@@ -88,7 +90,25 @@ type Server struct {
 	MaxAssertionLifetime time.Duration
 
 	remote remoteKeys // the JWK Sets of clients registered by jwks_uri
+	// Certificates finds a request's TLS client certificate (RFC 8705);
+	// nil means client certificates are not configured: no client
+	// authenticates by one and no token is bound to one.
+	Certificates CertificateSource
+	// ClientCAs are the CAs a tls_client_auth client's certificate must
+	// chain to; nil means none, so only self_signed_tls_client_auth
+	// works.
+	ClientCAs *x509.CertPool
 }
+
+// CertificateSource finds the TLS client certificate of a request:
+// *clientcert.Source is one.
+type CertificateSource interface {
+	// Certificate returns the request's certificate, nil when it has
+	// none; an error is a malformed certificate header.
+	Certificate(r *http.Request) (*clientcert.Cert, error)
+}
+
+var _ CertificateSource = (*clientcert.Source)(nil)
 
 // Limiter counts failed client authentications: *bruteforce.Limiter in
 // one process, or a fleet-wide one shared through the state engine.
@@ -187,17 +207,31 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 // ID or the caller's address they are refused (429). Guessing is bounded
 // as before, since every wrong guess ends on the limiter.
 //
-// A client assertion (private_key_jwt) is checked by
-// authenticateAssertion instead. Either way, a client restricted to
-// another method (token_endpoint_auth_method) fails like a wrong secret.
-func (s *Server) authenticate(r *http.Request, req *request) (*clients.Client, *oautherr.Error) {
+// A client ID without a secret is the client's claim to authenticate by
+// its TLS client certificate (RFC 8705 §2): see authenticateCertificate.
+// The certificate is returned when it authenticated the client, which
+// binds the client's token to it. A client assertion (private_key_jwt)
+// is checked by authenticateAssertion instead. Every way, a client
+// restricted to another method (token_endpoint_auth_method) fails like a
+// wrong secret.
+func (s *Server) authenticate(r *http.Request, req *request) (*clients.Client, *clientcert.Cert, *oautherr.Error) {
 	if req.clientAssertion != "" {
-		return s.authenticateAssertion(r, req)
+		client, oerr := s.authenticateAssertion(r, req)
+		return client, nil, oerr
 	}
 	creds := req.credentials
 	if len(creds) == 0 {
-		return nil, oautherr.InvalidClient("client authentication failed")
+		return nil, nil, oautherr.InvalidClient("client authentication failed")
 	}
+	if len(creds) == 1 && creds[0].secret == "" {
+		return s.authenticateCertificate(r, creds[0].id)
+	}
+	client, oerr := s.authenticateSecret(r, creds, req.method)
+	return client, nil, oerr
+}
+
+// authenticateSecret authenticates by a client secret sent by method.
+func (s *Server) authenticateSecret(r *http.Request, creds []credential, method string) (*clients.Client, *oautherr.Error) {
 	now, ip := s.now(), s.remoteIP(r)
 	reg := s.State.Clients()
 	try := func(opt clients.AuthOptions) (client *clients.Client, slowRefused bool) {
@@ -214,7 +248,7 @@ func (s *Server) authenticate(r *http.Request, req *request) (*clients.Client, *
 	}
 	client, slowRefused := try(clients.AuthOptions{Now: now, NoSlowHash: true})
 	if client != nil {
-		return s.accepts(client, req.method, creds[len(creds)-1].id, ip, now)
+		return s.accepts(client, method, creds[len(creds)-1].id, ip, now)
 	}
 	// The last candidate is the decoded one, the only form a registered
 	// ID can have: every percent-encoding of an ID counts against it.
@@ -230,7 +264,7 @@ func (s *Server) authenticate(r *http.Request, req *request) (*clients.Client, *
 			if s.Limiter != nil {
 				s.Limiter.Refund(claimed, ip)
 			}
-			return s.accepts(client, req.method, claimed, ip, now)
+			return s.accepts(client, method, claimed, ip, now)
 		}
 	}
 	// One answer for unknown client, wrong secret and disabled client:
@@ -249,6 +283,37 @@ func (s *Server) accepts(client *clients.Client, method, claimed, ip string, now
 		s.Limiter.Fail(claimed, ip, now)
 	}
 	return nil, oautherr.InvalidClient("client authentication failed")
+}
+
+// authenticateCertificate authenticates client id by the request's TLS
+// client certificate. A failure counts in the limiter like a wrong
+// secret; a success does not ask it, as for a right secret.
+func (s *Server) authenticateCertificate(r *http.Request, id string) (*clients.Client, *clientcert.Cert, *oautherr.Error) {
+	now := s.now()
+	var cert *clientcert.Cert
+	if s.Certificates != nil {
+		var err error
+		if cert, err = s.Certificates.Certificate(r); err != nil {
+			return nil, nil, oautherr.InvalidRequest(err.Error())
+		}
+	}
+	if cert != nil {
+		client, err := s.State.Clients().AuthenticateCertificate(id, cert.Leaf, cert.Intermediates,
+			clients.CertificateCheck{Roots: s.ClientCAs, Now: now})
+		if err == nil && client.Accepts(client.CertificateMethod()) {
+			return client, cert, nil
+		}
+	}
+	if s.Limiter != nil {
+		ip := s.remoteIP(r)
+		if wait := s.Limiter.Take(id, ip, now); wait > 0 {
+			s.Limiter.Fail(id, ip, now)
+			return nil, nil, oautherr.TooManyFailures(wait)
+		}
+	}
+	// As for secrets, one answer whether the client exists or not, and
+	// the same as for an empty secret.
+	return nil, nil, oautherr.InvalidClient("client authentication failed")
 }
 
 func (s *Server) now() time.Time {
@@ -283,12 +348,21 @@ type metadata struct {
 	TokenEndpointAuthAlgs         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthAlgs []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
 	RevocationEndpointAuthAlgs    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+
+	// RFC 8705 §3.3: the server issues certificate-bound tokens.
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter) {
 	base := strings.TrimSuffix(s.Issuer, "/")
 	authMethods := []string{clients.MethodSecretBasic, clients.MethodSecretPost, clients.MethodPrivateKeyJWT}
-	oauthjson.Write(w, http.StatusOK, metadata{
+	if s.Certificates != nil {
+		if s.ClientCAs != nil {
+			authMethods = append(authMethods, clients.MethodTLSClientAuth)
+		}
+		authMethods = append(authMethods, clients.MethodSelfSignedTLSClientAuth)
+	}
+	m := metadata{
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
 		IntrospectionEndpoint:         base + IntrospectPath,
@@ -302,5 +376,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter) {
 		TokenEndpointAuthAlgs:         assertion.Algorithms,
 		IntrospectionEndpointAuthAlgs: assertion.Algorithms,
 		RevocationEndpointAuthAlgs:    assertion.Algorithms,
-	})
+	}
+	m.TLSClientCertificateBoundAccessTokens = s.Certificates != nil
+	oauthjson.Write(w, http.StatusOK, m)
 }

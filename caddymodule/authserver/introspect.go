@@ -27,6 +27,9 @@ type introspection struct {
 	IssuedAt  int64    `json:"iat,omitempty"`
 	ID        string   `json:"jti,omitempty"`
 	TokenType string   `json:"token_type,omitempty"`
+	// Cnf is the token's binding (RFC 8705 §3.2, RFC 9449 §6.2), so that
+	// a resource server that introspects can check it.
+	Cnf *tokens.Confirmation `json:"cnf,omitempty"`
 }
 
 // serveIntrospect is the RFC 7662 endpoint. Any registered client may ask
@@ -49,8 +52,16 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	oauthjson.Write(w, http.StatusOK, introspection{
 		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, Subject: c.Subject,
 		Audience: c.Audience, Issuer: c.Issuer, Expiry: c.Expiry.Unix(), IssuedAt: c.IssuedAt.Unix(),
-		ID: c.ID, TokenType: "Bearer",
+		ID: c.ID, TokenType: "Bearer", Cnf: cnf(c.Confirmation),
 	})
+}
+
+// cnf is c for an introspection answer: nil for a bearer token.
+func cnf(c tokens.Confirmation) *tokens.Confirmation {
+	if !c.Bound() {
+		return nil
+	}
+	return &c
 }
 
 // serveRevoke is the RFC 7009 endpoint. A client may revoke its own
@@ -103,7 +114,7 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (clientID
 	req, oerr := parseRequest(w, r)
 	if oerr == nil {
 		var client *clients.Client
-		if client, oerr = s.authenticate(r, req); oerr == nil {
+		if client, _, oerr = s.authenticate(r, req); oerr == nil {
 			clientID = client.ID
 		}
 	}

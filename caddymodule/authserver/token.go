@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
@@ -157,11 +158,15 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 	default:
 		return nil, nil, oautherr.InvalidRequest("token_format must be jwt or opaque")
 	}
-	client, oerr := s.authenticate(r, req)
+	client, cert, oerr := s.authenticate(r, req)
 	if oerr != nil {
 		return nil, nil, oerr
 	}
 	out.ClientID = client.ID
+	cnf, oerr := s.certificateBinding(r, client, cert)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
 	aud, oerr := selectAudience(client, req.params, s.Audience)
 	if oerr != nil {
 		return nil, nil, oerr
@@ -178,14 +183,15 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		lifetime = s.MaxLifetime
 	}
 	claims := &tokens.Claims{
-		Issuer:   s.Issuer,
-		Subject:  client.Subject(),
-		ClientID: client.ID,
-		Audience: []string{aud},
-		IssuedAt: iat,
-		Expiry:   iat.Add(lifetime),
-		ID:       tokens.NewID(),
-		Scope:    scope,
+		Issuer:       s.Issuer,
+		Subject:      client.Subject(),
+		ClientID:     client.ID,
+		Audience:     []string{aud},
+		IssuedAt:     iat,
+		Expiry:       iat.Add(lifetime),
+		ID:           tokens.NewID(),
+		Scope:        scope,
+		Confirmation: cnf,
 	}
 	// A client that hangs up must not cut a write short halfway: the
 	// opaque token stored without its issuance record, say.
@@ -197,7 +203,8 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		tok = s.Tokens.NewOpaque()
 		err = s.Tokens.PutOpaque(ctx, tok, &tokenstate.Opaque{
 			ClientID: claims.ClientID, Subject: claims.Subject, Audience: claims.Audience,
-			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID})
+			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID,
+			Cnf: claims.Confirmation})
 	} else {
 		tok, err = tokens.Mint(s.State.Keys().Signing(), claims)
 		stored = err == nil
@@ -222,6 +229,27 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		ExpiresIn:   int64(lifetime / time.Second),
 		Scope:       strings.Join(scope, " "),
 	}, &issued{client: client, claims: claims, format: format}, nil
+}
+
+// certificateBinding is the cnf of the client's token (RFC 8705 §3):
+// bound to the certificate it authenticated with, or to the one it
+// presents if its registration asks for bound tokens; none otherwise.
+func (s *Server) certificateBinding(r *http.Request, client *clients.Client, cert *clientcert.Cert) (tokens.Confirmation, *oautherr.Error) {
+	if cert == nil && client.BoundTokens && s.Certificates != nil {
+		var err error
+		if cert, err = s.Certificates.Certificate(r); err != nil {
+			return tokens.Confirmation{}, oautherr.InvalidRequest(err.Error())
+		}
+	}
+	switch {
+	case cert != nil:
+		return tokens.Confirmation{X5tS256: cert.Thumbprint}, nil
+	case client.BoundTokens:
+		// Also when the gateway reads no certificates at all: a token
+		// the registration wants bound must not go out as a bearer one.
+		return tokens.Confirmation{}, oautherr.InvalidRequest("this client's tokens are bound to its TLS client certificate, as its registration says; present one")
+	}
+	return tokens.Confirmation{}, nil
 }
 
 // stateUnavailable is a failure to reach the token state (Caddy's

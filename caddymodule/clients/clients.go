@@ -45,6 +45,7 @@ type Client struct {
 	// Description is free text for the operator.
 	Description string `json:"description,omitempty"`
 	// Secrets are the hashes of the secrets that authenticate the client.
+	// A client that authenticates by certificate or keys alone has none.
 	Secrets []Secret `json:"secrets,omitempty"`
 	// JWKS is the client's public keys as a JWK Set (RFC 7517), given
 	// inline, for private_key_jwt (RFC 7523): the client authenticates
@@ -58,8 +59,8 @@ type Client struct {
 	// the keys are an hour old; 1 MiB, 5s and 3 redirects at most.
 	JWKSURI string `json:"jwks_uri,omitempty"`
 	// TokenEndpointAuthMethod (RFC 7591 §2) restricts the client to one
-	// way of authenticating: client_secret_basic, client_secret_post or
-	// private_key_jwt. Empty: any way it has a credential for.
+	// way of authenticating: client_secret_basic, client_secret_post,
+	// private_key_jwt, tls_client_auth or self_signed_tls_client_auth. Empty: any way it has a credential for.
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 	// TokenLifetime is how long the client's access tokens are valid, as
 	// a Go duration ("60m", "12h"). Empty means DefaultTokenLifetime. "0"
@@ -75,8 +76,34 @@ type Client struct {
 	// Disabled clients cannot obtain tokens.
 	Disabled bool `json:"disabled,omitempty"`
 
-	lifetime time.Duration
-	keys     map[string]*keys.Key // parsed from JWKS
+	// TLSSubjectDN, TLSSANDNS, TLSSANURI, TLSSANIP and TLSSANEmail name
+	// the client's certificate for tls_client_auth (RFC 8705 §2.1.2); at
+	// most one is set. A certificate that chains to a CA of the oauth
+	// app's client_certificates and carries this subject DN (RFC 4514,
+	// e.g. "CN=sender,O=Example,C=DE"; letter case and spaces around
+	// separators do not count) or this subject alternative name
+	// authenticates the client, with no secret.
+	TLSSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSSANDNS    string `json:"tls_client_auth_san_dns,omitempty"`
+	TLSSANURI    string `json:"tls_client_auth_san_uri,omitempty"`
+	TLSSANIP     string `json:"tls_client_auth_san_ip,omitempty"`
+	TLSSANEmail  string `json:"tls_client_auth_san_email,omitempty"`
+	// Certificates are the client's own certificates, PEM, for
+	// self_signed_tls_client_auth (RFC 8705 §2.2): a TLS client
+	// certificate with the public key of one of them authenticates the
+	// client, whoever signed it.
+	Certificates []string `json:"tls_client_certificates,omitempty"`
+	// BoundTokens binds every token of the client to the TLS client
+	// certificate it presents at the token endpoint (RFC 8705 §3), also
+	// when it authenticates with a secret; a token request without a
+	// certificate is refused. A client that authenticates by certificate
+	// gets bound tokens whatever this says.
+	BoundTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+
+	lifetime   time.Duration
+	keys       map[string]*keys.Key // parsed from JWKS
+	tlsSubject *tlsSubject
+	certKeys   [][]byte // RawSubjectPublicKeyInfo of each of Certificates
 }
 
 // Subject is the token subject of the client, SAP's technical user.
@@ -92,6 +119,9 @@ func (c *Client) Lifetime() time.Duration { return c.lifetime }
 func (c *Client) validate() error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: must be 1 to 64 characters of A-Z a-z 0-9 - _ .", c.ID)
+	}
+	if err := c.validateCertificates(); err != nil {
+		return err
 	}
 	if err := c.checkCredentials(); err != nil {
 		return err

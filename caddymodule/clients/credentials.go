@@ -23,19 +23,21 @@ const (
 )
 
 // methods lists, for each authentication method, whether c holds the
-// credential it needs. A method of another kind (certificates) adds its
-// line here, and checkCredentials and Accepts follow.
+// credential it needs; checkCredentials and Accepts follow it. The
+// certificates must have been read (validateCertificates) first.
 func (c *Client) methods() map[string]bool {
 	return map[string]bool{
-		MethodSecretBasic:   len(c.Secrets) > 0,
-		MethodSecretPost:    len(c.Secrets) > 0,
-		MethodPrivateKeyJWT: len(c.JWKS) > 0 || c.JWKSURI != "",
+		MethodSecretBasic:             len(c.Secrets) > 0,
+		MethodSecretPost:              len(c.Secrets) > 0,
+		MethodPrivateKeyJWT:           len(c.JWKS) > 0 || c.JWKSURI != "",
+		MethodTLSClientAuth:           c.tlsSubject != nil,
+		MethodSelfSignedTLSClientAuth: len(c.certKeys) > 0,
 	}
 }
 
 // checkCredentials is the rule that every client can authenticate by at
 // least one method, and by the one it is restricted to: a client with
-// neither secret nor keys is refused when the file is read, so that no
+// neither secret nor keys nor certificate is refused when the file is read, so that no
 // code path has to ask what such a client could do. It also parses the
 // credentials that are not secrets.
 func (c *Client) checkCredentials() error {
@@ -75,11 +77,11 @@ func (c *Client) checkCredentials() error {
 			return nil
 		}
 	}
-	return errors.New("no credential: give it secrets, jwks or jwks_uri")
+	return errors.New("no credential: give it secrets, jwks or jwks_uri, or a TLS client certificate (tls_client_auth_* or tls_client_certificates)")
 }
 
 func (c *Client) methodNames() []string {
-	return []string{MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT}
+	return []string{MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT, MethodTLSClientAuth, MethodSelfSignedTLSClientAuth}
 }
 
 // Accepts reports whether c may authenticate by method: it has the

@@ -44,7 +44,7 @@ file and applies a change within half a second.
 
 func clientAddCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin | --jwks <file> | --jwks-uri <url>]",
+		Use:   "add --clients <file> --name <name> [--description <text>] [--lifetime <duration>] [--audience <aud>]... [--secret-stdin | --jwks <file> | --jwks-uri <url> | --tls-subject <dn> | --tls-san <type:name> | --certificate <file>...] [--bound-tokens]",
 		Short: "Registers a new client and prints its ID and secret once",
 		Long: `
 Registers an OAuth client in the clients file (created if missing): a new
@@ -73,7 +73,7 @@ is where the client publishes that set (https, or http to a loopback host),
 fetched by the gateway when needed.
 
 The file is replaced atomically: a crash leaves the old file or the new one.
-`,
+` + clientCertHelp,
 		Example: `  $ caddy oauth client add --clients clients.json --name order-sender --description "ERP order feed"
   $ printf '%s' "$SECRET" | caddy oauth client add --clients clients.json --name legacy --secret-stdin
   $ caddy oauth client add --clients clients.json --name erp --jwks erp-public.jwks.json
@@ -101,34 +101,41 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			case keyed && fromStdin:
 				return usagef("--secret-stdin and --jwks/--jwks-uri: a client with keys has no secret")
 			}
-			client := clients.Client{
-				ID:            clients.NewID(),
-				Name:          name,
-				Description:   desc,
-				TokenLifetime: lifetime.String(),
-				Audiences:     audiences,
-				JWKSURI:       jwksURI,
+			var client clients.Client
+			byCert, err := applyCertFlags(cmd, &client)
+			switch {
+			case err != nil:
+				return err
+			case byCert && keyed:
+				return usagef("--jwks/--jwks-uri and a certificate: give the client one kind of credential")
 			}
+			client.JWKSURI = jwksURI
 			// The credential first: a bad one must not leave a changed file.
-			var secret string
+			// A client with keys or a certificate gets no secret, unless
+			// chosen (certificate only).
 			if jwksFile != "" {
 				data, err := filewatch.Read(jwksFile, issuers.MaxDocumentSize)
 				if err != nil {
 					return err
 				}
 				client.JWKS = json.RawMessage(data)
-			} else if !keyed {
-				var stored clients.Secret
-				var err error
+			}
+			var secret string
+			var stored clients.Secret
+			if !byCert && !keyed || fromStdin {
 				if secret, stored, err = newSecret(cmd, fromStdin); err != nil {
 					return err
 				}
-				stored.Created = commandNow().UTC().Format(time.RFC3339)
-				client.Secrets = []clients.Secret{stored}
 			}
 			f, err := clients.ReadFileOrEmpty(path)
 			if err != nil {
 				return err
+			}
+			client.ID, client.Name, client.Description = clients.NewID(), name, desc
+			client.TokenLifetime, client.Audiences = lifetime.String(), audiences
+			if stored.Hash != "" {
+				stored.Created = commandNow().UTC().Format(time.RFC3339)
+				client.Secrets = []clients.Secret{stored}
 			}
 			f.Clients = append(f.Clients, client)
 			if err := clients.WriteFile(path, f); err != nil {
@@ -137,18 +144,21 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Client %q added to %s.\n", name, path)
 			fmt.Fprintf(out, "client_id:     %s\n", client.ID)
-			if keyed {
-				fmt.Fprintf(out, "subject:       %s\n", client.Subject())
-				fmt.Fprintln(out, "The client authenticates with private_key_jwt: a JWT signed by one of its keys.")
-				return nil
-			}
-			if !fromStdin {
+			if secret != "" {
 				fmt.Fprintf(out, "client_secret: %s\n", secret)
 			}
 			fmt.Fprintf(out, "subject:       %s\n", client.Subject())
-			if fromStdin {
+			if m := f.Find(client.ID).CertificateMethod(); m != "" { // validated by WriteFile
+				fmt.Fprintf(out, "auth method:   %s; the client's tokens are bound to its certificate\n", m)
+			}
+			switch {
+			case keyed:
+				fmt.Fprintln(out, "The client authenticates with private_key_jwt: a JWT signed by one of its keys.")
+			case stored.Hash == "":
+				fmt.Fprintln(out, "The client authenticates by its certificate alone: it sends its client_id, no secret.")
+			case fromStdin:
 				fmt.Fprintln(out, "The secret read from standard input is stored as an argon2id hash; it is not shown.")
-			} else {
+			default:
 				fmt.Fprintln(out, "The secret is shown only this once; only its hash is stored.")
 			}
 			return nil
@@ -162,6 +172,7 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 	c.Flags().Bool("secret-stdin", false, secretStdinHelp)
 	c.Flags().String("jwks", "", "a file with the client's public keys (a JWK Set), for private_key_jwt instead of a secret")
 	c.Flags().String("jwks-uri", "", "where the client publishes its public keys (a JWK Set), for private_key_jwt instead of a secret")
+	certFlags(c)
 	return c
 }
 
@@ -270,6 +281,9 @@ hashes are never shown.
 			}
 			if c.JWKSURI != "" {
 				fmt.Fprintf(out, "jwks_uri:       %s\n", printable(c.JWKSURI))
+			}
+			if cert := certificateText(c); cert != "" {
+				fmt.Fprintf(out, "certificate:    %s\n", cert)
 			}
 			printSecrets(out, c, "", commandNow())
 			return nil

@@ -60,6 +60,13 @@ type Guard struct {
 	// for conditions' request.remote_addr; nil means the connection's
 	// peer.
 	ClientIP func(*http.Request) string
+	// Certificates finds the request's TLS client certificate, which a
+	// token bound to one (cnf x5t#S256, RFC 8705 §3) needs; nil means no
+	// request has one, so every such token is refused.
+	Certificates CertificateSource
+	// DPoP checks the proof a DPoP-bound token (cnf jkt, RFC 9449)
+	// needs; nil means none is checked, so every such token is refused.
+	DPoP DPoPChecker
 }
 
 // Issuer verifies the tokens of one external issuer; *issuers.Issuer is
@@ -131,6 +138,9 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	}
 	token, oerr := g.token(r)
 	if oerr != nil {
+		if oerr.Code == "" {
+			g.dpopChallenge(d.Rule, oerr)
+		}
 		d.Err = oerr
 		return
 	}
@@ -154,10 +164,10 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	d.Claims = claims
 	if claims.Confirmation.Bound() {
 		// A sender-constrained token (RFC 8705, RFC 9449) is worth
-		// nothing without the proof of its key; until the guard checks
-		// such proofs, no request proves one.
-		d.Err = oautherr.InvalidToken("the token is bound to a key (cnf) that this request does not prove")
-		return
+		// nothing without the proof of its key.
+		if d.Err = g.confirm(r, token, claims); d.Err != nil {
+			return
+		}
 	}
 	dv, oerr := derive(claims, ext, pol)
 	if oerr != nil {
@@ -167,6 +177,9 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	d.Subject, d.ClientID = dv.subject, dv.clientID
 	if pol.Disabled(dv.subject) {
 		d.Err = oautherr.InvalidToken("the token's subject is disabled in the policy")
+		return
+	}
+	if d.Err = g.requireBinding(d.Rule, claims); d.Err != nil {
 		return
 	}
 	if d.Rule == nil {

@@ -393,14 +393,3 @@ func TestCheck_RevokedRoleTakesEffectForAnIssuedToken(t *testing.T) {
 		})
 	}
 }
-
-func TestCheck_ABoundTokenIsRefusedWithoutTheProofOfItsKey(t *testing.T) {
-	f := newFixture(t)
-	for _, cnf := range []tokens.Confirmation{{X5tS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}} {
-		tok := f.token(t, sender, func(c *tokens.Claims) { c.Confirmation = cnf })
-		o := f.check(http.MethodPost, "/http/orders/1", "Bearer "+tok)
-		if o.err == nil || o.err.Code != "invalid_token" || !strings.Contains(o.err.Description, "bound to a key") {
-			t.Errorf("%+v: got %+v, want 401 invalid_token naming the binding", cnf, o.err)
-		}
-	}
-}

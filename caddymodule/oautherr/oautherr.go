@@ -53,6 +53,10 @@ type Error struct {
 	// Reason, if set, names the refusal in logs and metrics more
 	// precisely than Code (e.g. "condition_false"); it is never sent.
 	Reason string
+	// DPoPAlgs, if set, adds a DPoP challenge (RFC 9449 §7.1) beside the
+	// Bearer one, naming the proof algorithms accepted: where a DPoP-bound
+	// token would do.
+	DPoPAlgs []string
 }
 
 func (e *Error) Error() string {
@@ -168,20 +172,16 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		b.WriteString(`, resource_metadata=`)
 		b.WriteString(quote(resourceMetadata))
 	}
-	if e.Code != "" {
-		b.WriteString(`, error=`)
-		b.WriteString(quote(e.Code))
-	}
-	if e.Description != "" {
-		b.WriteString(`, error_description=`)
-		b.WriteString(quote(e.Description))
-	}
+	writeErrorParams(&b, e)
 	scope := strings.Join(e.Scope, " ")
 	if scope != "" {
 		b.WriteString(`, scope=`)
 		b.WriteString(quote(scope))
 	}
 	w.Header().Set("WWW-Authenticate", b.String())
+	if len(e.DPoPAlgs) > 0 {
+		w.Header().Add("WWW-Authenticate", dpopChallenge(realm, e))
+	}
 	if e.Code == "" {
 		// RFC 6750 §3.1: a request without credentials gets the bare
 		// challenge; there is no error to report.
@@ -190,6 +190,31 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		return
 	}
 	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
+}
+
+// dpopChallenge is the DPoP challenge of e (RFC 9449 §7.1): the same
+// error, and the algorithms a proof may use.
+func dpopChallenge(realm string, e *Error) string {
+	var b strings.Builder
+	b.WriteString("DPoP realm=")
+	b.WriteString(quote(realm))
+	writeErrorParams(&b, e)
+	b.WriteString(`, algs=`)
+	b.WriteString(quote(strings.Join(e.DPoPAlgs, " ")))
+	return b.String()
+}
+
+// writeErrorParams appends e's error and error_description parameters
+// to a challenge.
+func writeErrorParams(b *strings.Builder, e *Error) {
+	if e.Code != "" {
+		b.WriteString(`, error=`)
+		b.WriteString(quote(e.Code))
+	}
+	if e.Description != "" {
+		b.WriteString(`, error_description=`)
+		b.WriteString(quote(e.Description))
+	}
 }
 
 // quote renders s as an RFC 9110 quoted-string. Characters that a

@@ -88,3 +88,18 @@ func TestWriteChallenge_PointsAtTheResourceMetadata(t *testing.T) {
 		t.Errorf("WWW-Authenticate = %s, want %s", got, want)
 	}
 }
+
+func TestWriteChallenge_AddsADPoPChallengeWhereDPoPWouldDo(t *testing.T) {
+	e := InvalidToken("this path requires a sender-constrained token")
+	e.DPoPAlgs = []string{"ES256", "EdDSA"}
+	w := httptest.NewRecorder()
+	WriteChallenge(w, "oauthgate", "", e)
+	got := w.Header().Values("WWW-Authenticate")
+	want := []string{
+		`Bearer realm="oauthgate", error="invalid_token", error_description="this path requires a sender-constrained token"`,
+		`DPoP realm="oauthgate", error="invalid_token", error_description="this path requires a sender-constrained token", algs="ES256 EdDSA"`,
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+	}
+}

@@ -271,6 +271,9 @@ func requirement(r *Rule) string {
 	if r.CSRF {
 		key += " csrf"
 	}
+	if len(r.Binding) > 0 {
+		key += " binding " + strings.Join(r.Binding, ",")
+	}
 	if r.When != nil {
 		// A bare path that escapes a condition is as much a gap as
 		// one that escapes a role.
@@ -290,6 +293,9 @@ func asks(r *Rule) string {
 	}
 	if r.CSRF {
 		s += " and a CSRF token"
+	}
+	if len(r.Binding) > 0 {
+		s += " and a token bound by " + strings.Join(r.Binding, " or ")
 	}
 	if r.ReportOnly {
 		s += " (report only)"
@@ -442,6 +448,9 @@ func ExplainInput(p *Policy, method, host, path, subject string, scope []string,
 		case r.CSRF && (method == "GET" || method == "HEAD"):
 			x.Reason += "; the rule is csrf, so with X-CSRF-Token: Fetch the gateway answers with a token itself"
 		}
+		if x.Decision == "allow" && len(r.Binding) > 0 {
+			x.Reason += "; the rule demands a token " + bindingWords(r.Binding) + ", else 401 invalid_token"
+		}
 	default:
 		x.Reason = "the subject does not hold " + needs(r)
 		if scope != nil && r.Allows(p.Roles(subject)) {
@@ -461,6 +470,20 @@ func ExplainInput(p *Policy, method, host, path, subject string, scope []string,
 		}
 	}
 	return x
+}
+
+// bindingWords says what a rule's binding demands.
+func bindingWords(kinds []string) string {
+	var w []string
+	for _, k := range kinds {
+		switch k {
+		case BindingMTLS:
+			w = append(w, "bound to the TLS client certificate (mtls)")
+		case BindingDPoP:
+			w = append(w, "bound to a DPoP key, with a proof (dpop)")
+		}
+	}
+	return strings.Join(w, " or ")
 }
 
 func needs(r *Rule) string {
@@ -494,6 +517,9 @@ func (x Explanation) String() string {
 		}
 		if r.CSRF {
 			b.WriteString("csrf:     GET or HEAD with X-CSRF-Token: Fetch gets a token; other methods but OPTIONS and TRACE need one\n")
+		}
+		if len(r.Binding) > 0 {
+			fmt.Fprintf(&b, "binding:  %s; a bearer token gets 401 invalid_token\n", bindingWords(r.Binding))
 		}
 	} else {
 		b.WriteString("rule:     none\n")

@@ -21,6 +21,9 @@
 //	  - path: /http/events*
 //	    roles: [ESBMessaging.send]
 //	    csrf: true                                    # SAP's "CSRF Protected"
+//	  - path: /http/payments/*
+//	    roles: [Payments.send]
+//	    binding: [mtls, dpop]                         # a sender-constrained token only
 //
 // A host is an exact name or "*.example.com" for exactly one more label;
 // the request's port and a trailing dot are ignored. Paths use Caddy's

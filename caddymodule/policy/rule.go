@@ -43,6 +43,10 @@ type Rule struct {
 	CSRF bool
 	// Limit is the rule's rate limit and quota per caller; nil for none.
 	Limit *Limit
+	// Binding, if not empty, demands a sender-constrained token: bound
+	// in one of these ways (BindingMTLS, BindingDPoP). A bearer token is
+	// refused with 401 invalid_token however many roles it carries.
+	Binding []string
 	// Line is where the rule starts in the policy file.
 	Line int
 
@@ -124,8 +128,10 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 			r.CSRF, err = boolean(v, "csrf")
 		case "limit":
 			r.Limit, err = parseLimit(v)
+		case "binding":
+			r.Binding, err = bindingList(v)
 		default:
-			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, when, csrf, limit)", k.Value)
+			err = errAt(k, "unknown rule key %q (want host(s), path(s), methods, roles, all_roles, public, report_only, when, csrf, limit, binding)", k.Value)
 		}
 		if err != nil {
 			return nil, err
@@ -157,6 +163,8 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		return nil, errAt(n, "a public rule cannot have a when condition: it sees no token; give it roles")
 	case r.Public && r.CSRF:
 		return nil, errAt(n, "a public rule cannot have csrf: true: a CSRF token is bound to the calling client, and a public rule has none")
+	case r.Public && len(r.Binding) > 0:
+		return nil, errAt(n, "a public rule sees no token, so it cannot demand a binding; give it roles")
 	case r.Public && r.Limit != nil:
 		return nil, errAt(n, "a public rule has no caller to count: a limit needs roles or all_roles")
 	case len(r.Paths)*max(len(r.Hosts), 1) > maxEntries:
@@ -180,6 +188,32 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		r.Limit.Scope = "rule " + strings.Join(r.Methods, ",") + " " + strings.Join(r.Hosts, ",") + " " + strings.Join(r.Paths, ",")
 	}
 	return r, nil
+}
+
+// The kinds of binding a rule may demand.
+const (
+	BindingMTLS = "mtls" // cnf x5t#S256: bound to a TLS client certificate (RFC 8705)
+	BindingDPoP = "dpop" // cnf jkt: bound to a DPoP key (RFC 9449)
+)
+
+// bindingList reads a rule's binding: a non-empty list of mtls and dpop.
+func bindingList(n *yaml.Node) ([]string, error) {
+	kinds, err := stringList(n, "binding")
+	if err != nil {
+		return nil, err
+	}
+	if len(kinds) == 0 {
+		return nil, errAt(n, "binding: name mtls, dpop or both; an empty list would demand nothing")
+	}
+	for i, k := range kinds {
+		switch {
+		case k != BindingMTLS && k != BindingDPoP:
+			return nil, errAt(n.Content[i], "binding: %q: want mtls (a certificate-bound token) or dpop (a DPoP-bound token)", k)
+		case slices.Index(kinds, k) != i:
+			return nil, errAt(n.Content[i], "binding: %q is listed twice", k)
+		}
+	}
+	return kinds, nil
 }
 
 // valueLine is the line of a scalar's first character of text: a block

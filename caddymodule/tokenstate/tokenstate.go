@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/state"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
 // MACKeyName is where the opaque-token MAC key lives among the blobs.
@@ -51,6 +52,8 @@ type Opaque struct {
 	IssuedAt time.Time `json:"iat"`
 	Expiry   time.Time `json:"exp"`
 	ID       string    `json:"jti"`
+	// Cnf is the token's binding to a key (RFC 8705, RFC 9449).
+	Cnf tokens.Confirmation `json:"cnf,omitzero"`
 }
 
 // latest marks, for one client, the token that supersedes all earlier
