@@ -161,7 +161,7 @@ func (failingOnce) First(context.Context, string, string, time.Time) (bool, erro
 
 type fixedNonce string
 
-func (n fixedNonce) Issue(time.Time) string            { return string(n) }
+func (n fixedNonce) Issue(time.Time) string           { return string(n) }
 func (n fixedNonce) Valid(s string, _ time.Time) bool { return s == string(n) }
 
 func TestVerify_AsksForANonceWhenOneIsRequired(t *testing.T) {

@@ -20,4 +20,3 @@ func signRawClaims(k *dpoptest.Key, hdr map[string]any, claims string) string {
 	sig := k.SignInput([]byte(input))
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
-
