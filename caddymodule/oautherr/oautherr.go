@@ -30,6 +30,10 @@ const (
 	// names them; they read like the codes above.
 	CodeRateLimited   = "rate_limited"
 	CodeQuotaExceeded = "quota_exceeded"
+	// RFC 9449 §5, §7.1, §8, §9: a DPoP proof that is not valid, and
+	// the request to retry with a server nonce.
+	CodeInvalidDPoPProof = "invalid_dpop_proof"
+	CodeUseDPoPNonce     = "use_dpop_nonce"
 )
 
 // Error is an OAuth protocol error.
@@ -53,6 +57,13 @@ type Error struct {
 	// Reason, if set, names the refusal in logs and metrics more
 	// precisely than Code (e.g. "condition_false"); it is never sent.
 	Reason string
+	// DPoPAlgs, if set, makes the guard's challenge a DPoP one (RFC
+	// 9449 §7.1) naming these proof algorithms, space-separated; with
+	// no Code (no token sent), a DPoP challenge beside the Bearer one.
+	DPoPAlgs string
+	// DPoPNonce, if set, is sent as the DPoP-Nonce header (RFC 9449 §8,
+	// §9): the nonce the client's next proof must carry.
+	DPoPNonce string
 }
 
 func (e *Error) Error() string {
@@ -108,6 +119,12 @@ func TooManyRequests(code, desc string, wait time.Duration) *Error {
 	return &Error{Code: code, Description: desc, Status: http.StatusTooManyRequests, RetryAfter: wait}
 }
 
+// InvalidDPoPProof is a DPoP proof that failed its checks: 400 at the
+// token endpoint (RFC 9449 §5); the guard answers 401 (§7.1).
+func InvalidDPoPProof(desc string) *Error {
+	return &Error{Code: CodeInvalidDPoPProof, Description: desc, Status: http.StatusBadRequest}
+}
+
 // MissingToken is the challenge for a request without a Bearer token: 401
 // with no error code.
 func MissingToken() *Error {
@@ -142,6 +159,9 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
+	if e.DPoPNonce != "" {
+		h.Set("DPoP-Nonce", e.DPoPNonce)
+	}
 	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 }
 
@@ -161,9 +181,23 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 		return
 	}
+	if e.DPoPNonce != "" {
+		w.Header().Set("DPoP-Nonce", e.DPoPNonce)
+	}
 	var b strings.Builder
-	b.WriteString("Bearer realm=")
-	b.WriteString(quote(realm))
+	if e.DPoPAlgs != "" && e.Code == "" {
+		// No token at all: either scheme would do (RFC 9449 §7.1).
+		w.Header().Add("WWW-Authenticate", "DPoP realm="+quote(realm)+", algs="+quote(e.DPoPAlgs))
+	}
+	if e.DPoPAlgs != "" && e.Code != "" {
+		b.WriteString("DPoP realm=")
+		b.WriteString(quote(realm))
+		b.WriteString(", algs=")
+		b.WriteString(quote(e.DPoPAlgs))
+	} else {
+		b.WriteString("Bearer realm=")
+		b.WriteString(quote(realm))
+	}
 	if resourceMetadata != "" {
 		b.WriteString(`, resource_metadata=`)
 		b.WriteString(quote(resourceMetadata))
@@ -181,7 +215,7 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		b.WriteString(`, scope=`)
 		b.WriteString(quote(scope))
 	}
-	w.Header().Set("WWW-Authenticate", b.String())
+	w.Header().Add("WWW-Authenticate", b.String())
 	if e.Code == "" {
 		// RFC 6750 §3.1: a request without credentials gets the bare
 		// challenge; there is no error to report.

@@ -88,3 +88,17 @@ func TestWriteChallenge_PointsAtTheResourceMetadata(t *testing.T) {
 		t.Errorf("WWW-Authenticate = %s, want %s", got, want)
 	}
 }
+
+func TestWriteChallenge_DPoPChallengeNamesTheAlgorithmsAndTheNonce(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteChallenge(w, "oauthgate", "", &Error{Code: CodeUseDPoPNonce, Status: 401,
+		Description: "send a nonce", DPoPAlgs: "ES256 EdDSA", DPoPNonce: "n1"})
+	got := w.Header().Values("WWW-Authenticate")
+	want := `DPoP realm="oauthgate", algs="ES256 EdDSA", error="use_dpop_nonce", error_description="send a nonce"`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+	}
+	if n := w.Header().Get("DPoP-Nonce"); n != "n1" {
+		t.Errorf("DPoP-Nonce = %q", n)
+	}
+}
