@@ -17,6 +17,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
@@ -78,6 +79,11 @@ type Server struct {
 	// limit and the audit lines; "" falls back to the connection's peer.
 	// Caddy's answer is only as good as its trusted_proxies_strict.
 	ClientIP func(*http.Request) string
+	// DPoP checks the DPoP proofs of token requests (RFC 9449 §5); a
+	// token requested with a valid one is bound to its key. Nil refuses
+	// every request that carries a proof, so that no client believes
+	// it holds a bound token when it holds a bearer one.
+	DPoP *dpop.Verifier
 }
 
 // Limiter counts failed client authentications: *bruteforce.Limiter in
@@ -249,12 +255,20 @@ type metadata struct {
 	TokenEndpointAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuth     []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethods []string `json:"revocation_endpoint_auth_methods_supported"`
+	DPoPAlgs                      []string `json:"dpop_signing_alg_values_supported,omitempty"` // RFC 9449 §5.1
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter) {
 	base := strings.TrimSuffix(s.Issuer, "/")
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	var dpopAlgs []string
+	if s.DPoP != nil {
+		for _, a := range s.DPoP.Algorithms {
+			dpopAlgs = append(dpopAlgs, a.String())
+		}
+	}
 	oauthjson.Write(w, http.StatusOK, metadata{
+		DPoPAlgs:                      dpopAlgs,
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
 		IntrospectionEndpoint:         base + IntrospectPath,

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -27,6 +28,10 @@ type introspection struct {
 	IssuedAt  int64    `json:"iat,omitempty"`
 	ID        string   `json:"jti,omitempty"`
 	TokenType string   `json:"token_type,omitempty"`
+	// Cnf is the key a bound token is bound to (RFC 7800 §3.1; RFC 9449
+	// §6.2, RFC 8705 §3.2), so that a resource server that introspects
+	// can hold the caller to it.
+	Cnf *tokens.Confirmation `json:"cnf,omitempty"`
 }
 
 // serveIntrospect is the RFC 7662 endpoint. Any registered client may ask
@@ -46,11 +51,18 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		oauthjson.Write(w, http.StatusOK, introspection{Active: false})
 		return
 	}
-	oauthjson.Write(w, http.StatusOK, introspection{
+	resp := introspection{
 		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, Subject: c.Subject,
 		Audience: c.Audience, Issuer: c.Issuer, Expiry: c.Expiry.Unix(), IssuedAt: c.IssuedAt.Unix(),
 		ID: c.ID, TokenType: "Bearer",
-	})
+	}
+	if c.Confirmation.Bound() {
+		resp.Cnf = &c.Confirmation
+	}
+	if c.Confirmation.JKT != "" {
+		resp.TokenType = dpop.Scheme
+	}
+	oauthjson.Write(w, http.StatusOK, resp)
 }
 
 // serveRevoke is the RFC 7009 endpoint. A client may revoke its own

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/oauthgate/oauthgate/caddymodule/state"
+	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 )
 
 // MACKeyName is where the opaque-token MAC key lives among the blobs.
@@ -51,6 +52,9 @@ type Opaque struct {
 	IssuedAt time.Time `json:"iat"`
 	Expiry   time.Time `json:"exp"`
 	ID       string    `json:"jti"`
+	// Confirmation is the key the token is bound to (RFC 8705, RFC
+	// 9449); zero for a bearer token.
+	Confirmation tokens.Confirmation `json:"cnf,omitzero"`
 }
 
 // latest marks, for one client, the token that supersedes all earlier

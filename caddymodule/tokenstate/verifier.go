@@ -47,7 +47,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 			return nil, &tokens.Error{Reason: "token audience does not include " + v.JWT.Audience}
 		}
 		c = &tokens.Claims{Issuer: v.JWT.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
-			Audience: rec.Audience, IssuedAt: rec.IssuedAt, Expiry: rec.Expiry, ID: rec.ID, Scope: rec.Scope}
+			Audience: rec.Audience, IssuedAt: rec.IssuedAt, Expiry: rec.Expiry, ID: rec.ID, Scope: rec.Scope,
+			Confirmation: rec.Confirmation}
 	}
 	if v.ClientActive != nil && !v.ClientActive(c.ClientID) {
 		return nil, &tokens.Error{Reason: "token's client is disabled or no longer registered"}
