@@ -121,6 +121,11 @@ type Request struct {
 	// AccessToken, when not "", is the token sent with the proof, whose
 	// hash the proof must carry (ath).
 	AccessToken string
+	// JKT, when not "", is the thumbprint of the key the token is bound
+	// to: the proof must be signed by that key. It is checked before the
+	// jti is remembered, so that a thief with a token and a key of his
+	// own fills no replay store.
+	JKT string
 }
 
 // Proof is a verified proof.
@@ -134,11 +139,13 @@ type Proof struct {
 // Error is why a proof is refused. Nonce is set when the proof lacked a
 // valid server nonce: the answer is use_dpop_nonce with a fresh one.
 // Unavailable is set when the replay check could not be made, which is
-// the gateway's fault and never the proof's.
+// the gateway's fault and never the proof's. OtherKey is set when the
+// proof is valid but signed by another key than Request.JKT.
 type Error struct {
 	Reason      string
 	Nonce       bool
 	Unavailable bool
+	OtherKey    bool
 	Err         error // from the state engine, for the log
 }
 
@@ -312,10 +319,7 @@ func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proo
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
-	}
+	now := v.Clock()
 	maxAge := v.MaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
@@ -340,6 +344,9 @@ func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proo
 			return nil, refuse(`"ath" is not the hash of this access token`)
 		}
 	}
+	if req.JKT != "" && subtle.ConstantTimeCompare([]byte(p.JKT), []byte(req.JKT)) != 1 {
+		return nil, &Error{Reason: "signed by another key than the token is bound to", OtherKey: true}
+	}
 	if v.Nonces != nil && (p.Nonce == "" || !v.Nonces.Valid(p.Nonce, now)) {
 		return nil, &Error{Reason: "a fresh server nonce is required (DPoP-Nonce)", Nonce: true}
 	}
@@ -351,6 +358,14 @@ func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proo
 		return nil, refuse("jti was used before: a proof is good for one request")
 	}
 	return &Proof{JKT: p.JKT, ID: p.ID}, nil
+}
+
+// Clock is the verifier's time: Now's, or time.Now's.
+func (v *Verifier) Clock() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
 }
 
 // matchURL reports whether htu names one of urls after normalization.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -60,6 +61,17 @@ type Guard struct {
 	// for conditions' request.remote_addr; nil means the connection's
 	// peer.
 	ClientIP func(*http.Request) string
+	// DPoP checks the proofs of DPoP-bound tokens (RFC 9449 §7); nil
+	// takes no token from the DPoP scheme, and refuses every DPoP-bound
+	// token.
+	DPoP *dpop.Verifier
+	// ExternalURL, if set, is the scheme and authority (https://host or
+	// https://host:port) clients address this guard by: what a proof's
+	// htu must name behind a proxy that changes them. Empty: the
+	// request's own, https when it came over TLS.
+	ExternalURL string
+
+	dpopAlgs string // DPoP's algorithms for challenges, space-separated
 }
 
 // Issuer verifies the tokens of one external issuer; *issuers.Issuer is
@@ -100,6 +112,16 @@ type Decision struct {
 	told *Identity // what Forward tells the backend; nil: made there
 }
 
+// SetDPoP sets v as DPoP and the challenges that name its algorithms.
+func (g *Guard) SetDPoP(v *dpop.Verifier) {
+	g.DPoP = v
+	names := make([]string, len(v.Algorithms))
+	for i, a := range v.Algorithms {
+		names[i] = a.String()
+	}
+	g.dpopAlgs = strings.Join(names, " ")
+}
+
 // Check decides r.
 func (g *Guard) Check(r *http.Request) *Decision {
 	d := new(Decision)
@@ -125,6 +147,11 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	if d.Rule != nil && d.Rule.Public {
 		return
 	}
+	if g.DPoP != nil {
+		// Every refusal of a request that offered DPoP, or of a request
+		// without a token, says so with a DPoP challenge (RFC 9449 §7.1).
+		defer g.dpopChallenge(r, d)
+	}
 	token, oerr := g.token(r)
 	if oerr != nil {
 		d.Err = oerr
@@ -148,10 +175,14 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 		return
 	}
 	d.Claims = claims
-	if claims.Confirmation.Bound() {
-		// A sender-constrained token (RFC 8705, RFC 9449) is worth
-		// nothing without the proof of its key; until the guard checks
-		// such proofs, no request proves one.
+	if oerr := g.proveDPoP(r, token, claims); oerr != nil {
+		d.Err = oerr
+		return
+	}
+	if claims.Confirmation.X5tS256 != "" {
+		// A certificate-bound token (RFC 8705) is worth nothing without
+		// the proof of its key; until the guard checks certificates, no
+		// request proves one.
 		d.Err = oautherr.InvalidToken("the token is bound to a key (cnf) that this request does not prove")
 		return
 	}
@@ -210,7 +241,7 @@ func union(a, b []string) []string {
 // parameter is refused when the query is not configured; an unconfigured
 // cookie is just a cookie.
 func (g *Guard) token(r *http.Request) (string, *oautherr.Error) {
-	header, oerr := bearer(r.Header)
+	header, oerr := bearer(r.Header, g.DPoP != nil)
 	if oerr != nil {
 		return "", oerr
 	}
@@ -255,7 +286,7 @@ func queryValues(r *http.Request, name string) []string {
 // bearer extracts the token from the one Authorization header; "" when
 // there is none, or it carries another scheme (not ours to judge). The
 // scheme name is case-insensitive (RFC 9110 §11.1).
-func bearer(h http.Header) (string, *oautherr.Error) {
+func bearer(h http.Header, dpopToo bool) (string, *oautherr.Error) {
 	vals := h.Values("Authorization")
 	switch {
 	case len(vals) == 0:
@@ -264,7 +295,7 @@ func bearer(h http.Header) (string, *oautherr.Error) {
 		return "", oautherr.InvalidRequest("more than one Authorization header")
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	if !strings.EqualFold(scheme, "Bearer") && !(dpopToo && strings.EqualFold(scheme, dpop.Scheme)) {
 		return "", nil
 	}
 	token = strings.TrimLeft(token, " ")
