@@ -11,6 +11,11 @@
 //   AUTH           basic (client_secret_basic) or post (client_secret_post)
 //   RESOURCE_URL   protected endpoint to GET with the token
 //   TIMEOUT_SECONDS  per HTTP request (default 10)
+//   DPOP           if set, a JWS algorithm (e.g. ES256): the client makes a
+//                  DPoP key of its own (RFC 9449), gets a DPoP-bound token
+//                  with openid-client's DPoP support, and calls the resource
+//                  with fetchProtectedResource, which signs a proof for the
+//                  request (and retries once with a server nonce)
 //
 // Prints one JSON line describing the outcome (never the token or the
 // secret) and exits 0 only if every step succeeded: 1 on any failure, 2 on
@@ -42,6 +47,7 @@ const clientSecret = need('CLIENT_SECRET');
 const auth = need('AUTH');
 const resourceURL = need('RESOURCE_URL');
 const timeout = Number(process.env.TIMEOUT_SECONDS ?? '10');
+const dpopAlg = process.env.DPOP ?? '';
 
 const methods = {
   basic: ['client_secret_basic', client.ClientSecretBasic],
@@ -69,6 +75,7 @@ function recordTokenRequest(url, options) {
     body_client_id: body.has('client_id'),
     body_client_secret: body.has('client_secret'),
     grant_type: body.get('grant_type'),
+    dpop_proof: headers.has('dpop'),
   };
 }
 
@@ -93,7 +100,13 @@ try {
     return fetch(url, options);
   };
 
-  const tok = await client.clientCredentialsGrant(config, { token_format: 'jwt' });
+  let dpop;
+  if (dpopAlg) {
+    dpop = client.getDPoPHandle(config, await client.randomDPoPKeyPair(dpopAlg));
+    out.dpop = dpopAlg;
+    out.dpop_algs_advertised = md.dpop_signing_alg_values_supported ?? null;
+  }
+  const tok = await client.clientCredentialsGrant(config, { token_format: 'jwt' }, dpop ? { DPoP: dpop } : undefined);
   out.token_type = tok.token_type;
   out.expires_in = tok.expires_in;
   out.scope = tok.scope;
@@ -101,10 +114,12 @@ try {
   // For the Go test's log-hygiene check, which searches every log for it.
   out.access_token = tok.access_token;
 
-  const res = await fetch(resourceURL, {
-    headers: { Authorization: `Bearer ${tok.access_token}` },
-    signal: AbortSignal.timeout(timeout * 1000),
-  });
+  const res = dpop
+    ? await client.fetchProtectedResource(config, tok.access_token, new URL(resourceURL), 'GET', undefined, undefined, { DPoP: dpop })
+    : await fetch(resourceURL, {
+        headers: { Authorization: `Bearer ${tok.access_token}` },
+        signal: AbortSignal.timeout(timeout * 1000),
+      });
   out.status = res.status;
   const text = await res.text();
   try {
