@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -108,6 +109,49 @@ type Verifier struct {
 	Nonces Nonces
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	once sync.Once
+	keys *keyCache
+}
+
+// keyCacheSize bounds the keys a Verifier keeps parsed: a client signs
+// every proof with the same key, and parsing its JWK costs about a fifth
+// of the signature check it precedes.
+const keyCacheSize = 4096
+
+// keyCache holds the keys of proofs' jwk members by their exact JSON
+// text and algorithm: the same text and algorithm always parse to the
+// same key, so what is found is what parsing would have made. Full, it
+// is emptied, so that keys sent once cannot crowd it for good.
+type keyCache struct {
+	mu sync.Mutex
+	m  map[cacheKey]*keys.Key
+}
+
+type cacheKey struct {
+	alg jwa.SignatureAlgorithm
+	jwk string
+}
+
+func (c *keyCache) get(alg jwa.SignatureAlgorithm, jwk string) *keys.Key {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[cacheKey{alg, jwk}]
+}
+
+func (c *keyCache) put(alg jwa.SignatureAlgorithm, jwk string, k *keys.Key) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= keyCacheSize {
+		clear(c.m)
+	}
+	c.m[cacheKey{alg, strings.Clone(jwk)}] = k
 }
 
 // Request is what a proof must match.
@@ -172,6 +216,10 @@ type Parsed struct {
 // allowlist algs; it reads nothing from the proof before the header has
 // passed and the signature holds.
 func Parse(proof string, algs []jwa.SignatureAlgorithm) (*Parsed, error) {
+	return parse(proof, algs, nil)
+}
+
+func parse(proof string, algs []jwa.SignatureAlgorithm, cache *keyCache) (*Parsed, error) {
 	if len(proof) > MaxLength {
 		return nil, refuse("longer than %d bytes", MaxLength)
 	}
@@ -184,7 +232,7 @@ func Parse(proof string, algs []jwa.SignatureAlgorithm) (*Parsed, error) {
 	if err != nil {
 		return nil, refuse("header: %v", err)
 	}
-	key, err := headerKey(hdr, algs)
+	key, err := headerKey(hdr, algs, cache)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +286,7 @@ func Parse(proof string, algs []jwa.SignatureAlgorithm) (*Parsed, error) {
 
 // headerKey checks the header (typ, alg, jwk, no crit) and returns the
 // key that must have signed the proof.
-func headerKey(hdr []tokens.Member, algs []jwa.SignatureAlgorithm) (*keys.Key, error) {
+func headerKey(hdr []tokens.Member, algs []jwa.SignatureAlgorithm, cache *keyCache) (*keys.Key, error) {
 	var typ, algName, rawJWK string
 	for _, m := range hdr {
 		var err error
@@ -271,6 +319,18 @@ func headerKey(hdr []tokens.Member, algs []jwa.SignatureAlgorithm) (*keys.Key, e
 	if rawJWK == "" || rawJWK == "null" || rawJWK[0] != '{' {
 		return nil, refuse(`header has no "jwk" object`)
 	}
+	if k := cache.get(alg, rawJWK); k != nil {
+		return k, nil
+	}
+	k, err := parseJWK(alg, rawJWK)
+	if err == nil {
+		cache.put(alg, rawJWK, k)
+	}
+	return k, err
+}
+
+// parseJWK returns the key of a proof's jwk, for alg only.
+func parseJWK(alg jwa.SignatureAlgorithm, rawJWK string) (*keys.Key, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(rawJWK), &m); err != nil {
 		return nil, refuse(`"jwk" is not a JSON object`)
@@ -315,7 +375,8 @@ var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // that a proof refused for anything else costs no entry in the replay
 // store.
 func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proof, error) {
-	p, err := Parse(proof, v.Algorithms)
+	v.once.Do(func() { v.keys = &keyCache{m: map[cacheKey]*keys.Key{}} })
+	p, err := parse(proof, v.Algorithms, v.keys)
 	if err != nil {
 		return nil, err
 	}

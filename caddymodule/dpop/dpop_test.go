@@ -210,3 +210,23 @@ func TestParseAlgorithms_RefusesSymmetricAndNone(t *testing.T) {
 		t.Errorf("ES256, EdDSA: %v %v", algs, err)
 	}
 }
+
+func TestVerify_AKeyParsedBeforeIsHeldToEachProofsAlgorithmAndSignature(t *testing.T) {
+	v := verifier(t)
+	k := dpoptest.NewKey("ES256")
+	req := dpop.Request{Method: "GET", URLs: []string{target}}
+	if _, err := v.Verify(context.Background(), k.Proof(dpoptest.Options{Method: "GET", URL: target}), req); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct{ proof, want string }{
+		"another alg":     {k.Proof(dpoptest.Options{Method: "GET", URL: target, Header: map[string]any{"alg": "ES384"}}), "not a key for ES384"},
+		"a tampered body": {tamper(k.Proof(dpoptest.Options{Method: "GET", URL: target})), "does not verify"},
+	} {
+		if _, err := v.Verify(context.Background(), c.proof, req); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", name, err, c.want)
+		}
+	}
+	if _, err := v.Verify(context.Background(), k.Proof(dpoptest.Options{Method: "GET", URL: target}), req); err != nil {
+		t.Errorf("the same key again: %v", err)
+	}
+}
