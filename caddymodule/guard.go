@@ -258,6 +258,7 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			Issuer:     g.app.Issuer,
 			Name:       g.Realm,
 			TokenQuery: g.TokenQuery != "",
+			DPoPAlgs:   g.guard.DPoPAlgorithms(),
 		})
 		return nil
 	}

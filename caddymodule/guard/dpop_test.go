@@ -191,7 +191,7 @@ func TestCheck_WithoutATokenOffersBothSchemes(t *testing.T) {
 	w := httptest.NewRecorder()
 	oautherr.WriteChallenge(w, "oauthgate", "", d.Err)
 	got := w.Header().Values("WWW-Authenticate")
-	if len(got) != 2 || !strings.HasPrefix(got[0], `DPoP realm="oauthgate", algs="ES256 EdDSA"`) || !strings.HasPrefix(got[1], "Bearer ") {
+	if len(got) != 2 || !strings.HasPrefix(got[0], "Bearer ") || got[1] != `DPoP realm="oauthgate", algs="ES256 EdDSA"` {
 		t.Errorf("WWW-Authenticate = %q", got)
 	}
 }

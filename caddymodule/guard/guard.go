@@ -122,6 +122,15 @@ func (g *Guard) SetDPoP(v *dpop.Verifier) {
 	g.dpopAlgs = strings.Join(names, " ")
 }
 
+// DPoPAlgorithms are the names of the algorithms DPoP proofs may use;
+// nil without DPoP.
+func (g *Guard) DPoPAlgorithms() []string {
+	if g.dpopAlgs == "" {
+		return nil
+	}
+	return strings.Fields(g.dpopAlgs)
+}
+
 // Check decides r.
 func (g *Guard) Check(r *http.Request) *Decision {
 	d := new(Decision)

@@ -185,10 +185,6 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		w.Header().Set("DPoP-Nonce", e.DPoPNonce)
 	}
 	var b strings.Builder
-	if e.DPoPAlgs != "" && e.Code == "" {
-		// No token at all: either scheme would do (RFC 9449 §7.1).
-		w.Header().Add("WWW-Authenticate", "DPoP realm="+quote(realm)+", algs="+quote(e.DPoPAlgs))
-	}
 	if e.DPoPAlgs != "" && e.Code != "" {
 		b.WriteString("DPoP realm=")
 		b.WriteString(quote(realm))
@@ -216,6 +212,12 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		b.WriteString(quote(scope))
 	}
 	w.Header().Add("WWW-Authenticate", b.String())
+	if e.DPoPAlgs != "" && e.Code == "" {
+		// No token at all: either scheme would do (RFC 9449 §7.1). The
+		// Bearer challenge stays first, where clients that read one
+		// header value (SAP senders among them) have always found it.
+		w.Header().Add("WWW-Authenticate", "DPoP realm="+quote(realm)+", algs="+quote(e.DPoPAlgs))
+	}
 	if e.Code == "" {
 		// RFC 6750 §3.1: a request without credentials gets the bare
 		// challenge; there is no error to report.
