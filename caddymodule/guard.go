@@ -202,7 +202,6 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 		Cookie:         g.TokenCookie,
 		AllowPreflight: g.AllowPreflight,
 		ClientIP:       clientIP,
-		ExternalURL:    strings.TrimSuffix(g.ExternalURL, "/"),
 	}
 	proofs, err := newDPoP(app, g.DPoPAlgorithms, g.DPoPMaxAge)
 	if err != nil {
@@ -211,7 +210,7 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 	if g.DPoPNonce {
 		proofs.Nonces = dpopNonces{app.csrf}
 	}
-	g.guard.SetDPoP(proofs)
+	g.guard.DPoP = guard.NewDPoPProofs(proofs, g.ExternalURL)
 	g.forward = guard.NewForwarder(guard.ForwardOptions{
 		IdentityHeaders:   g.IdentityHeaders,
 		KeepAuthorization: g.KeepAuthorization,
@@ -258,7 +257,7 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			Issuer:     g.app.Issuer,
 			Name:       g.Realm,
 			TokenQuery: g.TokenQuery != "",
-			DPoPAlgs:   g.guard.DPoPAlgorithms(),
+			DPoPAlgs:   g.guard.DPoP.Algs(),
 		})
 		return nil
 	}

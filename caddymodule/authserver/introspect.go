@@ -28,9 +28,8 @@ type introspection struct {
 	IssuedAt  int64    `json:"iat,omitempty"`
 	ID        string   `json:"jti,omitempty"`
 	TokenType string   `json:"token_type,omitempty"`
-	// Cnf is the key a bound token is bound to (RFC 7800 §3.1; RFC 9449
-	// §6.2, RFC 8705 §3.2), so that a resource server that introspects
-	// can hold the caller to it.
+	// Cnf is the token's binding (RFC 8705 §3.2, RFC 9449 §6.2), so that
+	// a resource server that introspects can check it.
 	Cnf *tokens.Confirmation `json:"cnf,omitempty"`
 }
 
@@ -51,18 +50,28 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		oauthjson.Write(w, http.StatusOK, introspection{Active: false})
 		return
 	}
-	resp := introspection{
+	oauthjson.Write(w, http.StatusOK, introspection{
 		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, Subject: c.Subject,
 		Audience: c.Audience, Issuer: c.Issuer, Expiry: c.Expiry.Unix(), IssuedAt: c.IssuedAt.Unix(),
-		ID: c.ID, TokenType: "Bearer",
+		ID: c.ID, TokenType: tokenType(c.Confirmation), Cnf: cnf(c.Confirmation),
+	})
+}
+
+// cnf is c for an introspection answer: nil for a bearer token.
+func cnf(c tokens.Confirmation) *tokens.Confirmation {
+	if !c.Bound() {
+		return nil
 	}
-	if c.Confirmation.Bound() {
-		resp.Cnf = &c.Confirmation
+	return &c
+}
+
+// tokenType is the token_type of a token bound by c: DPoP for a
+// DPoP-bound one (RFC 9449 §6.2), else Bearer.
+func tokenType(c tokens.Confirmation) string {
+	if c.JKT != "" {
+		return dpop.Scheme
 	}
-	if c.Confirmation.JKT != "" {
-		resp.TokenType = dpop.Scheme
-	}
-	oauthjson.Write(w, http.StatusOK, resp)
+	return "Bearer"
 }
 
 // serveRevoke is the RFC 7009 endpoint. A client may revoke its own

@@ -206,7 +206,7 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		err = s.Tokens.PutOpaque(ctx, tok, &tokenstate.Opaque{
 			ClientID: claims.ClientID, Subject: claims.Subject, Audience: claims.Audience,
 			Scope: claims.Scope, IssuedAt: claims.IssuedAt, Expiry: claims.Expiry, ID: claims.ID,
-			Confirmation: claims.Confirmation})
+			Cnf: claims.Confirmation})
 	} else {
 		tok, err = tokens.Mint(s.State.Keys().Signing(), claims)
 		stored = err == nil

@@ -11,33 +11,39 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
 
-// viaDPoP reports whether the request sent its token with the DPoP
-// authorization scheme (RFC 9449 §7.1).
-func viaDPoP(r *http.Request) bool {
-	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	return strings.EqualFold(scheme, dpop.Scheme)
+// DPoPProofs checks the proof of possession a DPoP-bound token (cnf.jkt)
+// needs on every request (RFC 9449 §4.3, §7.1).
+type DPoPProofs struct {
+	Verifier *dpop.Verifier
+	// ExternalURL, if set, is the scheme and authority (https://host or
+	// https://host:port) clients address this guard by: what a proof's
+	// htu must name behind a proxy that changes them. Empty: the
+	// request's own, https when it came over TLS.
+	ExternalURL string
+
+	algs []string
 }
 
-// proveDPoP is the DPoP step of Decide, right after the token verified:
-// a DPoP-bound token (cnf.jkt) must come with the DPoP scheme and a valid
-// proof (RFC 9449 §4.3, §7.1) by the key it is bound to; a token sent
-// with the DPoP scheme must be DPoP-bound. A certificate binding is not
-// this step's to judge.
-func (g *Guard) proveDPoP(r *http.Request, token string, c *tokens.Claims) *oautherr.Error {
-	jkt, scheme := c.Confirmation.JKT, viaDPoP(r)
-	switch {
-	case jkt == "" && !scheme:
-		return nil
-	case jkt == "":
-		// RFC 9449 §7.2 lets a resource server take a bearer token this
-		// way; we do not: a client that believes its token bound should
-		// learn that it is not, and one scheme per kind of token keeps
-		// the downgrade checks simple.
-		return oautherr.InvalidToken("the token is not DPoP-bound; send it with the Bearer scheme")
-	case !scheme:
+// NewDPoPProofs returns the check of v's proofs for requests addressed
+// to externalURL ("" for the request's own).
+func NewDPoPProofs(v *dpop.Verifier, externalURL string) *DPoPProofs {
+	p := &DPoPProofs{Verifier: v, ExternalURL: strings.TrimSuffix(externalURL, "/")}
+	for _, a := range v.Algorithms {
+		p.algs = append(p.algs, a.String())
+	}
+	return p
+}
+
+// Algs are the proof algorithms accepted, for the challenges' algs. The
+// slice is shared: read, never change.
+func (p *DPoPProofs) Algs() []string { return p.algs }
+
+// Check verifies that the request proves the key c.Confirmation.JKT
+// names: the DPoP scheme, and one DPoP proof by that key for this
+// request and token, fresh and never seen before. nil means proven.
+func (p *DPoPProofs) Check(r *http.Request, token string, c *tokens.Claims) *oautherr.Error {
+	if !viaDPoP(r) {
 		return oautherr.InvalidToken("the token is bound to a key (cnf.jkt) by DPoP: send it with the DPoP scheme and a DPoP proof")
-	case g.DPoP == nil:
-		return oautherr.InvalidToken("this guard does not check DPoP proofs")
 	}
 	proofs := r.Header.Values(dpop.Header)
 	switch {
@@ -46,8 +52,8 @@ func (g *Guard) proveDPoP(r *http.Request, token string, c *tokens.Claims) *oaut
 	case len(proofs) > 1:
 		return invalidProof("the request has more than one DPoP proof")
 	}
-	_, err := g.DPoP.Verify(r.Context(), proofs[0], dpop.Request{
-		Method: r.Method, URLs: []string{g.requestURL(r)}, AccessToken: token, JKT: jkt})
+	_, err := p.Verifier.Verify(r.Context(), proofs[0], dpop.Request{
+		Method: r.Method, URLs: []string{p.requestURL(r)}, AccessToken: token, JKT: c.Confirmation.JKT})
 	var de *dpop.Error
 	switch {
 	case err == nil:
@@ -60,7 +66,7 @@ func (g *Guard) proveDPoP(r *http.Request, token string, c *tokens.Claims) *oaut
 		return e
 	case de.Nonce:
 		return &oautherr.Error{Code: oautherr.CodeUseDPoPNonce, Status: http.StatusUnauthorized,
-			Description: "send a DPoP proof with the nonce in DPoP-Nonce", DPoPNonce: g.DPoP.Nonces.Issue(g.DPoP.Clock())}
+			Description: "send a DPoP proof with the nonce in DPoP-Nonce", DPoPNonce: p.Verifier.Nonces.Issue(p.Verifier.Clock())}
 	case de.OtherKey:
 		// The token's binding, not the proof's form, fails: the token
 		// is not this caller's to use.
@@ -69,14 +75,42 @@ func (g *Guard) proveDPoP(r *http.Request, token string, c *tokens.Claims) *oaut
 	return invalidProof("the DPoP proof is not valid: " + de.Reason)
 }
 
+// viaDPoP reports whether the request sent its token with the DPoP
+// authorization scheme (RFC 9449 §7.1).
+func viaDPoP(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return strings.EqualFold(scheme, dpop.Scheme)
+}
+
+// proveDPoP is the DPoP step of Decide, right after the token verified:
+// a DPoP-bound token (cnf.jkt) must come with the DPoP scheme and a valid
+// proof by the key it is bound to (DPoPProofs.Check); a token sent with
+// the DPoP scheme must be DPoP-bound. A certificate binding is not this
+// step's to judge.
+func (g *Guard) proveDPoP(r *http.Request, token string, c *tokens.Claims) *oautherr.Error {
+	switch {
+	case c.Confirmation.JKT != "" && g.DPoP == nil:
+		return oautherr.InvalidToken("the token is bound to a key by DPoP (cnf jkt), and this gateway does not check DPoP proofs")
+	case c.Confirmation.JKT != "":
+		return g.DPoP.Check(r, token, c)
+	case viaDPoP(r):
+		// RFC 9449 §7.2 lets a resource server take a bearer token this
+		// way; we do not: a client that believes its token bound should
+		// learn that it is not, and one scheme per kind of token keeps
+		// the downgrade checks simple.
+		return oautherr.InvalidToken("the token is not DPoP-bound; send it with the Bearer scheme")
+	}
+	return nil
+}
+
 func invalidProof(desc string) *oautherr.Error {
 	return &oautherr.Error{Code: oautherr.CodeInvalidDPoPProof, Description: desc, Status: http.StatusUnauthorized}
 }
 
 // requestURL is the request's URL as its client addressed it, without
 // query: what htu must name.
-func (g *Guard) requestURL(r *http.Request) string {
-	base := g.ExternalURL
+func (p *DPoPProofs) requestURL(r *http.Request) string {
+	base := p.ExternalURL
 	if base == "" {
 		scheme := "http"
 		if r.TLS != nil {
@@ -84,18 +118,18 @@ func (g *Guard) requestURL(r *http.Request) string {
 		}
 		base = scheme + "://" + r.Host
 	}
-	return strings.TrimSuffix(base, "/") + r.URL.EscapedPath()
+	return base + r.URL.EscapedPath()
 }
 
-// dpopChallenge makes d's refusal a DPoP challenge naming the accepted
-// algorithms when the request offered DPoP or its token is DPoP-bound, and
-// adds one beside the Bearer challenge when the request had no token.
-func (g *Guard) dpopChallenge(r *http.Request, d *Decision) {
+// offerDPoP adds a DPoP challenge naming the accepted algorithms to d's
+// refusal when the request offered DPoP, its token is DPoP-bound or it
+// had no token at all (RFC 9449 §7.1).
+func (g *Guard) offerDPoP(r *http.Request, d *Decision) {
 	if d.Err == nil || d.Err.Status >= 500 || d.Err.Status == http.StatusTooManyRequests {
 		return
 	}
 	if d.Err.Code == "" || d.Err.Code == oautherr.CodeInvalidDPoPProof || d.Err.Code == oautherr.CodeUseDPoPNonce ||
 		viaDPoP(r) || d.Claims != nil && d.Claims.Confirmation.JKT != "" {
-		d.Err.DPoPAlgs = g.dpopAlgs
+		d.Err.DPoPAlgs = g.DPoP.Algs()
 	}
 }

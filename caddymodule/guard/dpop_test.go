@@ -11,6 +11,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/dpop/dpoptest"
+	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	statepkg "github.com/oauthgate/oauthgate/caddymodule/state"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -25,8 +26,8 @@ func dpopFixture(t *testing.T, once statepkg.Once) *fixture {
 	if once == nil {
 		once = statepkg.NewMemoryOnce(100, nil)
 	}
-	f.guard.SetDPoP(&dpop.Verifier{Algorithms: algs, MaxAge: time.Minute, Future: 5 * time.Second,
-		Once: once, Now: func() time.Time { return f.now }})
+	f.guard.DPoP = guard.NewDPoPProofs(&dpop.Verifier{Algorithms: algs, MaxAge: time.Minute, Future: 5 * time.Second,
+		Once: once, Now: func() time.Time { return f.now }}, "")
 	return f
 }
 
@@ -116,7 +117,7 @@ func TestCheck_DPoP(t *testing.T) {
 			if !strings.Contains(e.Description, c.inDesc) {
 				t.Errorf("description %q does not mention %q", e.Description, c.inDesc)
 			}
-			if got := e.DPoPAlgs == "ES256 EdDSA"; got != c.wantChallenge {
+			if got := strings.Join(e.DPoPAlgs, " ") == "ES256 EdDSA"; got != c.wantChallenge {
 				t.Errorf("DPoP challenge algs %q, want one: %v", e.DPoPAlgs, c.wantChallenge)
 			}
 		})
@@ -159,7 +160,7 @@ func (n nonceOf) Valid(s string, _ time.Time) bool { return s == string(n) }
 
 func TestCheck_DPoPNonceIsAskedForThenAccepted(t *testing.T) {
 	f := dpopFixture(t, nil)
-	f.guard.DPoP.Nonces = nonceOf("fresh")
+	f.guard.DPoP.Verifier.Nonces = nonceOf("fresh")
 	key := dpoptest.NewKey("ES256")
 	tok := f.token(t, sender, func(c *tokens.Claims) { c.Confirmation.JKT = key.JKT })
 	o, _ := f.dpopCheck("DPoP "+tok, key.Proof(dpoptest.Options{Method: "POST", URL: "http://gw.example/http/orders/1", AccessToken: tok, IssuedAt: f.now}))
@@ -172,7 +173,7 @@ func TestCheck_DPoPNonceIsAskedForThenAccepted(t *testing.T) {
 
 func TestCheck_DPoPProofNamesTheExternalURLBehindAProxy(t *testing.T) {
 	f := dpopFixture(t, nil)
-	f.guard.ExternalURL = "https://api.example.com:8443"
+	f.guard.DPoP.ExternalURL = "https://api.example.com:8443"
 	key := dpoptest.NewKey("ES256")
 	tok := f.token(t, sender, func(c *tokens.Claims) { c.Confirmation.JKT = key.JKT })
 	o, _ := f.dpopCheck("DPoP "+tok, key.Proof(dpoptest.Options{Method: "POST", URL: "https://API.example.com:8443/http/orders/1", AccessToken: tok, IssuedAt: f.now}))
@@ -185,7 +186,7 @@ func TestCheck_WithoutATokenOffersBothSchemes(t *testing.T) {
 	f := dpopFixture(t, nil)
 	r := httptest.NewRequest(http.MethodPost, dpopURL, nil)
 	d := f.guard.Check(r)
-	if d.Err == nil || d.Err.Code != "" || d.Err.DPoPAlgs == "" {
+	if d.Err == nil || d.Err.Code != "" || len(d.Err.DPoPAlgs) == 0 {
 		t.Fatalf("got %+v, want a bare challenge offering DPoP", d.Err)
 	}
 	w := httptest.NewRecorder()

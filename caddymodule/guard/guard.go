@@ -61,17 +61,10 @@ type Guard struct {
 	// for conditions' request.remote_addr; nil means the connection's
 	// peer.
 	ClientIP func(*http.Request) string
-	// DPoP checks the proofs of DPoP-bound tokens (RFC 9449 §7); nil
-	// takes no token from the DPoP scheme, and refuses every DPoP-bound
-	// token.
-	DPoP *dpop.Verifier
-	// ExternalURL, if set, is the scheme and authority (https://host or
-	// https://host:port) clients address this guard by: what a proof's
-	// htu must name behind a proxy that changes them. Empty: the
-	// request's own, https when it came over TLS.
-	ExternalURL string
-
-	dpopAlgs string // DPoP's algorithms for challenges, space-separated
+	// DPoP checks the proof a DPoP-bound token (cnf jkt, RFC 9449)
+	// needs; nil takes no token from the DPoP scheme and refuses every
+	// DPoP-bound token.
+	DPoP *DPoPProofs
 }
 
 // Issuer verifies the tokens of one external issuer; *issuers.Issuer is
@@ -112,25 +105,6 @@ type Decision struct {
 	told *Identity // what Forward tells the backend; nil: made there
 }
 
-// SetDPoP sets v as DPoP and the challenges that name its algorithms.
-func (g *Guard) SetDPoP(v *dpop.Verifier) {
-	g.DPoP = v
-	names := make([]string, len(v.Algorithms))
-	for i, a := range v.Algorithms {
-		names[i] = a.String()
-	}
-	g.dpopAlgs = strings.Join(names, " ")
-}
-
-// DPoPAlgorithms are the names of the algorithms DPoP proofs may use;
-// nil without DPoP.
-func (g *Guard) DPoPAlgorithms() []string {
-	if g.dpopAlgs == "" {
-		return nil
-	}
-	return strings.Fields(g.dpopAlgs)
-}
-
 // Check decides r.
 func (g *Guard) Check(r *http.Request) *Decision {
 	d := new(Decision)
@@ -159,7 +133,7 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	if g.DPoP != nil {
 		// Every refusal of a request that offered DPoP, or of a request
 		// without a token, says so with a DPoP challenge (RFC 9449 §7.1).
-		defer g.dpopChallenge(r, d)
+		defer g.offerDPoP(r, d)
 	}
 	token, oerr := g.token(r)
 	if oerr != nil {

@@ -54,16 +54,16 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// rounded up).
 	RetryAfter time.Duration
-	// Reason, if set, names the refusal in logs and metrics more
-	// precisely than Code (e.g. "condition_false"); it is never sent.
-	Reason string
-	// DPoPAlgs, if set, makes the guard's challenge a DPoP one (RFC
-	// 9449 §7.1) naming these proof algorithms, space-separated; with
-	// no Code (no token sent), a DPoP challenge beside the Bearer one.
-	DPoPAlgs string
 	// DPoPNonce, if set, is sent as the DPoP-Nonce header (RFC 9449 §8,
 	// §9): the nonce the client's next proof must carry.
 	DPoPNonce string
+	// Reason, if set, names the refusal in logs and metrics more
+	// precisely than Code (e.g. "condition_false"); it is never sent.
+	Reason string
+	// DPoPAlgs, if set, adds a DPoP challenge (RFC 9449 §7.1) beside the
+	// Bearer one, naming the proof algorithms accepted: where a DPoP-bound
+	// token would do.
+	DPoPAlgs []string
 }
 
 func (e *Error) Error() string {
@@ -174,6 +174,9 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 // not the token, is at fault, so it gets the JSON body and Retry-After,
 // and no WWW-Authenticate that would send the client for a new token.
 func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Error) {
+	if e.DPoPNonce != "" {
+		w.Header().Set("DPoP-Nonce", e.DPoPNonce)
+	}
 	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
@@ -181,42 +184,22 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 		return
 	}
-	if e.DPoPNonce != "" {
-		w.Header().Set("DPoP-Nonce", e.DPoPNonce)
-	}
 	var b strings.Builder
-	if e.DPoPAlgs != "" && e.Code != "" {
-		b.WriteString("DPoP realm=")
-		b.WriteString(quote(realm))
-		b.WriteString(", algs=")
-		b.WriteString(quote(e.DPoPAlgs))
-	} else {
-		b.WriteString("Bearer realm=")
-		b.WriteString(quote(realm))
-	}
+	b.WriteString("Bearer realm=")
+	b.WriteString(quote(realm))
 	if resourceMetadata != "" {
 		b.WriteString(`, resource_metadata=`)
 		b.WriteString(quote(resourceMetadata))
 	}
-	if e.Code != "" {
-		b.WriteString(`, error=`)
-		b.WriteString(quote(e.Code))
-	}
-	if e.Description != "" {
-		b.WriteString(`, error_description=`)
-		b.WriteString(quote(e.Description))
-	}
+	writeErrorParams(&b, e)
 	scope := strings.Join(e.Scope, " ")
 	if scope != "" {
 		b.WriteString(`, scope=`)
 		b.WriteString(quote(scope))
 	}
-	w.Header().Add("WWW-Authenticate", b.String())
-	if e.DPoPAlgs != "" && e.Code == "" {
-		// No token at all: either scheme would do (RFC 9449 §7.1). The
-		// Bearer challenge stays first, where clients that read one
-		// header value (SAP senders among them) have always found it.
-		w.Header().Add("WWW-Authenticate", "DPoP realm="+quote(realm)+", algs="+quote(e.DPoPAlgs))
+	w.Header().Set("WWW-Authenticate", b.String())
+	if len(e.DPoPAlgs) > 0 {
+		w.Header().Add("WWW-Authenticate", dpopChallenge(realm, e))
 	}
 	if e.Code == "" {
 		// RFC 6750 §3.1: a request without credentials gets the bare
@@ -226,6 +209,31 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		return
 	}
 	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
+}
+
+// dpopChallenge is the DPoP challenge of e (RFC 9449 §7.1): the same
+// error, and the algorithms a proof may use.
+func dpopChallenge(realm string, e *Error) string {
+	var b strings.Builder
+	b.WriteString("DPoP realm=")
+	b.WriteString(quote(realm))
+	writeErrorParams(&b, e)
+	b.WriteString(`, algs=`)
+	b.WriteString(quote(strings.Join(e.DPoPAlgs, " ")))
+	return b.String()
+}
+
+// writeErrorParams appends e's error and error_description parameters
+// to a challenge.
+func writeErrorParams(b *strings.Builder, e *Error) {
+	if e.Code != "" {
+		b.WriteString(`, error=`)
+		b.WriteString(quote(e.Code))
+	}
+	if e.Description != "" {
+		b.WriteString(`, error_description=`)
+		b.WriteString(quote(e.Description))
+	}
 }
 
 // quote renders s as an RFC 9110 quoted-string. Characters that a

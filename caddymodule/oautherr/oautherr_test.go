@@ -89,14 +89,29 @@ func TestWriteChallenge_PointsAtTheResourceMetadata(t *testing.T) {
 	}
 }
 
-func TestWriteChallenge_DPoPChallengeNamesTheAlgorithmsAndTheNonce(t *testing.T) {
+func TestWriteChallenge_AddsADPoPChallengeWhereDPoPWouldDo(t *testing.T) {
+	e := InvalidToken("this path requires a sender-constrained token")
+	e.DPoPAlgs = []string{"ES256", "EdDSA"}
+	w := httptest.NewRecorder()
+	WriteChallenge(w, "oauthgate", "", e)
+	got := w.Header().Values("WWW-Authenticate")
+	want := []string{
+		`Bearer realm="oauthgate", error="invalid_token", error_description="this path requires a sender-constrained token"`,
+		`DPoP realm="oauthgate", error="invalid_token", error_description="this path requires a sender-constrained token", algs="ES256 EdDSA"`,
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+	}
+}
+
+func TestWriteChallenge_AskingForADPoPNonceSendsOne(t *testing.T) {
 	w := httptest.NewRecorder()
 	WriteChallenge(w, "oauthgate", "", &Error{Code: CodeUseDPoPNonce, Status: 401,
-		Description: "send a nonce", DPoPAlgs: "ES256 EdDSA", DPoPNonce: "n1"})
+		Description: "send a nonce", DPoPAlgs: []string{"ES256", "EdDSA"}, DPoPNonce: "n1"})
 	got := w.Header().Values("WWW-Authenticate")
-	want := `DPoP realm="oauthgate", algs="ES256 EdDSA", error="use_dpop_nonce", error_description="send a nonce"`
-	if len(got) != 1 || got[0] != want {
-		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+	want := `DPoP realm="oauthgate", error="use_dpop_nonce", error_description="send a nonce", algs="ES256 EdDSA"`
+	if len(got) != 2 || got[1] != want {
+		t.Errorf("WWW-Authenticate = %q, want the second %q", got, want)
 	}
 	if n := w.Header().Get("DPoP-Nonce"); n != "n1" {
 		t.Errorf("DPoP-Nonce = %q", n)

@@ -52,9 +52,8 @@ type Opaque struct {
 	IssuedAt time.Time `json:"iat"`
 	Expiry   time.Time `json:"exp"`
 	ID       string    `json:"jti"`
-	// Confirmation is the key the token is bound to (RFC 8705, RFC
-	// 9449); zero for a bearer token.
-	Confirmation tokens.Confirmation `json:"cnf,omitzero"`
+	// Cnf is the token's binding to a key (RFC 8705, RFC 9449).
+	Cnf tokens.Confirmation `json:"cnf,omitzero"`
 }
 
 // latest marks, for one client, the token that supersedes all earlier

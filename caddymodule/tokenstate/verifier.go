@@ -48,7 +48,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*tokens.Claims, er
 		}
 		c = &tokens.Claims{Issuer: v.JWT.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
 			Audience: rec.Audience, IssuedAt: rec.IssuedAt, Expiry: rec.Expiry, ID: rec.ID, Scope: rec.Scope,
-			Confirmation: rec.Confirmation}
+			Confirmation: rec.Cnf}
 	}
 	if v.ClientActive != nil && !v.ClientActive(c.ClientID) {
 		return nil, &tokens.Error{Reason: "token's client is disabled or no longer registered"}
