@@ -244,8 +244,10 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // UnmarshalCaddyfile sets up the handler:
 //
 //	oauth_server [<matcher>] {
-//		realm <name>
+//		realm                  <name>
 //		max_assertion_lifetime <duration>
+//		dpop_algorithms        <alg>...
+//		dpop_max_age           <duration>
 //	}
 func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -268,11 +270,36 @@ func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_assertion_lifetime %q: want a positive duration", val)
 			}
 			s.MaxAssertionLifetime = caddy.Duration(v)
+		case "dpop_algorithms":
+			if s.DPoPAlgorithms = d.RemainingArgs(); len(s.DPoPAlgorithms) == 0 {
+				return d.ArgErr()
+			}
+		case "dpop_max_age":
+			v, err := positiveDuration(d)
+			if err != nil {
+				return err
+			}
+			s.DPoPMaxAge = v
 		default:
 			return d.Errf("unknown oauth_server option %q", d.Val())
 		}
 	}
 	return nil
+}
+
+// positiveDuration reads the one argument of the option at d, a
+// positive duration.
+func positiveDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	key := d.Val()
+	var val string
+	if !d.Args(&val) || d.NextArg() {
+		return 0, d.Errf("%s takes exactly one argument", key)
+	}
+	v, err := caddy.ParseDuration(val)
+	if err != nil || v <= 0 {
+		return 0, d.Errf("%s: want a positive duration, got %q", key, val)
+	}
+	return caddy.Duration(v), nil
 }
 
 // parseGuard sets up the guard on its matcher and, unmatched, on the RFC
@@ -313,6 +340,10 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 //		allow_preflight
 //		report_only
 //		csrf_token_lifetime <duration>
+//		dpop_algorithms    <alg>...
+//		dpop_max_age       <duration>
+//		dpop_nonce
+//		external_url       <scheme://host[:port]>
 //	}
 func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -322,7 +353,7 @@ func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		key := d.Val()
 		switch key {
-		case "keep_authorization", "allow_preflight", "report_only":
+		case "keep_authorization", "allow_preflight", "report_only", "dpop_nonce":
 			if d.NextArg() {
 				return d.Errf("%s takes no argument", key)
 			}
@@ -331,6 +362,8 @@ func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.KeepAuthorization = true
 			case "allow_preflight":
 				g.AllowPreflight = true
+			case "dpop_nonce":
+				g.DPoPNonce = true
 			default:
 				g.ReportOnly = true
 			}
@@ -339,6 +372,18 @@ func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := g.unmarshalIdentityHeaders(d); err != nil {
 				return err
 			}
+			continue
+		case "dpop_algorithms":
+			if g.DPoPAlgorithms = d.RemainingArgs(); len(g.DPoPAlgorithms) == 0 {
+				return d.ArgErr()
+			}
+			continue
+		case "dpop_max_age":
+			v, err := positiveDuration(d)
+			if err != nil {
+				return err
+			}
+			g.DPoPMaxAge = v
 			continue
 		}
 		var val string
@@ -354,6 +399,8 @@ func (g *OAuthGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.TokenQuery = val
 		case "token_cookie":
 			g.TokenCookie = val
+		case "external_url":
+			g.ExternalURL = val
 		case "token_cache":
 			if val == "off" {
 				g.TokenCache = -1

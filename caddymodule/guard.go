@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/csrf"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
@@ -123,6 +124,35 @@ type OAuthGuard struct {
 	// instance of a fleet is valid at all of them. Default: 30m.
 	CSRFTokenLifetime caddy.Duration `json:"csrf_token_lifetime,omitempty"`
 
+	// DPoPAlgorithms are the algorithms a DPoP proof (RFC 9449) may be
+	// signed with. A DPoP-bound token (cnf.jkt) is accepted only as
+	// "Authorization: DPoP <token>" with a proof in the DPoP header,
+	// signed by the token's key, for this method and URL, with the
+	// token's hash (ath), at most dpop_max_age old, and never sent
+	// before (at any instance sharing the state engine). Such a token
+	// sent as Bearer, and an unbound token sent as DPoP, are refused.
+	// Asymmetric algorithms only. Default: ES256, ES384, ES512, EdDSA,
+	// RS256, RS384, RS512, PS256, PS384, PS512.
+	DPoPAlgorithms []string `json:"dpop_algorithms,omitempty"`
+
+	// DPoPMaxAge is how old a proof's iat may be (5 s ahead are allowed
+	// for clock skew). Default: 1m.
+	DPoPMaxAge caddy.Duration `json:"dpop_max_age,omitempty"`
+
+	// DPoPNonce makes every DPoP proof carry a server nonce (RFC 9449
+	// §9): a proof without a valid one gets 401 use_dpop_nonce with a
+	// fresh nonce in DPoP-Nonce. Nonces are stateless (an expiry and an
+	// HMAC under the key the CSRF tokens use), so one issued by any
+	// instance of a fleet is good at all of them for 5 minutes.
+	DPoPNonce bool `json:"dpop_nonce,omitempty"`
+
+	// ExternalURL is the scheme and host (and port) clients address this
+	// guard by, such as https://api.example.com, when a proxy in front
+	// changes them: a DPoP proof's htu must name it. X-Forwarded-* are
+	// never read for this. Default: the request's own Host, with https
+	// when the request came over TLS.
+	ExternalURL string `json:"external_url,omitempty"`
+
 	app     *App
 	guard   *guard.Guard
 	forward *guard.Forwarder
@@ -175,6 +205,14 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 		ClientIP:       clientIP,
 	}
 	g.guard.Certificates = g.app.guardCertificates()
+	proofs, err := newDPoP(app, g.DPoPAlgorithms, g.DPoPMaxAge)
+	if err != nil {
+		return fmt.Errorf("oauth_guard: %w", err)
+	}
+	if g.DPoPNonce {
+		proofs.Nonces = dpopNonces{app.csrf}
+	}
+	g.guard.DPoP = guard.NewDPoPProofs(proofs, g.ExternalURL)
 	g.forward = guard.NewForwarder(guard.ForwardOptions{
 		IdentityHeaders:   g.IdentityHeaders,
 		KeepAuthorization: g.KeepAuthorization,
@@ -202,6 +240,11 @@ func (g *OAuthGuard) Validate() error {
 	if g.TokenCache < -1 {
 		return errors.New("oauth_guard: token_cache must be a number of tokens, or -1 for none")
 	}
+	if g.ExternalURL != "" {
+		if u, ok := dpop.NormalizeURL(g.ExternalURL); !ok || u != strings.TrimSuffix(u, "/")+"/" || strings.Count(u, "/") != 3 {
+			return fmt.Errorf("oauth_guard: external_url %q is not a scheme and host such as https://api.example.com", g.ExternalURL)
+		}
+	}
 	if err := guard.CheckIdentityHeaders(g.IdentityHeaders); err != nil {
 		return fmt.Errorf("oauth_guard: %w", err)
 	}
@@ -216,6 +259,7 @@ func (g *OAuthGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			Issuer:     g.app.Issuer,
 			Name:       g.Realm,
 			TokenQuery: g.TokenQuery != "",
+			DPoPAlgs:   g.guard.DPoP.Algs(),
 		})
 		return nil
 	}

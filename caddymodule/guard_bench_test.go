@@ -17,6 +17,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
 
 	"github.com/oauthgate/oauthgate/caddymodule/cputime"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop/dpoptest"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
 	"github.com/oauthgate/oauthgate/caddymodule/tokenstate"
 )
@@ -33,6 +34,10 @@ import (
 //   - SameToken is one sender repeating its token: the cached path.
 //   - SameTokenLimited is SameToken with a limit on the deciding rule
 //     (a rate and a quota it never reaches): what counting costs.
+//   - SameTokenDPoP is SameToken for a DPoP-bound token (cnf.jkt) sent
+//     with a fresh ES256 proof on every request (RFC 9449): the proof's
+//     signature check, its parse and the replay store (in memory, as on
+//     Caddy storage) are what it costs beyond SameToken.
 //   - DistinctToken/<alg> is a token never seen before on every request:
 //     the signature is checked each time. Less BenchmarkKeyVerify/<alg>
 //     (package keys) and NoGuard, it is the guard's own work around the
@@ -67,6 +72,37 @@ func BenchmarkGuardHandler(b *testing.B) {
 		b.ReportAllocs()
 		defer cputime.Start(b)()
 		for b.Loop() {
+			q.serve(func(w http.ResponseWriter, r *http.Request) error { return g.ServeHTTP(w, r, next) })
+		}
+	})
+	b.Run("SameTokenDPoP", func(b *testing.B) {
+		g := newBenchGuard(b, "ES256")
+		key := dpoptest.NewKey("ES256")
+		tok := g.mintBound(b, key.JKT)
+		q := newBenchRequest(b, "DPoP "+tok)
+		// Signed before the clock starts, as many as a run of the default
+		// benchtime uses: cputime counts the process's CPU, so proofs
+		// signed during the loop (timer stopped or not) would count.
+		const n = 1 << 15
+		proofs := make([]string, n)
+		fresh := func() {
+			for i := range proofs {
+				proofs[i] = key.Proof(dpoptest.Options{Method: "POST", URL: "http://example.com/http/orders/1", AccessToken: tok})
+			}
+		}
+		fresh()
+		b.ReportAllocs()
+		defer cputime.Start(b)()
+		i := 0
+		for b.Loop() {
+			if i == n {
+				b.StopTimer()
+				fresh()
+				i = 0
+				b.StartTimer()
+			}
+			q.dpop = proofs[i]
+			i++
 			q.serve(func(w http.ResponseWriter, r *http.Request) error { return g.ServeHTTP(w, r, next) })
 		}
 	})
@@ -197,6 +233,23 @@ func (g *benchGuard) mint(b *testing.B, n int) []string {
 	return out
 }
 
+// mintBound returns a token of the sender bound to the DPoP key jkt.
+func (g *benchGuard) mintBound(b *testing.B, jkt string) string {
+	b.Helper()
+	now := time.Now()
+	c := &tokens.Claims{
+		Issuer: g.issuer, Subject: "oauth_client_sender", ClientID: "sender",
+		Audience: []string{g.issuer}, IssuedAt: now, Expiry: now.Add(time.Hour),
+		ID: tokens.NewID(), Scope: []string{"ESBMessaging.send", "Orders.send"},
+	}
+	c.Confirmation.JKT = jkt
+	tok, err := tokens.Mint(g.app.Keys().Signing(), c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tok
+}
+
 // benchRequest is one request, served again and again as Caddy's server
 // would hand it to the handler.
 type benchRequest struct {
@@ -205,6 +258,7 @@ type benchRequest struct {
 	ctx  *replacerContext
 	w    statusWriter
 	auth string // the Authorization header the client sends
+	dpop string // the DPoP proof it sends, if not ""
 }
 
 func newBenchRequest(b *testing.B, auth string) *benchRequest {
@@ -223,6 +277,9 @@ func newBenchRequest(b *testing.B, auth string) *benchRequest {
 // has just been copied, not fetched cold from a table of thousands.
 func (q *benchRequest) serve(h func(http.ResponseWriter, *http.Request) error) {
 	q.r.Header["Authorization"] = []string{strings.Clone(q.auth)}
+	if q.dpop != "" {
+		q.r.Header["Dpop"] = []string{strings.Clone(q.dpop)}
+	}
 	for _, name := range []string{"X-Oauth-Client-Id", "X-Oauth-Subject", "X-Oauth-Roles", "X-Oauth-Scope"} {
 		delete(q.r.Header, name)
 	}

@@ -41,6 +41,17 @@ type OAuthServer struct {
 	// remembered. Default: 5m.
 	MaxAssertionLifetime caddy.Duration `json:"max_assertion_lifetime,omitempty"`
 
+	// DPoPAlgorithms are the algorithms a DPoP proof (RFC 9449) at the
+	// token endpoint may be signed with; a token requested with a valid
+	// proof is bound to the proof's key (cnf.jkt) and issued with
+	// token_type DPoP. Asymmetric algorithms only. Default: ES256, ES384,
+	// ES512, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512.
+	DPoPAlgorithms []string `json:"dpop_algorithms,omitempty"`
+
+	// DPoPMaxAge is how old a proof's iat may be (5 s ahead are allowed
+	// for clock skew). Default: 1m.
+	DPoPMaxAge caddy.Duration `json:"dpop_max_age,omitempty"`
+
 	srv *authserver.Server
 }
 
@@ -64,7 +75,12 @@ func (s *OAuthServer) Provision(ctx caddy.Context) error {
 	if s.MaxAssertionLifetime < 0 {
 		return fmt.Errorf("max_assertion_lifetime %v: must not be negative", time.Duration(s.MaxAssertionLifetime))
 	}
+	proofs, err := newDPoP(app, s.DPoPAlgorithms, s.DPoPMaxAge)
+	if err != nil {
+		return fmt.Errorf("oauth_server: %w", err)
+	}
 	s.srv = &authserver.Server{
+		DPoP:        proofs,
 		State:       app,
 		Tokens:      app.tokens,
 		Verifier:    app.verifier("", nil),

@@ -28,6 +28,7 @@ const (
 	kindToken         = "an access token"
 	kindAuthorization = "an Authorization header value"
 	kindGuess         = "a guessed secret"
+	kindProof         = "a DPoP proof"
 )
 
 // minSensitive is the shortest value searched for. Our secrets have 43
@@ -141,6 +142,9 @@ func (r recording) RoundTrip(req *http.Request) (*http.Response, error) {
 		if _, cred, ok := strings.Cut(v, " "); ok {
 			sensitive.add(kindAuthorization, strings.TrimSpace(cred))
 		}
+	}
+	for _, v := range req.Header.Values("DPoP") {
+		sensitive.add(kindProof, v)
 	}
 	resp, err := r.base.RoundTrip(req)
 	if err != nil || !strings.Contains(resp.Header.Get("Content-Type"), "json") {

@@ -20,6 +20,7 @@ import (
 	"github.com/oauthgate/oauthgate/caddymodule/bruteforce"
 	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/keys"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
@@ -98,6 +99,11 @@ type Server struct {
 	// chain to; nil means none, so only self_signed_tls_client_auth
 	// works.
 	ClientCAs *x509.CertPool
+	// DPoP checks the DPoP proofs of token requests (RFC 9449 §5); a
+	// token requested with a valid one is bound to its key. Nil refuses
+	// every request that carries a proof, so that no client believes
+	// it holds a bound token when it holds a bearer one.
+	DPoP *dpop.Verifier
 }
 
 // CertificateSource finds the TLS client certificate of a request:
@@ -350,7 +356,8 @@ type metadata struct {
 	RevocationEndpointAuthAlgs    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
 
 	// RFC 8705 §3.3: the server issues certificate-bound tokens.
-	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	TLSClientCertificateBoundAccessTokens bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	DPoPAlgs                              []string `json:"dpop_signing_alg_values_supported,omitempty"` // RFC 9449 §5.1
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter) {
@@ -362,7 +369,14 @@ func (s *Server) serveMetadata(w http.ResponseWriter) {
 		}
 		authMethods = append(authMethods, clients.MethodSelfSignedTLSClientAuth)
 	}
+	var dpopAlgs []string
+	if s.DPoP != nil {
+		for _, a := range s.DPoP.Algorithms {
+			dpopAlgs = append(dpopAlgs, a.String())
+		}
+	}
 	m := metadata{
+		DPoPAlgs:                      dpopAlgs,
 		Issuer:                        s.Issuer,
 		TokenEndpoint:                 base + TokenPath,
 		IntrospectionEndpoint:         base + IntrospectPath,

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -52,7 +53,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	oauthjson.Write(w, http.StatusOK, introspection{
 		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, Subject: c.Subject,
 		Audience: c.Audience, Issuer: c.Issuer, Expiry: c.Expiry.Unix(), IssuedAt: c.IssuedAt.Unix(),
-		ID: c.ID, TokenType: "Bearer", Cnf: cnf(c.Confirmation),
+		ID: c.ID, TokenType: tokenType(c.Confirmation), Cnf: cnf(c.Confirmation),
 	})
 }
 
@@ -62,6 +63,15 @@ func cnf(c tokens.Confirmation) *tokens.Confirmation {
 		return nil
 	}
 	return &c
+}
+
+// tokenType is the token_type of a token bound by c: DPoP for a
+// DPoP-bound one (RFC 9449 §6.2), else Bearer.
+func tokenType(c tokens.Confirmation) string {
+	if c.JKT != "" {
+		return dpop.Scheme
+	}
+	return "Bearer"
 }
 
 // serveRevoke is the RFC 7009 endpoint. A client may revoke its own

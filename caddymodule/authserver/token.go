@@ -17,6 +17,7 @@ import (
 
 	"github.com/oauthgate/oauthgate/caddymodule/clientcert"
 	"github.com/oauthgate/oauthgate/caddymodule/clients"
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/oauthjson"
 	"github.com/oauthgate/oauthgate/caddymodule/tokens"
@@ -167,6 +168,12 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 	if oerr != nil {
 		return nil, nil, oerr
 	}
+	// After the client authenticated: only a registered client's
+	// proofs take room in the replay store.
+	jkt, oerr := s.checkDPoP(r)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
 	aud, oerr := selectAudience(client, req.params, s.Audience)
 	if oerr != nil {
 		return nil, nil, oerr
@@ -193,6 +200,7 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		Scope:        scope,
 		Confirmation: cnf,
 	}
+	claims.Confirmation.JKT = jkt
 	// A client that hangs up must not cut a write short halfway: the
 	// opaque token stored without its issuance record, say.
 	ctx := context.WithoutCancel(r.Context())
@@ -223,9 +231,13 @@ func (s *Server) issue(r *http.Request, req *request, out *TokenOutcome) (*Token
 		}
 		return nil, nil, oautherr.Unavailable("the token could not be signed; see the gateway's log")
 	}
+	tokenType := "Bearer"
+	if jkt != "" {
+		tokenType = dpop.Scheme // RFC 9449 §5
+	}
 	return &TokenResponse{
 		AccessToken: tok,
-		TokenType:   "Bearer",
+		TokenType:   tokenType,
 		ExpiresIn:   int64(lifetime / time.Second),
 		Scope:       strings.Join(scope, " "),
 	}, &issued{client: client, claims: claims, format: format}, nil
@@ -250,6 +262,38 @@ func (s *Server) certificateBinding(r *http.Request, client *clients.Client, cer
 		return tokens.Confirmation{}, oautherr.InvalidRequest("this client's tokens are bound to its TLS client certificate, as its registration says; present one")
 	}
 	return tokens.Confirmation{}, nil
+}
+
+// checkDPoP verifies the request's DPoP proof, if it has one, and
+// returns the thumbprint of its key: what the token is bound to (RFC 9449
+// §5). The proof must name this endpoint as the client addressed it:
+// the token endpoint of the metadata, or the URL of the request itself.
+func (s *Server) checkDPoP(r *http.Request) (string, *oautherr.Error) {
+	vals := r.Header.Values(dpop.Header)
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", oautherr.InvalidDPoPProof("more than one DPoP header")
+	case s.DPoP == nil:
+		return "", oautherr.InvalidDPoPProof("this server does not issue DPoP-bound tokens")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	urls := []string{strings.TrimSuffix(s.Issuer, "/") + TokenPath, scheme + "://" + r.Host + r.URL.EscapedPath()}
+	p, err := s.DPoP.Verify(r.Context(), vals[0], dpop.Request{Method: r.Method, URLs: urls})
+	switch {
+	case dpop.IsUnavailable(err):
+		s.Log.Error("checking a DPoP proof for replay", zap.Error(err))
+		return "", stateUnavailable("a DPoP proof cannot be checked for replay")
+	case err != nil:
+		var de *dpop.Error
+		errors.As(err, &de)
+		return "", oautherr.InvalidDPoPProof("the DPoP proof is not valid: " + de.Reason)
+	}
+	return p.JKT, nil
 }
 
 // stateUnavailable is a failure to reach the token state (Caddy's

@@ -99,6 +99,10 @@ func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
 	// Whatever the decision, the backend must never see identity headers
 	// the client made up.
 	f.stripIdentityHeaders(r.Header)
+	// A DPoP proof is spent here (its jti is remembered) and names this
+	// gateway's URL: it is of no use to the backend, even with
+	// KeepAuthorization, and goes no further.
+	r.Header.Del("DPoP")
 	if !f.opts.KeepAuthorization {
 		r.Header.Del("Authorization")
 		if f.opts.TokenCookie != "" {

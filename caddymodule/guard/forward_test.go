@@ -242,3 +242,17 @@ func TestCheckIdentityHeader_RefusesWhatCannotCarryTheIdentity(t *testing.T) {
 		})
 	}
 }
+
+func TestForward_TheDPoPProofGoesNoFurtherEvenWhenTheTokenIsKept(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		f := guard.NewForwarder(guard.ForwardOptions{KeepAuthorization: keep})
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", "DPoP tok")
+		r.Header.Add("DPoP", "a.b.c")
+		r.Header.Add("Dpop", "d.e.f")
+		f.Forward(r, &guard.Decision{})
+		if v := r.Header.Values("DPoP"); len(v) != 0 {
+			t.Errorf("keep_authorization %v: DPoP headers %q reach the backend", keep, v)
+		}
+	}
+}

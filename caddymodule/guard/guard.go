@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oauthgate/oauthgate/caddymodule/dpop"
 	"github.com/oauthgate/oauthgate/caddymodule/issuers"
 	"github.com/oauthgate/oauthgate/caddymodule/oautherr"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -136,6 +137,11 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	if d.Rule != nil && d.Rule.Public {
 		return
 	}
+	if g.DPoP != nil {
+		// Every refusal of a request that offered DPoP, or of a request
+		// without a token, says so with a DPoP challenge (RFC 9449 §7.1).
+		defer g.offerDPoP(r, d)
+	}
 	token, oerr := g.token(r)
 	if oerr != nil {
 		if oerr.Code == "" {
@@ -162,6 +168,14 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 		return
 	}
 	d.Claims = claims
+	if viaDPoP(r) && claims.Confirmation.JKT == "" {
+		// RFC 9449 §7.2 lets a resource server take a token that is not
+		// DPoP-bound this way; we do not: a client that believes its
+		// token bound should learn that it is not, and one scheme per
+		// kind of token keeps the downgrade checks simple.
+		d.Err = oautherr.InvalidToken("the token is not DPoP-bound; send it with the Bearer scheme")
+		return
+	}
 	if claims.Confirmation.Bound() {
 		// A sender-constrained token (RFC 8705, RFC 9449) is worth
 		// nothing without the proof of its key.
@@ -227,7 +241,7 @@ func union(a, b []string) []string {
 // parameter is refused when the query is not configured; an unconfigured
 // cookie is just a cookie.
 func (g *Guard) token(r *http.Request) (string, *oautherr.Error) {
-	header, oerr := bearer(r.Header)
+	header, oerr := bearer(r.Header, g.DPoP != nil)
 	if oerr != nil {
 		return "", oerr
 	}
@@ -272,7 +286,7 @@ func queryValues(r *http.Request, name string) []string {
 // bearer extracts the token from the one Authorization header; "" when
 // there is none, or it carries another scheme (not ours to judge). The
 // scheme name is case-insensitive (RFC 9110 §11.1).
-func bearer(h http.Header) (string, *oautherr.Error) {
+func bearer(h http.Header, dpopToo bool) (string, *oautherr.Error) {
 	vals := h.Values("Authorization")
 	switch {
 	case len(vals) == 0:
@@ -281,7 +295,7 @@ func bearer(h http.Header) (string, *oautherr.Error) {
 		return "", oautherr.InvalidRequest("more than one Authorization header")
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	if !strings.EqualFold(scheme, "Bearer") && !(dpopToo && strings.EqualFold(scheme, dpop.Scheme)) {
 		return "", nil
 	}
 	token = strings.TrimLeft(token, " ")

@@ -31,6 +31,8 @@ type Resource struct {
 	Name string
 	// TokenQuery is set when a token may also come in the query.
 	TokenQuery bool
+	// DPoPAlgs are the algorithms the guard takes DPoP proofs in.
+	DPoPAlgs []string
 }
 
 type resourceMetadata struct {
@@ -38,6 +40,7 @@ type resourceMetadata struct {
 	AuthorizationServers []string `json:"authorization_servers"`
 	BearerMethods        []string `json:"bearer_methods_supported"`
 	ResourceName         string   `json:"resource_name,omitempty"`
+	DPoPAlgs             []string `json:"dpop_signing_alg_values_supported,omitempty"` // RFC 9728 §2
 }
 
 // ServeResourceMetadata answers r with the RFC 9728 document of res:
@@ -58,5 +61,6 @@ func ServeResourceMetadata(w http.ResponseWriter, r *http.Request, res Resource)
 		AuthorizationServers: []string{res.Issuer},
 		BearerMethods:        slices.Clip(methods),
 		ResourceName:         res.Name,
+		DPoPAlgs:             res.DPoPAlgs,
 	})
 }

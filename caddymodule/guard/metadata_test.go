@@ -36,6 +36,8 @@ func TestServeResourceMetadata_NamesTheResourceAndItsIssuer(t *testing.T) {
 	res := guard.Resource{ID: audience, Issuer: issuer, Name: "orders"}
 	withQuery := res
 	withQuery.TokenQuery = true
+	withDPoP := res
+	withDPoP.DPoPAlgs = []string{"ES256", "EdDSA"}
 	cases := []struct {
 		name     string
 		method   string
@@ -47,6 +49,8 @@ func TestServeResourceMetadata_NamesTheResourceAndItsIssuer(t *testing.T) {
 			`{"resource":"https://gw.example/http","authorization_servers":["https://gw.example"],"bearer_methods_supported":["header"],"resource_name":"orders"}`},
 		{"GET, the token in the query too", http.MethodGet, withQuery, http.StatusOK,
 			`{"resource":"https://gw.example/http","authorization_servers":["https://gw.example"],"bearer_methods_supported":["header","query"],"resource_name":"orders"}`},
+		{"GET, with the DPoP proof algorithms", http.MethodGet, withDPoP, http.StatusOK,
+			`{"resource":"https://gw.example/http","authorization_servers":["https://gw.example"],"bearer_methods_supported":["header"],"resource_name":"orders","dpop_signing_alg_values_supported":["ES256","EdDSA"]}`},
 		{"no name, none said", http.MethodGet, guard.Resource{ID: audience, Issuer: issuer}, http.StatusOK,
 			`{"resource":"https://gw.example/http","authorization_servers":["https://gw.example"],"bearer_methods_supported":["header"]}`},
 		{"POST is not allowed", http.MethodPost, res, http.StatusMethodNotAllowed, ""},

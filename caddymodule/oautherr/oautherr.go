@@ -30,6 +30,10 @@ const (
 	// names them; they read like the codes above.
 	CodeRateLimited   = "rate_limited"
 	CodeQuotaExceeded = "quota_exceeded"
+	// RFC 9449 §5, §7.1, §8, §9: a DPoP proof that is not valid, and
+	// the request to retry with a server nonce.
+	CodeInvalidDPoPProof = "invalid_dpop_proof"
+	CodeUseDPoPNonce     = "use_dpop_nonce"
 )
 
 // Error is an OAuth protocol error.
@@ -50,6 +54,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// rounded up).
 	RetryAfter time.Duration
+	// DPoPNonce, if set, is sent as the DPoP-Nonce header (RFC 9449 §8,
+	// §9): the nonce the client's next proof must carry.
+	DPoPNonce string
 	// Reason, if set, names the refusal in logs and metrics more
 	// precisely than Code (e.g. "condition_false"); it is never sent.
 	Reason string
@@ -112,6 +119,12 @@ func TooManyRequests(code, desc string, wait time.Duration) *Error {
 	return &Error{Code: code, Description: desc, Status: http.StatusTooManyRequests, RetryAfter: wait}
 }
 
+// InvalidDPoPProof is a DPoP proof that failed its checks: 400 at the
+// token endpoint (RFC 9449 §5); the guard answers 401 (§7.1).
+func InvalidDPoPProof(desc string) *Error {
+	return &Error{Code: CodeInvalidDPoPProof, Description: desc, Status: http.StatusBadRequest}
+}
+
 // MissingToken is the challenge for a request without a Bearer token: 401
 // with no error code.
 func MissingToken() *Error {
@@ -146,6 +159,9 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
+	if e.DPoPNonce != "" {
+		h.Set("DPoP-Nonce", e.DPoPNonce)
+	}
 	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description})
 }
 
@@ -158,6 +174,9 @@ func WriteTokenError(w http.ResponseWriter, realm string, e *Error) {
 // not the token, is at fault, so it gets the JSON body and Retry-After,
 // and no WWW-Authenticate that would send the client for a new token.
 func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Error) {
+	if e.DPoPNonce != "" {
+		w.Header().Set("DPoP-Nonce", e.DPoPNonce)
+	}
 	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))

@@ -103,3 +103,17 @@ func TestWriteChallenge_AddsADPoPChallengeWhereDPoPWouldDo(t *testing.T) {
 		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
 	}
 }
+
+func TestWriteChallenge_AskingForADPoPNonceSendsOne(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteChallenge(w, "oauthgate", "", &Error{Code: CodeUseDPoPNonce, Status: 401,
+		Description: "send a nonce", DPoPAlgs: []string{"ES256", "EdDSA"}, DPoPNonce: "n1"})
+	got := w.Header().Values("WWW-Authenticate")
+	want := `DPoP realm="oauthgate", error="use_dpop_nonce", error_description="send a nonce", algs="ES256 EdDSA"`
+	if len(got) != 2 || got[1] != want {
+		t.Errorf("WWW-Authenticate = %q, want the second %q", got, want)
+	}
+	if n := w.Header().Get("DPoP-Nonce"); n != "n1" {
+		t.Errorf("DPoP-Nonce = %q", n)
+	}
+}

@@ -13,6 +13,7 @@
 //	benchtool fetch  -url TOKEN_URL -id CLIENT_ID -n N -c C -out FILE   (secret in $BENCH_CLIENT_SECRET)
 //	benchtool flood  -url URL -storage DIR -issuer ISS -client-id ID -n N -c C
 //	benchtool port   (prints a port that is free on 127.0.0.1)
+//	benchtool dpop   -token-url TOKEN_URL -url URL -id CLIENT_ID -n N -out FILE   (see dpop.go)
 //	benchtool seed|fill|lookup|stats -redis 127.0.0.1:PORT …   (see redis.go)
 package main
 
@@ -46,13 +47,13 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("benchtool: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: benchtool policy|fetch|flood|port|seed|fill|lookup|stats [flags]")
+		log.Fatal("usage: benchtool policy|fetch|flood|port|dpop|seed|fill|lookup|stats [flags]")
 	}
-	cmds := map[string]func([]string) error{"policy": writePolicy, "fetch": fetch, "flood": flood, "port": freePort,
+	cmds := map[string]func([]string) error{"policy": writePolicy, "fetch": fetch, "flood": flood, "port": freePort, "dpop": dpopProofs,
 		"seed": seed, "fill": fill, "lookup": lookup, "stats": stats}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
-		log.Fatalf("unknown command %q (want policy, fetch, flood, port, seed, fill, lookup or stats)", os.Args[1])
+		log.Fatalf("unknown command %q (want policy, fetch, flood, port, dpop, seed, fill, lookup or stats)", os.Args[1])
 	}
 	if err := run(os.Args[2:]); err != nil {
 		log.Fatalf("%s: %v", os.Args[1], err)

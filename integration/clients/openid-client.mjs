@@ -14,6 +14,11 @@
 //                  private_key_jwt
 //   RESOURCE_URL   protected endpoint to GET with the token
 //   TIMEOUT_SECONDS  per HTTP request (default 10)
+//   DPOP           if set, a JWS algorithm (e.g. ES256): the client makes a
+//                  DPoP key of its own (RFC 9449), gets a DPoP-bound token
+//                  with openid-client's DPoP support, and calls the resource
+//                  with fetchProtectedResource, which signs a proof for the
+//                  request (and retries once with a server nonce)
 //
 // Prints one JSON line describing the outcome (never the token or the
 // secret) and exits 0 only if every step succeeded: 1 on any failure, 2 on
@@ -45,6 +50,7 @@ const auth = need('AUTH');
 const clientSecret = auth === 'private_key_jwt' ? '' : need('CLIENT_SECRET');
 const resourceURL = need('RESOURCE_URL');
 const timeout = Number(process.env.TIMEOUT_SECONDS ?? '10');
+const dpopAlg = process.env.DPOP ?? '';
 
 // The library signs the assertion itself (iss = sub = client ID, aud = the
 // issuer, a fresh jti, exp a minute ahead); the key is only handed over.
@@ -83,6 +89,7 @@ function recordTokenRequest(url, options) {
     body_client_assertion_type: body.get('client_assertion_type'),
     body_client_assertion: body.has('client_assertion'),
     grant_type: body.get('grant_type'),
+    dpop_proof: headers.has('dpop'),
   };
 }
 
@@ -107,7 +114,13 @@ try {
     return fetch(url, options);
   };
 
-  const tok = await client.clientCredentialsGrant(config, { token_format: 'jwt' });
+  let dpop;
+  if (dpopAlg) {
+    dpop = client.getDPoPHandle(config, await client.randomDPoPKeyPair(dpopAlg));
+    out.dpop = dpopAlg;
+    out.dpop_algs_advertised = md.dpop_signing_alg_values_supported ?? null;
+  }
+  const tok = await client.clientCredentialsGrant(config, { token_format: 'jwt' }, dpop ? { DPoP: dpop } : undefined);
   out.token_type = tok.token_type;
   out.expires_in = tok.expires_in;
   out.scope = tok.scope;
@@ -115,10 +128,12 @@ try {
   // For the Go test's log-hygiene check, which searches every log for it.
   out.access_token = tok.access_token;
 
-  const res = await fetch(resourceURL, {
-    headers: { Authorization: `Bearer ${tok.access_token}` },
-    signal: AbortSignal.timeout(timeout * 1000),
-  });
+  const res = dpop
+    ? await client.fetchProtectedResource(config, tok.access_token, new URL(resourceURL), 'GET', undefined, undefined, { DPoP: dpop })
+    : await fetch(resourceURL, {
+        headers: { Authorization: `Bearer ${tok.access_token}` },
+        signal: AbortSignal.timeout(timeout * 1000),
+      });
   out.status = res.status;
   const text = await res.text();
   try {

@@ -10,6 +10,10 @@
 --                      over; "reused" counts the requests that repeated a
 --                      token, which a cache of verified tokens would answer
 --                      without verifying.
+--                      A line "<token> <proof>" (benchtool dpop) is sent as
+--                      "Authorization: DPoP <token>" with "DPoP: <proof>";
+--                      each proof is good once, so a thread must not run
+--                      out of them.
 --
 -- done() prints one line "BENCH {json}" that scripts/bench.sh parses.
 
@@ -31,7 +35,7 @@ function setup(thread)
 end
 
 -- Globals, so that done() can read them from each thread.
-tokens, n, sent = {}, 0, 0
+tokens, proofs, n, sent = {}, {}, 0, 0
 
 function init(args)
    if not token_file or token_file == "" then return end
@@ -40,7 +44,12 @@ function init(args)
    for line in io.lines(token_file) do
       if line_no % nthreads == thread_index and line ~= "" then
          n = n + 1
-         tokens[n] = "Bearer " .. line
+         local tok, proof = line:match("^(%S+) (%S+)$")
+         if proof then
+            tokens[n], proofs[n] = "DPoP " .. tok, proof
+         else
+            tokens[n] = "Bearer " .. line
+         end
       end
       line_no = line_no + 1
    end
@@ -49,7 +58,9 @@ function init(args)
    -- request, which costs it less per request.
    request = function()
       sent = sent + 1
-      wrk.headers["Authorization"] = tokens[(sent - 1) % n + 1]
+      local i = (sent - 1) % n + 1
+      wrk.headers["Authorization"] = tokens[i]
+      wrk.headers["DPoP"] = proofs[i]
       return wrk.format()
    end
 end
