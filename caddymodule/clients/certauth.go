@@ -3,6 +3,8 @@ package clients
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -172,7 +174,7 @@ func (r *Registry) AuthenticateCertificate(id string, leaf *x509.Certificate, in
 func (s *tlsSubject) matches(cert *x509.Certificate) bool {
 	switch s.kind {
 	case "tls_client_auth_subject_dn":
-		return strings.EqualFold(NormalizeDN(cert.Subject.String()), s.value)
+		return strings.EqualFold(NormalizeDN(subjectDN(cert)), s.value)
 	case "tls_client_auth_san_dns":
 		for _, n := range cert.DNSNames {
 			if strings.EqualFold(strings.TrimSuffix(n, "."), strings.TrimSuffix(s.value, ".")) {
@@ -223,6 +225,21 @@ func NormalizeDN(s string) string {
 		rdns = append(rdns, strings.Join(avas, "+"))
 	}
 	return strings.Join(rdns, ",")
+}
+
+// subjectDN is cert's subject in RFC 4514 form, its RDNs in the
+// certificate's own order (reversed, as RFC 4514 writes them) and each
+// attribute where the certificate has it: what openssl -nameopt RFC2253
+// prints, and what an operator copies. pkix.Name.String would reorder
+// the attributes and merge repeated ones (two OUs, as SAP's client
+// certificates have) into one RDN, so a DN copied from the certificate
+// would never match.
+func subjectDN(cert *x509.Certificate) string {
+	var seq pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(cert.RawSubject, &seq); err != nil || len(rest) > 0 {
+		return ""
+	}
+	return seq.String()
 }
 
 // splitUnescaped splits s at each sep not escaped with a backslash.

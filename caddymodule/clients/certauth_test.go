@@ -26,6 +26,13 @@ func TestAuthenticateCertificate_ByCAAndNameOrByRegisteredKey(t *testing.T) {
 	selfOther := certtest.SelfSigned(t, certtest.Options{Subject: pkix.Name{CommonName: "self"}})
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Leaf)
+	// SAP's client certificates: two OUs, L after OU, in this order; a
+	// DN copied from openssl -nameopt RFC2253 lists them in reverse.
+	sap := ca.Issue(t, certtest.Options{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+		{Type: []int{2, 5, 4, 6}, Value: "DE"}, {Type: []int{2, 5, 4, 10}, Value: "SAP SE"},
+		{Type: []int{2, 5, 4, 11}, Value: "SAP Cloud Platform Clients"}, {Type: []int{2, 5, 4, 11}, Value: "sub-1"},
+		{Type: []int{2, 5, 4, 7}, Value: "EU10"}, {Type: []int{2, 5, 4, 3}, Value: "erp"},
+	}}})
 
 	file := `{"clients": [
 	  {"id": "dn", "name": "dn", "tls_client_auth_subject_dn": "cn=sender, O=Example, C=DE"},
@@ -34,6 +41,8 @@ func TestAuthenticateCertificate_ByCAAndNameOrByRegisteredKey(t *testing.T) {
 	  {"id": "ip", "name": "ip", "tls_client_auth_san_ip": "10.0.0.7"},
 	  {"id": "email", "name": "email", "tls_client_auth_san_email": "erp@example.com"},
 	  {"id": "otherdn", "name": "otherdn", "tls_client_auth_subject_dn": "CN=someone else,O=Example,C=DE"},
+	  {"id": "sap", "name": "sap", "tls_client_auth_subject_dn": "CN=erp,L=EU10,OU=sub-1,OU=SAP Cloud Platform Clients,O=SAP SE,C=DE"},
+	  {"id": "sapreordered", "name": "sapreordered", "tls_client_auth_subject_dn": "CN=erp,OU=SAP Cloud Platform Clients+OU=sub-1,O=SAP SE,L=EU10,C=DE"},
 	  {"id": "self", "name": "self", "tls_client_certificates": [` + jsonString(string(self.CertPEM)) + `]},
 	  {"id": "off", "name": "off", "disabled": true, "tls_client_auth_san_dns": "sender.example"}
 	]}`
@@ -55,6 +64,8 @@ func TestAuthenticateCertificate_ByCAAndNameOrByRegisteredKey(t *testing.T) {
 		{"an IP address authenticates", "ip", good, roots, true},
 		{"an email address authenticates", "email", good, roots, true},
 		{"another subject does not", "otherdn", good, roots, false},
+		{"an SAP client certificate's DN, as openssl prints it, authenticates", "sap", sap, roots, true},
+		{"the same attributes in another order do not", "sapreordered", sap, roots, false},
 		{"a certificate of an unknown CA does not", "dns", foreign, roots, false},
 		{"no trusted CA configured, no tls_client_auth", "dns", good, nil, false},
 		{"an expired certificate does not", "dn", expired, roots, false},
