@@ -90,3 +90,12 @@ func (a *App) guardCertificates() guard.CertificateSource {
 	}
 	return a.certs
 }
+
+// certificateHeader is the header a trusted proxy puts the client's
+// certificate in; "" when none is configured.
+func (a *App) certificateHeader() string {
+	if a.certs == nil {
+		return ""
+	}
+	return a.certs.Header
+}

@@ -218,6 +218,7 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 		KeepAuthorization: g.KeepAuthorization,
 		TokenQuery:        g.TokenQuery,
 		TokenCookie:       g.TokenCookie,
+		CertificateHeader: app.certificateHeader(),
 	})
 	return nil
 }

@@ -61,6 +61,12 @@ type ForwardOptions struct {
 	// where else a token may have come from.
 	TokenQuery  string
 	TokenCookie string
+	// CertificateHeader is where a trusted proxy puts the client's
+	// certificate (the oauth app's client_certificates header). It never
+	// reaches the backend: from anyone but a trusted proxy the guard
+	// ignored it, and a backend that trusts it too would take a
+	// certificate the client made up.
+	CertificateHeader string
 }
 
 // Forwarder decides what the backend receives of a request passed on:
@@ -103,6 +109,9 @@ func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
 	// gateway's URL: it is of no use to the backend, even with
 	// KeepAuthorization, and goes no further.
 	r.Header.Del("DPoP")
+	if f.opts.CertificateHeader != "" {
+		r.Header.Del(f.opts.CertificateHeader)
+	}
 	if !f.opts.KeepAuthorization {
 		r.Header.Del("Authorization")
 		if f.opts.TokenCookie != "" {

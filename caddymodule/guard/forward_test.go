@@ -256,3 +256,14 @@ func TestForward_TheDPoPProofGoesNoFurtherEvenWhenTheTokenIsKept(t *testing.T) {
 		}
 	}
 }
+
+func TestForward_TheCertificateHeaderGoesNoFurther(t *testing.T) {
+	f := guard.NewForwarder(guard.ForwardOptions{CertificateHeader: "x-client-cert"})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Add("X-Client-Cert", "-----BEGIN%20CERTIFICATE-----made-up")
+	r.Header.Add("X-Client-Cert", "another")
+	f.Forward(r, &guard.Decision{})
+	if v := r.Header.Values("X-Client-Cert"); len(v) != 0 {
+		t.Errorf("the certificate header %q reaches the backend", v)
+	}
+}
