@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oauthgate/oauthgate/caddymodule/dpop/dpoptest"
 )
 
 // Secret hygiene: the harness records every client secret it creates,
@@ -172,12 +174,22 @@ func (r recording) RoundTrip(req *http.Request) (*http.Response, error) {
 // Authorization) or the reverse proxy's debug lines.
 func TestHygiene_DebugAndAccessLogsHoldNoSecretOrToken(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, envConfig{global: "debug", site: "log"})
+	// The access log as docs/operations.md recommends it: Caddy redacts
+	// Authorization, but records a DPoP proof (and a CSRF token) unless
+	// filtered.
+	e := newEnvConfig(t, envConfig{global: "debug", site: "log {\n\t\tformat filter {\n\t\t\twrap json\n\t\t\tfields {\n\t\t\t\trequest>headers>Dpop delete\n\t\t\t\trequest>headers>X-Csrf-Token delete\n\t\t\t\tresp_headers>X-Csrf-Token delete\n\t\t\t}\n\t\t}\n\t}"})
 
 	byHeader := e.token(t, e.A)
 	e.fetchToken(t, e.B, oauth2.AuthStyleInParams) // the secret in the form body
 	opaque := e.tokenOfFormat(t, e.A, "opaque")
 	sap := url.Values{"grant_type": {"client_credentials"}}
+	key := dpoptest.NewKey("ES256")
+	bound := e.dpopToken(t, e.A, key)
+	flowProof := func() string {
+		return key.Proof(dpoptest.Options{Method: http.MethodGet, URL: e.base + "/http/flow", AccessToken: bound})
+	}
+	wrongSecret := e.A
+	wrongSecret.Secret += "x"
 	for _, r := range []struct {
 		name string
 		resp response
@@ -195,6 +207,12 @@ func TestHygiene_DebugAndAccessLogsHoldNoSecretOrToken(t *testing.T) {
 		{"introspection", e.postForm(t, "/oauth2/api/v1/introspect", url.Values{"token": {byHeader}}, e.B), http.StatusOK},
 		{"revocation", e.postForm(t, "/oauth2/api/v1/revoke", url.Values{"token": {opaque}}, e.A), http.StatusOK},
 		{"revoked token through the guard", e.call(t, http.MethodGet, "/http/flow", opaque, ""), http.StatusUnauthorized},
+		// A proof is logged nowhere: neither one spent, nor one refused,
+		// nor one the token endpoint never got to (the secret was wrong).
+		{"DPoP-bound token through the guard", e.dpopCall(t, http.MethodGet, "/http/flow", "DPoP", bound, flowProof()), http.StatusOK},
+		{"DPoP proof for another method", e.dpopCall(t, http.MethodPost, "/http/flow", "DPoP", bound, flowProof()), http.StatusUnauthorized},
+		{"DPoP token request with a wrong secret", e.dpopTokenRequest(t, wrongSecret,
+			key.Proof(dpoptest.Options{Method: http.MethodPost, URL: e.issuer + tokenPath})), http.StatusUnauthorized},
 	} {
 		if r.resp.status != r.want {
 			t.Errorf("%s: status %d, want %d; body: %s", r.name, r.resp.status, r.want, r.resp.body)

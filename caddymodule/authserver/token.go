@@ -290,7 +290,9 @@ func (s *Server) checkDPoP(r *http.Request) (string, *oautherr.Error) {
 		return "", stateUnavailable("a DPoP proof cannot be checked for replay")
 	case err != nil:
 		var de *dpop.Error
-		errors.As(err, &de)
+		if !errors.As(err, &de) {
+			return "", oautherr.InvalidDPoPProof("the DPoP proof is not valid")
+		}
 		return "", oautherr.InvalidDPoPProof("the DPoP proof is not valid: " + de.Reason)
 	}
 	return p.JKT, nil
