@@ -30,11 +30,9 @@ func newDPoP(app *App, algs []string, maxAge caddy.Duration) (*dpop.Verifier, er
 // a proof's freshness can be, not how often clients must ask.
 const dpopNonceLifetime = 5 * time.Minute
 
-// dpopNonceLabel is the "client" CSRF signer nonces are issued for: no
-// client ID or "<iss>#<client_id>" starts with a NUL byte, so a nonce is
-// never a CSRF token of a client, and a CSRF token could at worst serve
-// as a nonce, which vouches for freshness only.
-const dpopNonceLabel = "\x00dpop-nonce"
+// dpopNoncePurpose separates nonces from CSRF tokens, which the same
+// key signs: each MAC covers its purpose (csrf.Signer.For).
+const dpopNoncePurpose = "dpop-nonce"
 
 // dpopNonces are server nonces (RFC 9449 §9) made by the CSRF signer: an
 // expiry and a MAC under the key every instance of the fleet shares, so
@@ -43,9 +41,9 @@ const dpopNonceLabel = "\x00dpop-nonce"
 type dpopNonces struct{ keeper *csrf.Keeper }
 
 func (n dpopNonces) Issue(now time.Time) string {
-	return n.keeper.Signer().Issue(dpopNonceLabel, now, dpopNonceLifetime)
+	return n.keeper.Signer().For(dpopNoncePurpose).Issue("", now, dpopNonceLifetime)
 }
 
 func (n dpopNonces) Valid(nonce string, now time.Time) bool {
-	return len(nonce) == csrf.Length && n.keeper.Signer().Verify(nonce, dpopNonceLabel, now) == nil
+	return len(nonce) == csrf.Length && n.keeper.Signer().For(dpopNoncePurpose).Verify(nonce, "", now) == nil
 }

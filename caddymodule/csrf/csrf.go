@@ -58,7 +58,8 @@ var (
 
 // Signer issues and verifies tokens under one key.
 type Signer struct {
-	key []byte
+	key   []byte
+	label string
 }
 
 // NewSigner returns a Signer under key, which must have KeyLen bytes.
@@ -66,7 +67,14 @@ func NewSigner(key []byte) (*Signer, error) {
 	if len(key) != KeyLen {
 		return nil, errors.New("csrf: the key must have 32 bytes")
 	}
-	return &Signer{key: key}, nil
+	return &Signer{key: key, label: label}, nil
+}
+
+// For returns a Signer under the same key for another purpose (DPoP
+// server nonces): its MACs cover another label, so that no token of one
+// purpose is ever valid for the other, whatever the client IDs.
+func (s *Signer) For(purpose string) *Signer {
+	return &Signer{key: s.key, label: "oauthgate " + purpose + " v1\x00"}
 }
 
 // Issue returns a token for clientID that is valid until now+lifetime.
@@ -109,7 +117,7 @@ func (s *Signer) Verify(token, clientID string, now time.Time) error {
 // last, after a body of fixed length, so no two inputs read alike.
 func (s *Signer) mac(body []byte, clientID string, out []byte) []byte {
 	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(label))
+	m.Write([]byte(s.label))
 	m.Write(body)
 	m.Write([]byte(clientID))
 	return m.Sum(out)

@@ -199,3 +199,21 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestFor_ATokenOfOnePurposeIsNotValidForAnother(t *testing.T) {
+	s, err := NewSigner(make([]byte, KeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	nonces := s.For("dpop-nonce")
+	if err := nonces.Verify(s.Issue("", now, time.Minute), "", now); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a CSRF token verified as a nonce: %v", err)
+	}
+	if err := s.Verify(nonces.Issue("", now, time.Minute), "", now); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a nonce verified as a CSRF token: %v", err)
+	}
+	if err := nonces.Verify(nonces.Issue("", now, time.Minute), "", now); err != nil {
+		t.Errorf("a nonce did not verify as one: %v", err)
+	}
+}
