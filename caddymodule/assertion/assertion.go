@@ -40,8 +40,11 @@ const (
 
 // Algorithms are the signature algorithms an assertion may use, all
 // asymmetric: a client's registered keys are public, and an HMAC keyed
-// with a public key would be a signature anyone can make.
-var Algorithms = []string{"ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"}
+// with a public key would be a signature anyone can make. A key
+// registered without "alg" is pinned to the first that fits it, so RS256,
+// which RFC 7523 clients (Authlib, openid-client) sign with by default,
+// comes before PS256.
+var Algorithms = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // ErrUnavailable wraps what the gateway could not check for reasons of
 // its own (the replay table, a client's JWKS URL): the client may retry,
