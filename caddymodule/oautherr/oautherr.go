@@ -191,7 +191,11 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 		b.WriteString(`, resource_metadata=`)
 		b.WriteString(quote(resourceMetadata))
 	}
-	writeErrorParams(&b, e)
+	// invalid_dpop_proof and use_dpop_nonce belong to the DPoP challenge
+	// alone (RFC 9449 §7.1, §9): the Bearer one stays bare beside it.
+	if !dpopOnly(e.Code) {
+		writeErrorParams(&b, e)
+	}
 	scope := strings.Join(e.Scope, " ")
 	if scope != "" {
 		b.WriteString(`, scope=`)
@@ -210,6 +214,8 @@ func WriteChallenge(w http.ResponseWriter, realm, resourceMetadata string, e *Er
 	}
 	oauthjson.Write(w, e.Status, body{Error: e.Code, Description: e.Description, Scope: scope})
 }
+
+func dpopOnly(code string) bool { return code == CodeInvalidDPoPProof || code == CodeUseDPoPNonce }
 
 // dpopChallenge is the DPoP challenge of e (RFC 9449 §7.1): the same
 // error, and the algorithms a proof may use.

@@ -110,8 +110,8 @@ func TestWriteChallenge_AskingForADPoPNonceSendsOne(t *testing.T) {
 		Description: "send a nonce", DPoPAlgs: []string{"ES256", "EdDSA"}, DPoPNonce: "n1"})
 	got := w.Header().Values("WWW-Authenticate")
 	want := `DPoP realm="oauthgate", error="use_dpop_nonce", error_description="send a nonce", algs="ES256 EdDSA"`
-	if len(got) != 2 || got[1] != want {
-		t.Errorf("WWW-Authenticate = %q, want the second %q", got, want)
+	if len(got) != 2 || got[1] != want || got[0] != `Bearer realm="oauthgate"` {
+		t.Errorf("WWW-Authenticate = %q, want a bare Bearer challenge and %q", got, want)
 	}
 	if n := w.Header().Get("DPoP-Nonce"); n != "n1" {
 		t.Errorf("DPoP-Nonce = %q", n)
