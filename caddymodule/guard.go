@@ -212,7 +212,9 @@ func (g *OAuthGuard) Provision(ctx caddy.Context) error {
 	if g.DPoPNonce {
 		proofs.Nonces = dpopNonces{app.csrf}
 	}
-	g.guard.DPoP = guard.NewDPoPProofs(proofs, g.ExternalURL)
+	dp := guard.NewDPoPProofs(proofs, g.ExternalURL)
+	dp.OriginalPath = originalPath
+	g.guard.DPoP = dp
 	g.forward = guard.NewForwarder(guard.ForwardOptions{
 		IdentityHeaders:   g.IdentityHeaders,
 		KeepAuthorization: g.KeepAuthorization,
@@ -547,6 +549,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// originalPath is r's path as its client sent it, escaped: Caddy keeps
+// the request as it came in before handle_path or rewrite changed it.
+func originalPath(r *http.Request) string {
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL.EscapedPath()
+	}
+	return r.URL.EscapedPath()
 }
 
 // Interface guards

@@ -1,8 +1,13 @@
 package caddymodule
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/oauthgate/oauthgate/caddymodule/guard"
 	"github.com/oauthgate/oauthgate/caddymodule/policy"
@@ -52,5 +57,20 @@ func TestCaller_ExternalTokensWithoutAClientIDAreCountedByTheirSubject(t *testin
 		if got := party(&tc.d); got != tc.want {
 			t.Errorf("%s: CSRF tokens bound to %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestOriginalPath_IsThePathTheClientSentBeforeARewrite(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/api/http/a%2Fb", nil)
+	orig := *r
+	u := *r.URL
+	orig.URL = &u
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, orig))
+	r.URL.Path, r.URL.RawPath = "/http/a/b", "" // what handle_path /api/* leaves
+	if got := originalPath(r); got != "/api/http/a%2Fb" {
+		t.Errorf("originalPath = %q, want the path as sent, /api/http/a%%2Fb", got)
+	}
+	if got := originalPath(httptest.NewRequest(http.MethodGet, "/x", nil)); got != "/x" {
+		t.Errorf("without Caddy's original request: %q, want /x", got)
 	}
 }

@@ -20,6 +20,11 @@ type DPoPProofs struct {
 	// htu must name behind a proxy that changes them. Empty: the
 	// request's own, https when it came over TLS.
 	ExternalURL string
+	// OriginalPath, if set, is the request's path as its client sent it,
+	// escaped: a handler before the guard (Caddy's handle_path, rewrite)
+	// may have changed r.URL, and a proof names the URL the client
+	// addressed (RFC 9449 §4.3). nil: r.URL's.
+	OriginalPath func(*http.Request) string
 
 	algs []string
 }
@@ -96,6 +101,9 @@ func (p *DPoPProofs) requestURL(r *http.Request) string {
 			scheme = "https"
 		}
 		base = scheme + "://" + r.Host
+	}
+	if p.OriginalPath != nil {
+		return base + p.OriginalPath(r)
 	}
 	return base + r.URL.EscapedPath()
 }
