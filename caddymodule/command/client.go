@@ -149,7 +149,7 @@ The file is replaced atomically: a crash leaves the old file or the new one.
 			}
 			fmt.Fprintf(out, "subject:       %s\n", client.Subject())
 			if m := f.Find(client.ID).CertificateMethod(); m != "" { // validated by WriteFile
-				fmt.Fprintf(out, "auth method:   %s; the client's tokens are bound to its certificate\n", m)
+				fmt.Fprintf(out, "auth method:   %s; the tokens it fetches by its certificate are bound to it\n", m)
 			}
 			switch {
 			case keyed:
