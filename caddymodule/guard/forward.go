@@ -86,6 +86,7 @@ func NewForwarder(o ForwardOptions) *Forwarder {
 	if o.IdentityHeaders == nil {
 		o.IdentityHeaders = defaultIdentityHeaders
 	}
+	o.CertificateHeader = textproto.CanonicalMIMEHeaderKey(o.CertificateHeader)
 	f := &Forwarder{opts: o}
 	for i, field := range IdentityFields {
 		if name := o.IdentityHeaders[field]; name != "" {
@@ -108,9 +109,11 @@ func (f *Forwarder) Forward(r *http.Request, d *Decision) Identity {
 	// A DPoP proof is spent here (its jti is remembered) and names this
 	// gateway's URL: it is of no use to the backend, even with
 	// KeepAuthorization, and goes no further.
-	r.Header.Del("DPoP")
+	// By their canonical names: Del would canonicalize "DPoP" anew, an
+	// allocation on every request.
+	delete(r.Header, "Dpop")
 	if f.opts.CertificateHeader != "" {
-		r.Header.Del(f.opts.CertificateHeader)
+		delete(r.Header, f.opts.CertificateHeader)
 	}
 	if !f.opts.KeepAuthorization {
 		r.Header.Del("Authorization")
