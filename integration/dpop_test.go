@@ -217,13 +217,14 @@ func urlOf(t *testing.T, p string) string    { return claimsOf(t, p)["htu"].(str
 // openid-client 6, unmodified, makes its own DPoP key, gets a DPoP-bound
 // token with it and calls the guard with fetchProtectedResource; with
 // server nonces on, it retries once with the nonce the guard hands out.
+// Over TLS, as it insists on: every proof names an https URL.
 func TestDPoP_NodeOpenIDClientGetsABoundTokenAndCallsTheGuardWithItsProofs(t *testing.T) {
 	t.Parallel()
 	node := nodeClients(t)
 	for _, nonce := range []bool{false, true} {
 		t.Run(map[bool]string{false: "without nonces", true: "with server nonces"}[nonce], func(t *testing.T) {
 			t.Parallel()
-			var cfg envConfig
+			cfg := envConfig{tls: true}
 			if nonce {
 				cfg.guardOptions = "dpop_nonce"
 			}
@@ -235,6 +236,7 @@ func TestDPoP_NodeOpenIDClientGetsABoundTokenAndCallsTheGuardWithItsProofs(t *te
 				"AUTH=basic",
 				"DPOP=ES256",
 				"RESOURCE_URL=" + e.base + "/http/flow",
+				"NODE_EXTRA_CA_CERTS=" + e.caFile,
 			}, filepath.Join(nodeClientsDir, "openid-client.mjs"))
 			e.backend.wantRequests(t, seenAs(http.MethodGet, "/http/flow", e.A, roleMessaging))
 			lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
@@ -243,7 +245,8 @@ func TestDPoP_NodeOpenIDClientGetsABoundTokenAndCallsTheGuardWithItsProofs(t *te
 				TokenRequest struct {
 					DPoPProof bool `json:"dpop_proof"`
 				} `json:"token_request"`
-				Advertised []string `json:"dpop_algs_advertised"`
+				Advertised []string                         `json:"dpop_algs_advertised"`
+				Proofs     []struct{ URL, HTM, HTU string } `json:"dpop_proofs"`
 			}
 			if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jerr != nil || err != nil || !res.OK {
 				t.Fatalf("openid-client.mjs: %v (decoding its output: %v)\nstdout:\n%s\nstderr:\n%s", err, jerr, stdout, stderr)
@@ -257,6 +260,19 @@ func TestDPoP_NodeOpenIDClientGetsABoundTokenAndCallsTheGuardWithItsProofs(t *te
 			}
 			if len(res.Advertised) == 0 {
 				t.Error("the metadata advertised no dpop_signing_alg_values_supported")
+			}
+			// htu is the URL as the client addressed it, https and all: the
+			// token endpoint's is the issuer's, the guard's the resource.
+			want := map[string]string{http.MethodPost: e.issuer + tokenPath, http.MethodGet: e.base + "/http/flow"}
+			seen := map[string]int{}
+			for _, p := range res.Proofs {
+				seen[p.HTM]++
+				if !strings.HasPrefix(p.HTU, "https://127.0.0.1:") || p.HTU != want[p.HTM] {
+					t.Errorf("a proof for %s %s has htu %q, want %q", p.HTM, p.URL, p.HTU, want[p.HTM])
+				}
+			}
+			if seen[http.MethodPost] == 0 || seen[http.MethodGet] == 0 {
+				t.Errorf("proofs %+v: want one for the token request and one for the call at least", res.Proofs)
 			}
 			if res.Status != http.StatusOK || res.Body.Flow != "/http/flow" {
 				t.Errorf("GET /http/flow: status %d, body %+v", res.Status, res.Body)

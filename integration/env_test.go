@@ -8,6 +8,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
@@ -30,6 +32,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/oauthgate/oauthgate/caddymodule/clientcert/certtest"
 )
 
 // Endpoints of the gateway.
@@ -69,7 +73,7 @@ const policyRules = `rules:
     public: true
 `
 
-// caddyfileTemplate is the gateway configuration: directory, gateway port,
+// caddyfileTemplate is the gateway configuration: directory, site address,
 // backend address, the values for the global oauth block, the admin
 // listener, any further oauth options, guard options, global options,
 // site directives, the issuer and the storage directory.
@@ -87,7 +91,7 @@ const caddyfileTemplate = `{
 	}
 }
 
-http://127.0.0.1:%[2]s {
+%[2]s {
 	%[9]s
 	oauth_server
 	oauth_guard /http/* {
@@ -135,11 +139,14 @@ type env struct {
 	backend    *backend
 	gateway    *process
 	gatewayLog *lineLog // output of all gateway runs, for diagnostics
-	base       string   // http://127.0.0.1:PORT
+	base       string   // http://127.0.0.1:PORT, https with envConfig.tls
 	issuer     string   // base, or the first instance's base for a peer
 	admin      string   // the admin API's host:port, if envConfig.admin
-	http       *http.Client
-	cfg        envConfig
+	// caFile is, with envConfig.tls, the PEM of the CA of the gateway's
+	// certificate, for the clients a test runs to trust.
+	caFile string
+	http   *http.Client
+	cfg    envConfig
 }
 
 // newEnv registers clients A, B and extra, writes the policy and the
@@ -164,6 +171,12 @@ type envConfig struct {
 	// environ is more NAME=value variables for the caddy processes, e.g.
 	// OTEL_* for Caddy's tracing.
 	environ []string
+	// tls serves HTTPS instead of plain http, as a deployment does, with a
+	// certificate for 127.0.0.1 of a CA the test makes: base and issuer
+	// are https, e.http trusts that CA alone and caFile holds it for the
+	// clients a test runs. For the tests of clients that insist on
+	// https; the others stay on plain http, which is quicker.
+	tls bool
 }
 
 // newEnvConfig is newEnv with a varied configuration.
@@ -178,8 +191,12 @@ func newEnvConfig(t *testing.T, cfg envConfig, extra ...clientSpec) *env {
 		caddyEnv:    append(caddyEnviron(t, dir), cfg.environ...),
 		clients:     make(map[string]client),
 		gatewayLog:  newLineLog(),
-		http:        newHTTPClient(),
+		http:        newHTTPClient(nil),
 		cfg:         cfg,
+	}
+	if cfg.tls {
+		e.caFile = filepath.Join(dir, serverCAFile)
+		e.http = newHTTPClient(clientTLS(serveTLS(t, dir), nil))
 	}
 
 	specs := append([]clientSpec{specA, specB}, extra...)
@@ -227,15 +244,58 @@ func (e *env) writeCaddyfile(t *testing.T, issuer string) {
 	if e.caddyfile == "" {
 		e.caddyfile = filepath.Join(e.dir, "Caddyfile."+port)
 	}
-	e.base = "http://127.0.0.1:" + port
+	site, global, directives := "http://127.0.0.1:"+port, e.cfg.global, e.cfg.site
+	e.base = site
+	if e.cfg.tls {
+		// No host in the address, as in mtlsCaddyfile: clients of
+		// 127.0.0.1 send no SNI for a site's TLS policy to match on.
+		// disable_redirects: no HTTP listener on port 80.
+		site, e.base = "https://:"+port, "https://127.0.0.1:"+port
+		global = "auto_https disable_redirects\n\t" + global
+		directives = fmt.Sprintf("tls %s %s\n\t%s", filepath.Join(e.dir, serverCertFile), filepath.Join(e.dir, serverKeyFile), directives)
+	}
 	e.issuer = cmp.Or(issuer, e.base)
 	admin := "off"
 	if e.cfg.admin {
 		e.admin = "127.0.0.1:" + freePort(t)
 		admin = e.admin
 	}
-	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, e.dir, port, e.backend.addr, leeway, admin,
-		e.cfg.oauthOptions, e.cfg.guardOptions, e.cfg.global, e.cfg.site, e.issuer, e.storage))
+	writeFile(t, e.caddyfile, fmt.Sprintf(caddyfileTemplate, e.dir, site, e.backend.addr, leeway, admin,
+		e.cfg.oauthOptions, e.cfg.guardOptions, global, directives, e.issuer, e.storage))
+}
+
+// The files serveTLS writes into a test's directory.
+const (
+	serverCertFile = "server.pem"
+	serverKeyFile  = "server-key.pem"
+	serverCAFile   = "server-ca.pem"
+)
+
+// serveTLS makes a CA and a server certificate of it for 127.0.0.1 (an
+// IP SAN: clients of an IP address check it there), writes the
+// certificate and its key into dir for Caddy's tls directive and the CA
+// for the clients a test runs, and returns the CA. Nothing of it outlives
+// the test.
+func serveTLS(t *testing.T, dir string) *certtest.Cert {
+	t.Helper()
+	ca := certtest.NewCA(t, "gateway server CA")
+	server := ca.Issue(t, certtest.Options{Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	writeFile(t, filepath.Join(dir, serverCertFile), string(server.CertPEM))
+	writeFile(t, filepath.Join(dir, serverKeyFile), string(server.KeyPEM))
+	writeFile(t, filepath.Join(dir, serverCAFile), string(ca.CertPEM))
+	return ca
+}
+
+// clientTLS is the TLS configuration of a client that trusts ca alone
+// and presents cert (nil: none).
+func clientTLS(ca, cert *certtest.Cert) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Leaf)
+	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{cert.TLS}
+	}
+	return cfg
 }
 
 // peer starts another instance of e's gateway, as a fleet behind one
@@ -749,11 +809,14 @@ type response struct {
 	body   []byte
 }
 
-func newHTTPClient() *http.Client {
+// newHTTPClient is the harness's HTTP client; tlsConfig, if not nil, is
+// its TLS configuration for https (see clientTLS).
+func newHTTPClient(tlsConfig *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: recording{&http.Transport{
-			Proxy: nil, // never send 127.0.0.1 traffic to a proxy from the environment
+			Proxy:           nil, // never send 127.0.0.1 traffic to a proxy from the environment
+			TLSClientConfig: tlsConfig,
 			// A fresh connection per request: the gateway restarts in some
 			// tests, and a pooled connection to the old process would fail.
 			DisableKeepAlives: true,

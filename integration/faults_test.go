@@ -112,7 +112,7 @@ func newTraffic(probes []probe) *traffic {
 		// The harness's client: a fresh connection per request, and every
 		// Authorization value and token recorded for the log hygiene
 		// check.
-		hc:      newHTTPClient(),
+		hc:      newHTTPClient(nil),
 		probes:  probes,
 		counts:  map[string]map[int]int{},
 		dropped: map[string]int{},

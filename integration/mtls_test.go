@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -118,15 +115,12 @@ func erpName() pkix.Name {
 func newMTLSEnv(t *testing.T) *mtlsEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &mtlsEnv{dir: dir, gatewayLog: newLineLog(), http: newHTTPClient()}
+	e := &mtlsEnv{dir: dir, gatewayLog: newLineLog(), http: newHTTPClient(nil)}
 	environ := caddyEnviron(t, dir)
-	e.serverCA = certtest.NewCA(t, "gateway server CA")
-	server := e.serverCA.Issue(t, certtest.Options{Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	e.serverCA = serveTLS(t, dir)
 	e.clientCA = certtest.NewCA(t, "sender client CA")
 	e.erpCert = e.clientCA.Issue(t, certtest.Options{Subject: erpName()})
 	e.edgeCert = certtest.SelfSigned(t, certtest.Options{Subject: pkix.Name{CommonName: "edge"}})
-	writeFile(t, filepath.Join(dir, "server.pem"), string(server.CertPEM))
-	writeFile(t, filepath.Join(dir, "server-key.pem"), string(server.KeyPEM))
 	writeFile(t, filepath.Join(dir, "client-ca.pem"), string(e.clientCA.CertPEM))
 	writeFile(t, filepath.Join(dir, "edge.pem"), string(e.edgeCert.CertPEM))
 
@@ -186,19 +180,10 @@ func addCertClient(t *testing.T, environ []string, file string, args ...string) 
 	return client{Name: args[slices.Index(args, "--name")+1], ID: string(id[1]), Subject: "oauth_client_" + string(id[1])}
 }
 
-// tlsClient is an HTTP client that trusts the gateway's CA and presents
-// cert (nil: none), on a fresh connection per request like newHTTPClient.
+// tlsClient is the harness's HTTP client, trusting the gateway's CA and
+// presenting cert (nil: none).
 func (e *mtlsEnv) tlsClient(cert *certtest.Cert) *http.Client {
-	roots := x509.NewCertPool()
-	roots.AddCert(e.serverCA.Leaf)
-	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{cert.TLS}
-	}
-	return &http.Client{
-		Timeout:   requestTimeout,
-		Transport: recording{&http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: cfg}},
-	}
+	return newHTTPClient(clientTLS(e.serverCA, cert))
 }
 
 // tokenFor asks base's token endpoint for a token in SAP's form with
@@ -263,13 +248,12 @@ func TestMTLS_CurlGetsACertificateBoundTokenTheSAPWay(t *testing.T) {
 	e := newMTLSEnv(t)
 	writeFile(t, filepath.Join(e.dir, "erp.pem"), string(e.erpCert.CertPEM))
 	writeFile(t, filepath.Join(e.dir, "erp-key.pem"), string(e.erpCert.KeyPEM))
-	writeFile(t, filepath.Join(e.dir, "server-ca.pem"), string(e.serverCA.CertPEM))
 	run := func(args ...string) []byte {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, curl, append([]string{"-sS", "--noproxy", "*", "--max-time", "10",
-			"--cacert", filepath.Join(e.dir, "server-ca.pem")}, args...)...)
+			"--cacert", filepath.Join(e.dir, serverCAFile)}, args...)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

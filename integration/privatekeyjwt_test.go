@@ -151,11 +151,12 @@ func (e *env) tokenRequestAt(t *testing.T, base string, form url.Values) respons
 }
 
 // Node's openid-client 6 signs its own assertion (aud: the issuer) with
-// client.PrivateKeyJwt, and its token opens the flow.
+// client.PrivateKeyJwt, and its token opens the flow; over TLS, as it
+// insists on.
 func TestPrivateKeyJWT_NodeOpenIDClient(t *testing.T) {
 	t.Parallel()
 	node := nodeClients(t)
-	e := newEnv(t)
+	e := newEnvConfig(t, envConfig{tls: true})
 	c := e.addKeyClient(t, "sender-node-keys", roleMessaging)
 	jwk, _ := json.Marshal(publicJWK(c.key, c.kid, true))
 	stdout, stderr, err := node.run(t, []string{
@@ -164,6 +165,7 @@ func TestPrivateKeyJWT_NodeOpenIDClient(t *testing.T) {
 		"CLIENT_PRIVATE_JWK=" + string(jwk),
 		"AUTH=private_key_jwt",
 		"RESOURCE_URL=" + e.base + "/http/flow",
+		"NODE_EXTRA_CA_CERTS=" + e.caFile,
 	}, filepath.Join(nodeClientsDir, "openid-client.mjs"))
 	e.backend.wantRequests(t, seenAs(http.MethodGet, "/http/flow", c.client, roleMessaging))
 	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
@@ -186,6 +188,9 @@ func TestPrivateKeyJWT_NodeOpenIDClient(t *testing.T) {
 	if res.Method != "private_key_jwt" {
 		t.Errorf("method = %q", res.Method)
 	}
+	if res.Issuer != e.issuer || !strings.HasPrefix(res.Issuer, "https://") {
+		t.Errorf("discovered issuer %q, want %q", res.Issuer, e.issuer)
+	}
 }
 
 // pythonAuthlib is /usr/bin/python3 if it has Authlib and Requests.
@@ -204,11 +209,11 @@ func pythonAuthlib(t *testing.T) string {
 
 // Python's Authlib 1.2 (Debian's) signs its assertion (aud: the token
 // endpoint) with PrivateKeyJWT in an OAuth2Session, and its token opens
-// the flow.
+// the flow; over TLS, which Requests verifies against the test's CA.
 func TestPrivateKeyJWT_PythonAuthlib(t *testing.T) {
 	t.Parallel()
 	python := pythonAuthlib(t)
-	e := newEnv(t)
+	e := newEnvConfig(t, envConfig{tls: true})
 	c := e.addKeyClient(t, "sender-python-keys", roleMessaging)
 	der, err := x509.MarshalPKCS8PrivateKey(c.key)
 	if err != nil {
@@ -222,6 +227,7 @@ func TestPrivateKeyJWT_PythonAuthlib(t *testing.T) {
 		"CLIENT_ID="+c.ID,
 		"CLIENT_KEY_PEM="+string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		"RESOURCE_URL="+e.base+"/http/flow",
+		"REQUESTS_CA_BUNDLE="+e.caFile,
 		"NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -10,6 +10,8 @@ Environment:
   CLIENT_ID        client ID from `caddy oauth client add --jwks`
   CLIENT_KEY_PEM   its private key (EC P-256, PEM), signed with ES256
   RESOURCE_URL     protected endpoint to GET with the token
+  REQUESTS_CA_BUNDLE  Requests' own: the CA file that an https gateway's
+                   certificate chains to, e.g. the test's CA
 
 Authlib 1.2 makes its assertion's exp an hour ahead unless told, more than
 the gateway's 5 minutes; the claims parameter sets it to one minute. It

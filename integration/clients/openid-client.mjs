@@ -5,7 +5,10 @@
 // resource with it.
 //
 // Environment:
-//   ISSUER         the gateway's issuer, e.g. http://127.0.0.1:8080
+//   ISSUER         the gateway's issuer, e.g. https://127.0.0.1:8443; Node
+//                  must trust its certificate (NODE_EXTRA_CA_CERTS for a
+//                  test CA). Only an http issuer (the plain-http loopback
+//                  gateway of most tests) lets openid-client use plain http
 //   CLIENT_ID      client ID from `caddy oauth client add`
 //   CLIENT_SECRET  its secret (basic and post)
 //   CLIENT_PRIVATE_JWK  its private key as a JWK with "kid" (private_key_jwt);
@@ -18,7 +21,8 @@
 //                  DPoP key of its own (RFC 9449), gets a DPoP-bound token
 //                  with openid-client's DPoP support, and calls the resource
 //                  with fetchProtectedResource, which signs a proof for the
-//                  request (and retries once with a server nonce)
+//                  request (and retries once with a server nonce); the htm
+//                  and htu of every proof it sent are printed
 //
 // Prints one JSON line describing the outcome (never the token or the
 // secret) and exits 0 only if every step succeeded: 1 on any failure, 2 on
@@ -93,6 +97,16 @@ function recordTokenRequest(url, options) {
   };
 }
 
+// The htm and htu of every DPoP proof the library sent, not the proof
+// itself (a credential until it expires), so the caller can check that
+// htu names the URL as the gateway sees it, scheme included.
+function recordDPoPProof(url, options) {
+  const proof = new Headers(options?.headers).get('dpop');
+  if (!proof) return;
+  const { htm, htu } = JSON.parse(Buffer.from(proof.split('.')[1], 'base64url').toString());
+  (out.dpop_proofs ??= []).push({ url: String(url), htm, htu });
+}
+
 try {
   const config = await client.discovery(
     new URL(issuer),
@@ -101,7 +115,8 @@ try {
     await method(),
     {
       algorithm: 'oauth2', // RFC 8414: /.well-known/oauth-authorization-server
-      execute: [client.allowInsecureRequests], // the test gateway is plain http on 127.0.0.1
+      // Only a plain http issuer gets plain http; an https one, https alone.
+      execute: new URL(issuer).protocol === 'http:' ? [client.allowInsecureRequests] : [],
       timeout,
     },
   );
@@ -111,6 +126,7 @@ try {
 
   config[client.customFetch] = (url, options) => {
     if (String(url) === md.token_endpoint) recordTokenRequest(url, options);
+    recordDPoPProof(url, options);
     return fetch(url, options);
   };
 
