@@ -261,15 +261,11 @@ func (s *OAuthServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_assertion_lifetime":
-			var val string
-			if !d.Args(&val) || d.NextArg() {
-				return d.ArgErr()
+			v, err := positiveDuration(d)
+			if err != nil {
+				return err
 			}
-			v, err := caddy.ParseDuration(val)
-			if err != nil || v <= 0 {
-				return d.Errf("max_assertion_lifetime %q: want a positive duration", val)
-			}
-			s.MaxAssertionLifetime = caddy.Duration(v)
+			s.MaxAssertionLifetime = v
 		case "dpop_algorithms":
 			if s.DPoPAlgorithms = d.RemainingArgs(); len(s.DPoPAlgorithms) == 0 {
 				return d.ArgErr()

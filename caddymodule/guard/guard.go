@@ -144,7 +144,9 @@ func (g *Guard) Decide(r *http.Request, d *Decision) {
 	}
 	token, oerr := g.token(r)
 	if oerr != nil {
-		if oerr.Code == "" {
+		if oerr.Code == "" && g.DPoP == nil {
+			// With DPoP checked, offerDPoP challenges every request
+			// without a token; without, only a rule that takes DPoP does.
 			g.dpopChallenge(d.Rule, oerr)
 		}
 		d.Err = oerr
