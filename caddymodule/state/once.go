@@ -1,7 +1,6 @@
 package state
 
 import (
-	"container/heap"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -35,15 +34,25 @@ var ErrOnceFull = errors.New("the one-time identifier table is full")
 // MemoryOnce is a Once kept in this process's memory, bounded: it holds
 // at most max live identifiers (about 100 bytes each), as SHA-256
 // digests, so that a long identifier costs no more than a short one.
+//
+// Nothing in it holds a pointer (expiries are Unix nanoseconds, not
+// time.Time, whose location is one), so the garbage collector never
+// scans it: a DPoP proof per request fills it with hundreds of thousands
+// of entries, which the collector would otherwise mark on every cycle.
 type MemoryOnce struct {
 	mu   sync.Mutex
 	max  int
 	now  func() time.Time
-	seen map[digest]time.Time
-	ends ends // the same identifiers, soonest to expire first
+	seen map[digest]int64 // identifier → expiry
+	ends []end            // the same identifiers, a min-heap by expiry
 }
 
 type digest = [sha256.Size]byte
+
+type end struct {
+	exp int64 // Unix nanoseconds
+	k   digest
+}
 
 // DefaultOnceSize bounds a MemoryOnce made with size 0: a million
 // identifiers (about 100 MB), 16,000 a second over a minute's window.
@@ -58,7 +67,7 @@ func NewMemoryOnce(size int, now func() time.Time) *MemoryOnce {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryOnce{max: size, now: now, seen: map[digest]time.Time{}}
+	return &MemoryOnce{max: size, now: now, seen: map[digest]int64{}}
 }
 
 // First implements Once. Identifiers that have expired are dropped as
@@ -66,26 +75,26 @@ func NewMemoryOnce(size int, now func() time.Time) *MemoryOnce {
 // the whole table.
 func (m *MemoryOnce) First(_ context.Context, kind, id string, exp time.Time) (bool, error) {
 	k := onceDigest(kind, id)
-	now := m.now()
+	now, until := m.now().UnixNano(), exp.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for len(m.ends) > 0 && !now.Before(m.ends[0].exp) {
-		e := heap.Pop(&m.ends).(end)
-		if until, ok := m.seen[e.k]; ok && !until.After(e.exp) {
+	for len(m.ends) > 0 && now >= m.ends[0].exp {
+		e := m.pop()
+		if u, ok := m.seen[e.k]; ok && u <= e.exp {
 			delete(m.seen, e.k)
 		}
 	}
-	if until, ok := m.seen[k]; ok && now.Before(until) {
+	if u, ok := m.seen[k]; ok && now < u {
 		return false, nil
 	}
-	if !now.Before(exp) {
+	if now >= until {
 		return true, nil // already over: nothing to remember
 	}
 	if len(m.seen) >= m.max {
 		return false, ErrOnceFull
 	}
-	m.seen[k] = exp
-	heap.Push(&m.ends, end{exp, k})
+	m.seen[k] = until
+	m.push(end{until, k})
 	return true, nil
 }
 
@@ -96,33 +105,50 @@ func (m *MemoryOnce) Len() int {
 	return len(m.seen)
 }
 
-type end struct {
-	exp time.Time
-	k   digest
+// push and pop keep ends a binary min-heap. They are written out rather
+// than container/heap's, whose interface boxes every entry in an
+// allocation of its own.
+func (m *MemoryOnce) push(e end) {
+	h := append(m.ends, e)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p].exp <= h[i].exp {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+	m.ends = h
 }
 
-// ends is a min-heap of expiries (container/heap).
-type ends []end
-
-func (h ends) Len() int           { return len(h) }
-func (h ends) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
-func (h ends) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *ends) Push(x any)        { *h = append(*h, x.(end)) }
-func (h *ends) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+func (m *MemoryOnce) pop() end {
+	h := m.ends
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && h[c+1].exp < h[c].exp {
+			c++
+		}
+		if h[i].exp <= h[c].exp {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	m.ends = h
+	return top
 }
 
 // onceDigest names id of kind: the kind's length first, so that no two
-// (kind, id) pairs read alike.
+// (kind, id) pairs read alike. An identifier of the usual size is
+// hashed from the stack.
 func onceDigest(kind, id string) digest {
-	h := sha256.New()
-	h.Write([]byte{byte(len(kind))})
-	h.Write([]byte(kind))
-	h.Write([]byte(id))
-	var d digest
-	h.Sum(d[:0])
-	return d
+	var buf [320]byte
+	return sha256.Sum256(append(append(append(buf[:0], byte(len(kind))), kind...), id...))
 }

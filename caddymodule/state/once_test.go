@@ -3,6 +3,8 @@ package state_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,66 @@ func BenchmarkMemoryOnce(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		_, _ = m.First(ctx, "dpop", ids[i&(len(ids)-1)], exp)
+		i++
+	}
+}
+
+func TestMemoryOnce_ForgetsEachIdentifierWhenItExpiresWhateverOrderTheyCameIn(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	m := state.NewMemoryOnce(0, func() time.Time { return now })
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	exps := make([]time.Duration, 2000)
+	for i := range exps {
+		exps[i] = time.Duration(1+rng.IntN(600)) * time.Second
+		if ok, err := m.First(ctx, "dpop", strconv.Itoa(i), start.Add(exps[i])); !ok || err != nil {
+			t.Fatalf("First(%d) = %v, %v; want a new identifier", i, ok, err)
+		}
+	}
+	for step := time.Duration(0); step <= 601*time.Second; step += 7 * time.Second {
+		now = start.Add(step)
+		live := 0
+		for _, e := range exps {
+			if e > step {
+				live++
+			}
+		}
+		// A call drops what has expired; an identifier of another kind
+		// is new and over at once, so it adds nothing.
+		if _, err := m.First(ctx, "probe", "x", now); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Len(); got != live {
+			t.Fatalf("after %v: Len = %d, want %d", step, got, live)
+		}
+		for i, e := range exps {
+			if ok, _ := m.First(ctx, "dpop", strconv.Itoa(i), start.Add(e)); ok != (e <= step) {
+				t.Fatalf("after %v: identifier %d (expiring after %v) new = %v", step, i, e, ok)
+			}
+		}
+	}
+}
+
+func BenchmarkMemoryOnceNew(b *testing.B) {
+	now := time.Now()
+	m := state.NewMemoryOnce(0, func() time.Time { return now })
+	ctx := context.Background()
+	exp := now.Add(time.Hour)
+	ids := make([]string, 1<<20)
+	for i := range ids {
+		ids[i] = "jkt-jkt-jkt-jkt-jkt-jkt-jkt-jkt-jkt-jkt-jkt\x00" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(ids) {
+			b.StopTimer()
+			m = state.NewMemoryOnce(0, func() time.Time { return now })
+			i = 0
+			b.StartTimer()
+		}
+		_, _ = m.First(ctx, "dpop", ids[i], exp)
 		i++
 	}
 }
