@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -444,6 +445,32 @@ func TestHeaderCache_StartsAgainWhenFull(t *testing.T) {
 		}
 		if h, ok := c.get(fmt.Sprint("segment ", i)); !ok || h.Kid != fmt.Sprint(i) {
 			t.Fatalf("the header just added is %+v, %v", h, ok)
+		}
+	}
+}
+
+func TestVerify_ClaimsOfACachingVerifierCarryTheirTokensHash(t *testing.T) {
+	set := keystest.NewSet(t)
+	tok, err := Mint(set.Signing(), validClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verifier(set)
+	c, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.TokenHash(); ok {
+		t.Error("a verifier without a cache computed no hash, yet TokenHash says it has one")
+	}
+	v.Cache = NewCache(0)
+	for i := range 3 { // the first verification, the second (kept), the cached one
+		c, err := v.Verify(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := c.TokenHash(); !ok || h != sha256.Sum256([]byte(tok)) {
+			t.Errorf("verification %d: TokenHash = %x, %v; want the token's SHA-256", i+1, h, ok)
 		}
 	}
 }

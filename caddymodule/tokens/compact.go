@@ -50,7 +50,7 @@ func decodeMembers(seg string) (map[string]string, error) {
 	}
 	m := make(map[string]string, len(members))
 	for _, mb := range members {
-		m[mb.name] = mb.value
+		m[mb.Name] = mb.Value
 	}
 	return m, nil
 }

@@ -25,7 +25,7 @@ const maxDepth = 8
 
 // decodeSegment base64url-decodes seg and strictly decodes the JSON
 // object in it (see checkObject).
-func decodeSegment(seg string, dst []member) ([]member, error) {
+func decodeSegment(seg string, dst []Member) ([]Member, error) {
 	data, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
 		return nil, errNotBase64
@@ -61,13 +61,6 @@ func (d *segmentDecoder) decode(seg string) ([]byte, error) {
 
 var errNotJSON = errors.New("not JSON")
 
-// member is a top-level member of a JSON object: its name, decoded, and
-// its value as it is in the JSON, valid and without surrounding space.
-type member struct {
-	name  string
-	value string
-}
-
 // checkObject verifies that data is one JSON object with no duplicate
 // member names at any level and no nesting deeper than maxDepth, and
 // returns its top-level members.
@@ -79,7 +72,7 @@ type member struct {
 // guard's work on a token apart from its signature.
 //
 // The members are appended to dst, whose room the caller may provide.
-func checkObject(data []byte, dst []member) ([]member, error) {
+func checkObject(data []byte, dst []Member) ([]Member, error) {
 	// RFC 8259 §8.1: JSON is UTF-8. encoding/json would read names that
 	// are not as U+FFFD, so two such names could be one to it and two to
 	// the duplicate check below.
@@ -100,8 +93,8 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 	var seen nameSet
 	valueStart := 0
 	endMember := func(end int) {
-		if n := len(members); n > 0 && members[n-1].value == "" {
-			members[n-1].value = strings.TrimSpace(text[valueStart:end])
+		if n := len(members); n > 0 && members[n-1].Value == "" {
+			members[n-1].Value = strings.TrimSpace(text[valueStart:end])
 		}
 	}
 	for i := 0; i < len(text); i++ {
@@ -154,7 +147,7 @@ func checkObject(data []byte, dst []member) ([]member, error) {
 				return nil, err
 			}
 			if len(stack) == 1 {
-				members = append(members, member{name: name})
+				members = append(members, Member{Name: name})
 			}
 		default:
 			if len(stack) == 0 && c > ' ' {
@@ -177,13 +170,13 @@ func unmarshal[T any](text string) (T, error) {
 }
 
 // A member whose value is null is absent, as encoding/json has it.
-func (m member) null() bool { return m.value == "null" }
+func (m Member) null() bool { return m.Value == "null" }
 
-func (m member) wrongType() error { return fmt.Errorf("%.32q has the wrong type", m.name) }
+func (m Member) wrongType() error { return fmt.Errorf("%.32q has the wrong type", m.Name) }
 
 // str decodes a string member into dst.
-func str(m member, dst *string) error {
-	v := m.value
+func str(m Member, dst *string) error {
+	v := m.Value
 	switch {
 	case m.null():
 		return nil
@@ -201,14 +194,14 @@ func str(m member, dst *string) error {
 }
 
 // stringArray decodes an array of strings into dst.
-func stringArray(m member, dst *[]string) error {
+func stringArray(m Member, dst *[]string) error {
 	if m.null() {
 		return nil
 	}
-	if m.value[0] != '[' {
+	if m.Value[0] != '[' {
 		return m.wrongType()
 	}
-	a, err := unmarshal[[]string](m.value)
+	a, err := unmarshal[[]string](m.Value)
 	if err != nil {
 		return m.wrongType()
 	}
@@ -296,8 +289,8 @@ func isASCII(s string) bool {
 // audience is "aud": a string or an array of strings (RFC 7519 §4.1.3).
 type audience []string
 
-func (a *audience) decode(m member) error {
-	if m.value[0] == '"' {
+func (a *audience) decode(m Member) error {
+	if m.Value[0] == '"' {
 		*a = audience{""}
 		return str(m, &(*a)[0])
 	}
@@ -309,8 +302,8 @@ func (a *audience) decode(m member) error {
 // XSUAA, Keycloak, Entra ID).
 type stringList []string
 
-func (l *stringList) decode(m member) error {
-	if m.value[0] == '"' {
+func (l *stringList) decode(m Member) error {
+	if m.Value[0] == '"' {
 		var s string
 		err := str(m, &s)
 		*l = strings.Fields(s)
@@ -334,15 +327,15 @@ type optionalDate struct {
 }
 
 // date decodes a NumericDate member; null is absent.
-func date(m member) (optionalDate, error) {
+func date(m Member) (optionalDate, error) {
 	// A string would fail to parse too, but say why: issuers that quote
 	// dates exist and are refused on purpose. json.Valid has vouched for
 	// the syntax, so ParseFloat sees a JSON number or a literal.
 	if m.null() {
 		return optionalDate{}, nil
 	}
-	f, err := strconv.ParseFloat(m.value, 64)
-	if m.value[0] == '"' || err != nil {
+	f, err := strconv.ParseFloat(m.Value, 64)
+	if m.Value[0] == '"' || err != nil {
 		return optionalDate{}, &dateError{"dates (exp, nbf, iat) must be JSON numbers"}
 	}
 	if math.IsNaN(f) || f < 0 || f > maxNumericDate {

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -57,7 +58,8 @@ type Claims struct {
 	// KeyID is not a claim: it names the key that verified the token.
 	KeyID string
 
-	derived atomic.Value // see Derived
+	derived   atomic.Value // see Derived
+	tokenHash digest       // see TokenHash; zero if not computed
 }
 
 // Confirmation is the "cnf" claim of a sender-constrained token (RFC
@@ -88,6 +90,14 @@ func (c *Claims) Derived() any { return c.derived.Load() }
 // SetDerived stores v for Derived. Every value stored on the same claims
 // must be of the same type.
 func (c *Claims) SetDerived(v any) { c.derived.Store(v) }
+
+// TokenHash returns the SHA-256 of the token the claims were verified
+// from, when the Verifier computed it (one with a Cache does, for every
+// token); ok is false otherwise. It is a DPoP proof's ath (RFC 9449
+// §4.2), which then need not be computed again on every request.
+func (c *Claims) TokenHash() (sum [sha256.Size]byte, ok bool) {
+	return c.tokenHash, c.tokenHash != digest{}
+}
 
 // MaxLength is the longest token Mint makes: what a guard accepts by
 // default. A token that long would be refused before it is read.
@@ -279,10 +289,10 @@ type header struct {
 }
 
 func (h *header) decode(data []byte) error {
-	var buf [8]member
+	var buf [8]Member
 	members, err := checkObject(data, buf[:0])
 	for _, m := range members {
-		switch m.name {
+		switch m.Name {
 		case "alg":
 			err = str(m, &h.Alg)
 		case "kid":
@@ -328,6 +338,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	c, k, final, err := v.verify(token)
 	switch {
 	case err == nil:
+		c.tokenHash = key
 		if v.Cache.admit(key) {
 			v.Cache.put(key, &cacheEntry{Claims: c, KeyID: k.ID, KeyPrint: k.Thumbprint(), Until: c.Expiry.Add(v.Leeway)})
 		}
@@ -507,10 +518,10 @@ type claimsJSON struct {
 }
 
 // decodeClaims decodes members into w.
-func (v *Verifier) decodeClaims(members []member, w *claimsJSON) error {
+func (v *Verifier) decodeClaims(members []Member, w *claimsJSON) error {
 	var err error
 	for _, m := range members {
-		switch m.name {
+		switch m.Name {
 		case "iss":
 			err = str(m, &w.Issuer)
 		case "sub":
@@ -556,7 +567,7 @@ func (v *Verifier) decodeClaims(members []member, w *claimsJSON) error {
 
 // checkClaims checks the decoded claims segment.
 func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
-	var buf [16]member
+	var buf [16]Member
 	members, err := checkObject(data, buf[:0])
 	var w claimsJSON
 	if err == nil {
@@ -591,8 +602,8 @@ func (v *Verifier) checkClaims(data []byte) (*Claims, error) {
 
 // confirmation decodes a "cnf" claim: an object with x5t#S256, jkt or
 // both, non-empty strings, and nothing else.
-func confirmation(m member, dst *Confirmation) error {
-	all, err := unmarshal[map[string]json.RawMessage](m.value)
+func confirmation(m Member, dst *Confirmation) error {
+	all, err := unmarshal[map[string]json.RawMessage](m.Value)
 	if err != nil || all == nil {
 		return m.wrongType()
 	}
@@ -659,7 +670,7 @@ func roles(data []byte, path string) ([]string, error) {
 		raw, ok = obj[rest]
 	}
 	var l stringList
-	if ok && l.decode(member{name: path, value: string(bytes.TrimSpace(raw))}) != nil {
+	if ok && l.decode(Member{Name: path, Value: string(bytes.TrimSpace(raw))}) != nil {
 		return nil, fail("token claim %q must be a string or an array of strings", path)
 	}
 	return l, nil
@@ -773,10 +784,10 @@ func PeekIssuer(token string) (iss string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	var buf [16]member
+	var buf [16]Member
 	members, err := decodeSegment(payload, buf[:0])
 	for _, m := range members {
-		if m.name == "iss" && err == nil {
+		if m.Name == "iss" && err == nil {
 			err = str(m, &iss)
 		}
 	}
