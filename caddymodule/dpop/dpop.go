@@ -114,35 +114,32 @@ type Verifier struct {
 	keys *keyCache
 }
 
-// keyCacheSize bounds the keys a Verifier keeps parsed: a client signs
-// every proof with the same key, and parsing its JWK costs about a fifth
-// of the signature check it precedes.
+// keyCacheSize bounds the headers a Verifier keeps: a client signs
+// every proof with the same key, so its proofs share one header, whose
+// decoding and key parsing cost about a fifth of the signature check
+// they precede.
 const keyCacheSize = 4096
 
-// keyCache holds the keys of proofs' jwk members by their exact JSON
-// text and algorithm: the same text and algorithm always parse to the
-// same key, so what is found is what parsing would have made. Full, it
-// is emptied, so that keys sent once cannot crowd it for good.
+// keyCache holds the key of each proof header that passed headerKey, by
+// the header segment's exact text: the same text always decodes to the
+// same header, and the same checks (one Verifier's) then find the same
+// key, so what is found is what decoding would have made. Full, it is
+// emptied, so that headers sent once cannot crowd it for good.
 type keyCache struct {
 	mu sync.Mutex
-	m  map[cacheKey]*keys.Key
+	m  map[string]*keys.Key
 }
 
-type cacheKey struct {
-	alg jwa.SignatureAlgorithm
-	jwk string
-}
-
-func (c *keyCache) get(alg jwa.SignatureAlgorithm, jwk string) *keys.Key {
+func (c *keyCache) get(seg string) *keys.Key {
 	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[cacheKey{alg, jwk}]
+	return c.m[seg]
 }
 
-func (c *keyCache) put(alg jwa.SignatureAlgorithm, jwk string, k *keys.Key) {
+func (c *keyCache) put(seg string, k *keys.Key) {
 	if c == nil {
 		return
 	}
@@ -151,7 +148,8 @@ func (c *keyCache) put(alg jwa.SignatureAlgorithm, jwk string, k *keys.Key) {
 	if len(c.m) >= keyCacheSize {
 		clear(c.m)
 	}
-	c.m[cacheKey{alg, strings.Clone(jwk)}] = k
+	// A copy: seg is part of a proof, which the cache must not keep alive.
+	c.m[strings.Clone(seg)] = k
 }
 
 // Request is what a proof must match.
@@ -163,8 +161,11 @@ type Request struct {
 	// normalization (RFC 9449 §4.3).
 	URLs []string
 	// AccessToken, when not "", is the token sent with the proof, whose
-	// hash the proof must carry (ath).
-	AccessToken string
+	// hash the proof must carry (ath). AccessTokenHash, if not zero, is
+	// its SHA-256, which the caller may know already
+	// (tokens.Claims.TokenHash).
+	AccessToken     string
+	AccessTokenHash [sha256.Size]byte
 	// JKT, when not "", is the thumbprint of the key the token is bound
 	// to: the proof must be signed by that key. It is checked before the
 	// jti is remembered, so that a thief with a token and a key of his
@@ -215,39 +216,45 @@ type Parsed struct {
 // Parse checks a proof's form and signature against the algorithm
 // allowlist algs; it reads nothing from the proof before the header has
 // passed and the signature holds.
-func Parse(proof string, algs []jwa.SignatureAlgorithm) (*Parsed, error) {
+func Parse(proof string, algs []jwa.SignatureAlgorithm) (Parsed, error) {
 	return parse(proof, algs, nil)
 }
 
-func parse(proof string, algs []jwa.SignatureAlgorithm, cache *keyCache) (*Parsed, error) {
+func parse(proof string, algs []jwa.SignatureAlgorithm, cache *keyCache) (Parsed, error) {
 	if len(proof) > MaxLength {
-		return nil, refuse("longer than %d bytes", MaxLength)
+		return Parsed{}, refuse("longer than %d bytes", MaxLength)
 	}
 	h, rest, ok1 := strings.Cut(proof, ".")
 	body, sig, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.Contains(sig, ".") {
-		return nil, refuse("not a compact JWS")
+		return Parsed{}, refuse("not a compact JWS")
 	}
-	hdr, err := tokens.DecodeObject(h)
+	key := cache.get(h)
+	if key == nil {
+		var err error
+		if key, err = headerKey(h, algs); err != nil {
+			return Parsed{}, err
+		}
+		cache.put(h, key)
+	}
+	// The signing input and the signature in one allocation: Key.Verify
+	// keeps neither, but its argument escapes all the same.
+	input := proof[:len(h)+1+len(body)]
+	buf := make([]byte, len(input)+base64.RawURLEncoding.DecodedLen(len(sig)))
+	copy(buf, input)
+	n, err := base64.RawURLEncoding.Strict().Decode(buf[len(input):], []byte(sig))
 	if err != nil {
-		return nil, refuse("header: %v", err)
+		return Parsed{}, refuse("signature is not base64url")
 	}
-	key, err := headerKey(hdr, algs, cache)
+	if !key.Verify(buf[:len(input)], buf[len(input):len(input)+n]) {
+		return Parsed{}, refuse("the signature does not verify with the proof's jwk")
+	}
+	var room [8]tokens.Member
+	claims, err := tokens.DecodeObject(room[:0], body)
 	if err != nil {
-		return nil, err
+		return Parsed{}, refuse("claims: %v", err)
 	}
-	rawSig, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if err != nil {
-		return nil, refuse("signature is not base64url")
-	}
-	if !key.Verify([]byte(proof[:len(h)+1+len(body)]), rawSig) {
-		return nil, refuse("the signature does not verify with the proof's jwk")
-	}
-	claims, err := tokens.DecodeObject(body)
-	if err != nil {
-		return nil, refuse("claims: %v", err)
-	}
-	p := &Parsed{JKT: key.Thumbprint()}
+	p := Parsed{JKT: key.Thumbprint()}
 	var haveIAT bool
 	for _, m := range claims {
 		var err error
@@ -266,27 +273,31 @@ func parse(proof string, algs []jwa.SignatureAlgorithm, cache *keyCache) (*Parse
 			p.IssuedAt, haveIAT, err = m.AsDate()
 		}
 		if err != nil {
-			return nil, refuse("claim %.16q: %v", m.Name, err)
+			return Parsed{}, refuse("claim %.16q: %v", m.Name, err)
 		}
 	}
 	switch {
 	case p.ID == "":
-		return nil, refuse(`no "jti"`)
+		return Parsed{}, refuse(`no "jti"`)
 	case len(p.ID) > maxJTI:
-		return nil, refuse(`"jti" is longer than %d bytes`, maxJTI)
+		return Parsed{}, refuse(`"jti" is longer than %d bytes`, maxJTI)
 	case p.Method == "":
-		return nil, refuse(`no "htm"`)
+		return Parsed{}, refuse(`no "htm"`)
 	case p.URL == "":
-		return nil, refuse(`no "htu"`)
+		return Parsed{}, refuse(`no "htu"`)
 	case !haveIAT:
-		return nil, refuse(`no "iat"`)
+		return Parsed{}, refuse(`no "iat"`)
 	}
 	return p, nil
 }
 
-// headerKey checks the header (typ, alg, jwk, no crit) and returns the
-// key that must have signed the proof.
-func headerKey(hdr []tokens.Member, algs []jwa.SignatureAlgorithm, cache *keyCache) (*keys.Key, error) {
+// headerKey decodes and checks the header segment seg (typ, alg, jwk, no
+// crit) and returns the key that must have signed the proof.
+func headerKey(seg string, algs []jwa.SignatureAlgorithm) (*keys.Key, error) {
+	hdr, err := tokens.DecodeObject(nil, seg)
+	if err != nil {
+		return nil, refuse("header: %v", err)
+	}
 	var typ, algName, rawJWK string
 	for _, m := range hdr {
 		var err error
@@ -319,14 +330,7 @@ func headerKey(hdr []tokens.Member, algs []jwa.SignatureAlgorithm, cache *keyCac
 	if rawJWK == "" || rawJWK == "null" || rawJWK[0] != '{' {
 		return nil, refuse(`header has no "jwk" object`)
 	}
-	if k := cache.get(alg, rawJWK); k != nil {
-		return k, nil
-	}
-	k, err := parseJWK(alg, rawJWK)
-	if err == nil {
-		cache.put(alg, rawJWK, k)
-	}
-	return k, err
+	return parseJWK(alg, rawJWK)
 }
 
 // parseJWK returns the key of a proof's jwk, for alg only.
@@ -374,11 +378,11 @@ var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // window, ath, nonce, and last that its jti was never seen before, so
 // that a proof refused for anything else costs no entry in the replay
 // store.
-func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proof, error) {
-	v.once.Do(func() { v.keys = &keyCache{m: map[cacheKey]*keys.Key{}} })
+func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (Proof, error) {
+	v.once.Do(func() { v.keys = &keyCache{m: map[string]*keys.Key{}} })
 	p, err := parse(proof, v.Algorithms, v.keys)
 	if err != nil {
-		return nil, err
+		return Proof{}, err
 	}
 	now := v.Clock()
 	maxAge := v.MaxAge
@@ -387,38 +391,72 @@ func (v *Verifier) Verify(ctx context.Context, proof string, req Request) (*Proo
 	}
 	switch {
 	case p.Method != req.Method:
-		return nil, refuse("htm %.16q is not the request's method %s", p.Method, req.Method)
+		return Proof{}, refuse("htm %.16q is not the request's method %s", p.Method, req.Method)
 	case !matchURL(p.URL, req.URLs):
-		return nil, refuse("htu is not this request's URL")
+		return Proof{}, refuse("htu is not this request's URL")
 	case p.IssuedAt.After(now.Add(v.Future)):
-		return nil, refuse("iat is in the future")
+		return Proof{}, refuse("iat is in the future")
 	case p.IssuedAt.Before(now.Add(-maxAge)):
-		return nil, refuse("iat is more than %s ago", maxAge)
+		return Proof{}, refuse("iat is more than %s ago", maxAge)
 	}
 	if req.AccessToken != "" {
-		sum := sha256.Sum256([]byte(req.AccessToken))
-		want := base64.RawURLEncoding.EncodeToString(sum[:])
 		if p.Hash == "" {
-			return nil, refuse(`no "ath": the proof must carry the hash of the access token`)
+			return Proof{}, refuse(`no "ath": the proof must carry the hash of the access token`)
 		}
-		if subtle.ConstantTimeCompare([]byte(p.Hash), []byte(want)) != 1 {
-			return nil, refuse(`"ath" is not the hash of this access token`)
+		if !matchesHash(p.Hash, req.AccessToken, req.AccessTokenHash) {
+			return Proof{}, refuse(`"ath" is not the hash of this access token`)
 		}
 	}
-	if req.JKT != "" && subtle.ConstantTimeCompare([]byte(p.JKT), []byte(req.JKT)) != 1 {
-		return nil, &Error{Reason: "signed by another key than the token is bound to", OtherKey: true}
+	if req.JKT != "" && !equal(p.JKT, req.JKT) {
+		return Proof{}, &Error{Reason: "signed by another key than the token is bound to", OtherKey: true}
 	}
 	if v.Nonces != nil && (p.Nonce == "" || !v.Nonces.Valid(p.Nonce, now)) {
-		return nil, &Error{Reason: "a fresh server nonce is required (DPoP-Nonce)", Nonce: true}
+		return Proof{}, &Error{Reason: "a fresh server nonce is required (DPoP-Nonce)", Nonce: true}
 	}
 	first, err := v.Once.First(ctx, "dpop", p.JKT+"\x00"+p.ID, p.IssuedAt.Add(maxAge+time.Second))
 	switch {
 	case err != nil:
-		return nil, &Error{Reason: "its jti cannot be checked for replay now", Unavailable: true, Err: err}
+		return Proof{}, &Error{Reason: "its jti cannot be checked for replay now", Unavailable: true, Err: err}
 	case !first:
-		return nil, refuse("jti was used before: a proof is good for one request")
+		return Proof{}, refuse("jti was used before: a proof is good for one request")
 	}
-	return &Proof{JKT: p.JKT, ID: p.ID}, nil
+	return Proof{JKT: p.JKT, ID: p.ID}, nil
+}
+
+// athLength is the length of an ath: a SHA-256 digest in unpadded
+// base64url.
+const athLength = (sha256.Size*8 + 5) / 6
+
+// matchesHash reports, in constant time, whether ath is the hash of
+// token (RFC 9449 §4.2), whose SHA-256 is sum unless sum is zero. Both
+// sides are built on the stack: a proof per request should cost the heap
+// nothing it need not.
+func matchesHash(ath, token string, sum [sha256.Size]byte) bool {
+	if len(ath) != athLength {
+		return false
+	}
+	if sum == ([sha256.Size]byte{}) {
+		var buf [2 << 10]byte
+		if len(token) <= len(buf) {
+			sum = sha256.Sum256(buf[:copy(buf[:], token)])
+		} else {
+			sum = sha256.Sum256([]byte(token))
+		}
+	}
+	var want, got [athLength]byte
+	base64.RawURLEncoding.Encode(want[:], sum[:])
+	copy(got[:], ath)
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// equal compares a with b in constant time, copying short ones (a jkt
+// is 43 characters) to the stack rather than to the heap.
+func equal(a, b string) bool {
+	var x, y [64]byte
+	if len(a) > len(x) || len(b) > len(y) {
+		return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+	}
+	return subtle.ConstantTimeCompare(x[:copy(x[:], a)], y[:copy(y[:], b)]) == 1
 }
 
 // Clock is the verifier's time: Now's, or time.Now's.
@@ -431,6 +469,14 @@ func (v *Verifier) Clock() time.Time {
 
 // matchURL reports whether htu names one of urls after normalization.
 func matchURL(htu string, urls []string) bool {
+	for _, u := range urls {
+		// The usual proof names the URL as the gateway rebuilds it:
+		// equal texts normalize alike, so one of them is parsed, not two.
+		if htu == u {
+			_, ok := NormalizeURL(u)
+			return ok
+		}
+	}
 	got, ok := NormalizeURL(htu)
 	if !ok {
 		return false

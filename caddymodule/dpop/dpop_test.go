@@ -3,6 +3,7 @@ package dpop_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -228,5 +229,33 @@ func TestVerify_AKeyParsedBeforeIsHeldToEachProofsAlgorithmAndSignature(t *testi
 	}
 	if _, err := v.Verify(context.Background(), k.Proof(dpoptest.Options{Method: "GET", URL: target}), req); err != nil {
 		t.Errorf("the same key again: %v", err)
+	}
+}
+
+func TestVerify_AthIsHeldToTheTokensHashWhetherTheCallerKnowsItOrNot(t *testing.T) {
+	k := dpoptest.NewKey("ES256")
+	for _, c := range []struct {
+		name, ath string
+		known     bool
+		ok        bool
+	}{
+		{"the token's hash, computed here", dpoptest.ATH("tok"), false, true},
+		{"the token's hash, known to the caller", dpoptest.ATH("tok"), true, true},
+		{"another token's hash, computed here", dpoptest.ATH("other"), false, false},
+		{"another token's hash, known to the caller", dpoptest.ATH("other"), true, false},
+		{"the hash with one more character", dpoptest.ATH("tok") + "A", true, false},
+		{"the hash with one character less", dpoptest.ATH("tok")[1:], true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			proof := k.Proof(dpoptest.Options{Method: "POST", URL: target, Claims: map[string]any{"ath": c.ath}})
+			req := dpop.Request{Method: "POST", URLs: []string{target}, AccessToken: "tok"}
+			if c.known {
+				req.AccessTokenHash = sha256.Sum256([]byte("tok"))
+			}
+			_, err := verifier(t).Verify(context.Background(), proof, req)
+			if (err == nil) != c.ok {
+				t.Errorf("Verify = %v, want accepted %v", err, c.ok)
+			}
+		})
 	}
 }

@@ -57,12 +57,14 @@ func (p *DPoPProofs) Check(r *http.Request, token string, c *tokens.Claims) *oau
 	case len(proofs) > 1:
 		return invalidProof("the request has more than one DPoP proof")
 	}
-	_, err := p.Verifier.Verify(r.Context(), proofs[0], dpop.Request{
-		Method: r.Method, URLs: []string{p.requestURL(r)}, AccessToken: token, JKT: c.Confirmation.JKT})
+	hash, _ := c.TokenHash()
+	_, err := p.Verifier.Verify(r.Context(), proofs[0], dpop.Request{Method: r.Method, URLs: []string{p.requestURL(r)},
+		AccessToken: token, AccessTokenHash: hash, JKT: c.Confirmation.JKT})
+	if err == nil {
+		return nil
+	}
 	var de *dpop.Error
 	switch {
-	case err == nil:
-		return nil
 	case !errors.As(err, &de):
 		return invalidProof("the DPoP proof is not valid")
 	case de.Unavailable:
