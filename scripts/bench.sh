@@ -810,6 +810,27 @@ report() {
 	}' "$runs"
 }
 
+# Issue 14, point 8, under load: the DPoP check's share of the gateway's
+# CPU profile and its signature check's share within it, times the
+# case's CPU time per request. Beside the difference of two noisy
+# medians above, this splits one run's own time.
+dpop_profile_line() {
+	local prof=bench-results/$stamp-guard-dpop-es256.cpu.pprof cpu shares
+	[[ -s $prof ]] || return 0
+	cpu=$(awk '$1 == "guard-dpop-es256" { print $2; exit }' <<<"$1")
+	shares=$(go tool pprof -top -cum -nodecount=100000 -focus='DPoPProofs..Check' bin/caddy "$prof" 2>/dev/null | awk '
+		{ gsub(/%/, "", $5) }
+		$6 == "github.com/oauthgate/oauthgate/caddymodule/guard.(*DPoPProofs).Check" { c = $5 }
+		$6 == "github.com/oauthgate/oauthgate/caddymodule/keys.(*Key).Verify" { s = $5 }
+		END { if (c != "" && s != "") print c, s }')
+	[[ -n $cpu && -n $shares ]] || return 0
+	awk -v cpu="$cpu" -v shares="$shares" 'BEGIN {
+		split(shares, x, " ")
+		printf "\nguard-dpop-es256 from its CPU profile (the extra run of the last round): the DPoP check %.1f%% of the gateway'"'"'s CPU, its signature check %.1f%%;\n", x[1], x[2]
+		printf "%-26s at %.1f us per request: the check %.1f us, of which the signature %.1f us and the rest %.1f us\n", "", cpu, cpu * x[1] / 100, cpu * x[2] / 100, cpu * (x[1] - x[2]) / 100
+	}'
+}
+
 go_rc=0
 go_out=$work/go-bench.txt
 if [[ ${BENCH_GO:-1} != 0 ]]; then
@@ -859,7 +880,11 @@ summary=$(
 	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "settings: duration=$duration warmup=$warmup rounds=$rounds threads=$threads connections=$conns distinct_tokens=$distinct memory_tokens=$memory_tokens cache_bound_mb=$cache_bound_mb scale=$scale scale_opaque=$scale_opaque scale_revoked=$scale_revoked scale_lookups=$scale_lookups"
 	echo
-	if [[ -s $runs ]]; then report; fi
+	if [[ -s $runs ]]; then
+		table=$(report)
+		printf '%s\n' "$table"
+		dpop_profile_line "$table"
+	fi
 	if [[ -n $condition_line ]]; then printf '\n%s\n' "$condition_line"; fi
 	if [[ -n $binding_line ]]; then printf '%s\n' "$binding_line"; fi
 	if [[ -n $memory_line ]]; then printf '\n%s\n' "$memory_line"; fi
