@@ -810,25 +810,34 @@ report() {
 	}' "$runs"
 }
 
-# Issue 14, point 8, under load: the DPoP check's share of the gateway's
-# CPU profile and its signature check's share within it, times the
-# case's CPU time per request. Beside the difference of two noisy
-# medians above, this splits one run's own time.
-dpop_profile_line() {
-	local prof=bench-results/$stamp-guard-dpop-es256.cpu.pprof cpu shares
-	[[ -s $prof ]] || return 0
-	cpu=$(awk '$1 == "guard-dpop-es256" { print $2; exit }' <<<"$1")
-	shares=$(go tool pprof -top -cum -nodecount=100000 -focus='DPoPProofs..Check' bin/caddy "$prof" 2>/dev/null | awk '
-		{ gsub(/%/, "", $5) }
-		$6 == "github.com/oauthgate/oauthgate/caddymodule/guard.(*DPoPProofs).Check" { c = $5 }
-		$6 == "github.com/oauthgate/oauthgate/caddymodule/keys.(*Key).Verify" { s = $5 }
-		END { if (c != "" && s != "") print c, s }')
-	[[ -n $cpu && -n $shares ]] || return 0
-	awk -v cpu="$cpu" -v shares="$shares" 'BEGIN {
-		split(shares, x, " ")
-		printf "\nguard-dpop-es256 from its CPU profile (the extra run of the last round): the DPoP check %.1f%% of the gateway'"'"'s CPU, its signature check %.1f%%;\n", x[1], x[2]
-		printf "%-26s at %.1f us per request: the check %.1f us, of which the signature %.1f us and the rest %.1f us\n", "", cpu, cpu * x[1] / 100, cpu * x[2] / 100, cpu * (x[1] - x[2]) / 100
-	}'
+# The guard's own work under load, from each guard case's CPU profile
+# (issue 16, point 3; issue 14, point 8): its handler's share of the
+# gateway's samples less the reverse proxy it calls, and within it the
+# signature checks and (for DPoP) the proof check, times the case's CPU
+# time per request. Beside the differences of medians above, which carry
+# the noise of two runs and a signature measured alone, this splits one
+# run's own time. The collector's background work is not in it.
+profile_split() {
+	local name prof cpu shares
+	for name in "${profiles[@]}"; do
+		[[ $name == guard-* ]] || continue
+		prof=bench-results/$stamp-$name.cpu.pprof
+		cpu=$(awk -v c="$name" '$1 == c { print $2; exit }' <<<"$1")
+		shares=$(go tool pprof -top -cum -nodecount=100000 bin/caddy "$prof" 2>/dev/null | awk '
+			{ gsub(/%/, "", $5) }
+			$6 == "github.com/oauthgate/oauthgate/caddymodule.(*OAuthGuard).ServeHTTP" { g = $5 }
+			$6 == "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy.(*Handler).ServeHTTP" { n = $5 }
+			$6 == "github.com/oauthgate/oauthgate/caddymodule/keys.(*Key).Verify" { s = $5 }
+			$6 == "github.com/oauthgate/oauthgate/caddymodule/guard.(*DPoPProofs).Check" { d = $5 }
+			END { if (g != "") print g, n + 0, s + 0, d + 0 }')
+		[[ -n $cpu && -n $shares ]] || continue
+		awk -v c="$name" -v cpu="$cpu" -v shares="$shares" 'BEGIN {
+			split(shares, x, " "); own = x[1] - x[2]; u = cpu / 100
+			line = sprintf("%-26s the guard'"'"'s own work %.1f us per request (%.1f%% of %.1f us), of which signature checks %.1f us", c, own * u, own, cpu, x[3] * u)
+			if (x[4] > 0) line = line sprintf(" and the DPoP proof check beyond its signature %.1f us", (x[4] - x[3]) * u)
+			printf "%s; the rest %.1f us\n", line, (own - (x[4] > 0 ? x[4] : x[3])) * u
+		}'
+	done
 }
 
 go_rc=0
@@ -883,7 +892,8 @@ summary=$(
 	if [[ -s $runs ]]; then
 		table=$(report)
 		printf '%s\n' "$table"
-		dpop_profile_line "$table"
+		split=$(profile_split "$table")
+		if [[ -n $split ]]; then printf '\nFrom the CPU profiles (the extra run of the last round; go tool pprof -top -cum):\n%s\n' "$split"; fi
 	fi
 	if [[ -n $condition_line ]]; then printf '\n%s\n' "$condition_line"; fi
 	if [[ -n $binding_line ]]; then printf '%s\n' "$binding_line"; fi
