@@ -16,15 +16,21 @@ import (
 // request with Basic credentials and a DPoP proof for the token endpoint.
 func (e *env) dpopToken(t *testing.T, c client, key *dpoptest.Key) string {
 	t.Helper()
-	r := e.dpopTokenRequest(t, c, key.Proof(dpoptest.Options{Method: http.MethodPost, URL: e.issuer + tokenPath}))
+	return tokenOfType(t, e.dpopTokenRequest(t, c, key.Proof(dpoptest.Options{Method: http.MethodPost, URL: e.issuer + tokenPath})), "DPoP")
+}
+
+// tokenOfType is the access token of a successful token response whose
+// token_type is want.
+func tokenOfType(t *testing.T, r response, want string) string {
+	t.Helper()
 	r.wantStatus(t, http.StatusOK)
 	var tok struct {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`
 	}
 	r.decode(t, &tok)
-	if tok.TokenType != "DPoP" {
-		t.Fatalf("token_type = %q, want DPoP", tok.TokenType)
+	if tok.TokenType != want {
+		t.Fatalf("token_type = %q, want %s", tok.TokenType, want)
 	}
 	sensitive.add(kindToken, tok.AccessToken)
 	return tok.AccessToken

@@ -738,18 +738,8 @@ var (
 // returns the client it printed, checking the printed form on the way.
 func addClient(t *testing.T, environ []string, file string, args ...string) client {
 	t.Helper()
+	out, _ := runClientAdd(t, environ, file, args...)
 	args = append([]string{"oauth", "client", "add", "--clients", file}, args...)
-	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBin, args...)
-	cmd.Env = environ
-	cmd.Dir = filepath.Dir(file)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("caddy %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, &stdout, &stderr)
-	}
-	out := stdout.String()
 	field := func(re *regexp.Regexp, name string) string {
 		t.Helper()
 		m := re.FindStringSubmatch(out)
@@ -774,6 +764,24 @@ func addClient(t *testing.T, environ []string, file string, args ...string) clie
 	}
 	sensitive.add(kindSecret, c.Secret)
 	return c
+}
+
+// runClientAdd runs `caddy oauth client add --clients file ARGS...` in
+// file's directory and returns what it printed; a failure ends the test.
+func runClientAdd(t *testing.T, environ []string, file string, args ...string) (stdout, stderr string) {
+	t.Helper()
+	args = append([]string{"oauth", "client", "add", "--clients", file}, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caddyBin, args...)
+	cmd.Env = environ
+	cmd.Dir = filepath.Dir(file)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("caddy %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, &out, &errOut)
+	}
+	return out.String(), errOut.String()
 }
 
 // caddyEnviron is the environment of caddy processes: the test's own, with

@@ -161,23 +161,15 @@ func newMTLSEnv(t *testing.T) *mtlsEnv {
 // prints no secret.
 func addCertClient(t *testing.T, environ []string, file string, args ...string) client {
 	t.Helper()
-	args = append([]string{"oauth", "client", "add", "--clients", file}, args...)
-	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBin, args...)
-	cmd.Env = environ
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("caddy %s: %v\n%s", strings.Join(args, " "), err, out)
+	stdout, stderr := runClientAdd(t, environ, file, args...)
+	if out := stdout + stderr; clientSecretLine.MatchString(out) {
+		t.Fatalf("caddy oauth client add %s printed a secret for a certificate client:\n%s", strings.Join(args, " "), out)
 	}
-	if clientSecretLine.Match(out) {
-		t.Fatalf("caddy %s printed a secret for a certificate client:\n%s", strings.Join(args, " "), out)
-	}
-	id := clientIDLine.FindSubmatch(out)
+	id := clientIDLine.FindStringSubmatch(stdout)
 	if id == nil {
-		t.Fatalf("no client_id in:\n%s", out)
+		t.Fatalf("no client_id in:\n%s", stdout)
 	}
-	return client{Name: args[slices.Index(args, "--name")+1], ID: string(id[1]), Subject: "oauth_client_" + string(id[1])}
+	return client{Name: args[slices.Index(args, "--name")+1], ID: id[1], Subject: "oauth_client_" + id[1]}
 }
 
 // tlsClient is the harness's HTTP client, trusting the gateway's CA and
@@ -210,16 +202,7 @@ func (e *mtlsEnv) callWith(t *testing.T, hc *http.Client, base, path, token stri
 
 func accessToken(t *testing.T, r response) string {
 	t.Helper()
-	r.wantStatus(t, http.StatusOK)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		TokenType   string `json:"token_type"`
-	}
-	r.decode(t, &tok)
-	if tok.TokenType != "Bearer" {
-		t.Errorf("token_type %q, want Bearer (RFC 8705 §3)", tok.TokenType)
-	}
-	return tok.AccessToken
+	return tokenOfType(t, r, "Bearer") // RFC 8705 §3: a certificate-bound token is a Bearer token
 }
 
 // wantBoundTo checks the token's cnf x5t#S256 against cert.
